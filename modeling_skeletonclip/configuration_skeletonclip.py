@@ -1,0 +1,222 @@
+"""SkeletonCLIP model configuration: a composite of video-encoder, heatmap and text-encoder configs."""
+
+from huggingface_hub.dataclasses import strict
+from transformers import BertConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+from transformers.utils import logging
+
+from .pose_layouts import COCO17, get_layout
+
+
+logger = logging.get_logger(__name__)
+
+# The packaged default text encoder (all-MiniLM-L6-v2, a 6-layer BERT with hidden size 384).
+# Its architecture is the default `text_config`, so `SkeletonClipConfig()` describes the default model.
+DEFAULT_TEXT_ENCODER = "all-MiniLM-L6-v2"
+MINILM_L6_TEXT_CONFIG = {
+    "vocab_size": 30522,
+    "hidden_size": 384,
+    "num_hidden_layers": 6,
+    "num_attention_heads": 12,
+    "intermediate_size": 1536,
+    "hidden_act": "gelu",
+    "max_position_embeddings": 512,
+    "type_vocab_size": 2,
+    "layer_norm_eps": 1e-12,
+    "pad_token_id": 0,
+}
+
+OBJECTIVES = ("itc", "itc_itm", "itc_momentum", "pacl")
+CONV_IMPLS = ("conv3d", "fast")
+
+
+@strict
+class SkeletonClipVideoConfig(PreTrainedConfig):
+    r"""
+    Configuration of the PoseC3D ResNet3dSlowOnly heatmap encoder (SPEC §3). The defaults are the published
+    architecture: 1.99 M parameters, `[B, 17, 48, 56, 56] -> [B, 512, 24, 7, 7]`.
+
+    Args:
+        in_channels (`int`): heatmap channels (joints and/or limbs); the composite config keeps it in sync.
+        base_channels (`int`): stem output channels (32).
+        stage_blocks (`list[int]`): bottleneck blocks per stage (4, 6, 3).
+        stage_planes (`list[int]`): bottleneck widths per stage (32, 64, 128); outputs are `expansion` times that.
+        expansion (`int`): bottleneck expansion (4).
+        spatial_strides / temporal_strides (`list[int]`): stride of the first block of each stage.
+        inflate (`list[int]`): 1 where a stage's conv1 is 3x1x1 over time (stages 2-3), 0 for 1x1x1.
+        stem_kernel (`list[int]`): stem kernel (1, 7, 7).
+        batch_norm_eps / batch_norm_momentum (`float`): BatchNorm3d settings (torch defaults, as in pyskl).
+        zero_init_residual (`bool`): start each bottleneck's last BN at 0, so blocks begin as identities.
+        conv_impl (`str`): "conv3d" (the plain reference path) or "fast" (the same weights as 2D/1D convolutions).
+        classifier_dropout (`float`): dropout before the classification head of the PoseC3D baseline.
+    """
+
+    model_type = "skeleton_clip_video"
+    base_config_key = "video_config"
+
+    in_channels: int = 17
+    base_channels: int = 32
+    stage_blocks: list[int] | tuple[int, ...] = (4, 6, 3)
+    stage_planes: list[int] | tuple[int, ...] = (32, 64, 128)
+    expansion: int = 4
+    spatial_strides: list[int] | tuple[int, ...] = (2, 2, 2)
+    temporal_strides: list[int] | tuple[int, ...] = (1, 1, 2)
+    inflate: list[int] | tuple[int, ...] = (0, 1, 1)
+    stem_kernel: list[int] | tuple[int, ...] = (1, 7, 7)
+    batch_norm_eps: float = 1e-5
+    batch_norm_momentum: float = 0.1
+    zero_init_residual: bool = True
+    conv_impl: str = "conv3d"
+    classifier_dropout: float = 0.5
+
+    def __post_init__(self, **kwargs):
+        # JSON gives lists; keep one type so that a round trip compares equal.
+        for name in ("stage_blocks", "stage_planes", "spatial_strides", "temporal_strides", "inflate", "stem_kernel"):
+            setattr(self, name, [int(v) for v in getattr(self, name)])
+        super().__post_init__(**kwargs)
+
+    def validate_architecture(self):
+        n = len(self.stage_blocks)
+        for name in ("stage_planes", "spatial_strides", "temporal_strides", "inflate"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"`{name}` has {len(getattr(self, name))} entries but there are {n} stages.")
+        if len(self.stem_kernel) != 3:
+            raise ValueError(f"`stem_kernel` must be (t, h, w), got {self.stem_kernel}.")
+        if self.conv_impl not in CONV_IMPLS:
+            raise ValueError(f"`conv_impl` must be one of {CONV_IMPLS}, got {self.conv_impl!r}.")
+
+    @property
+    def out_channels(self) -> int:
+        return self.stage_planes[-1] * self.expansion
+
+
+@strict
+class SkeletonClipHeatmapConfig(PreTrainedConfig):
+    r"""
+    How keypoints become the heatmap volumes the video encoder reads (SPEC §2).
+
+    Args:
+        sigma (`float`): Gaussian width in pixels (0.6).
+        with_joints / with_limbs (`bool`): render joint channels, limb channels, or both (joints first).
+        use_score (`bool`): weight each Gaussian by the keypoint score.
+        train_size / eval_size (`list[int]`): (H, W) rendered in training (56x56) and in evaluation (64x64).
+        layout (`dict`): the joint layout: `num_joints`, `left_joints`, `right_joints`, `limbs` (COCO-17 default).
+    """
+
+    model_type = "skeleton_clip_heatmap"
+    base_config_key = "heatmap_config"
+
+    sigma: float = 0.6
+    with_joints: bool = True
+    with_limbs: bool = False
+    use_score: bool = True
+    train_size: list[int] | tuple[int, int] = (56, 56)
+    eval_size: list[int] | tuple[int, int] = (64, 64)
+    layout: dict | None = None
+
+    def __post_init__(self, **kwargs):
+        self.layout = get_layout(self.layout if self.layout is not None else COCO17).to_dict()
+        self.train_size = [int(v) for v in self.train_size]
+        self.eval_size = [int(v) for v in self.eval_size]
+        super().__post_init__(**kwargs)
+
+    def validate_architecture(self):
+        if not (self.with_joints or self.with_limbs):
+            raise ValueError("At least one of `with_joints` and `with_limbs` must be True.")
+        if self.sigma <= 0:
+            raise ValueError(f"`sigma` must be positive, got {self.sigma}.")
+        for name in ("train_size", "eval_size"):
+            if len(getattr(self, name)) != 2:
+                raise ValueError(f"`{name}` must be (H, W), got {getattr(self, name)}.")
+
+    @property
+    def joint_layout(self):
+        return get_layout(self.layout)
+
+    @property
+    def num_joints(self) -> int:
+        return self.layout["num_joints"]
+
+    @property
+    def num_channels(self) -> int:
+        return self.num_joints * self.with_joints + len(self.layout["limbs"]) * self.with_limbs
+
+
+@strict
+class SkeletonClipConfig(PreTrainedConfig):
+    r"""
+    [`SkeletonClipConfig`] holds a [`SkeletonClipVideoConfig`] (the PoseC3D SlowOnly encoder), a
+    [`SkeletonClipHeatmapConfig`] (how keypoints are rendered) and a [`BertConfig`] (the text encoder), plus the
+    projection heads, the temperature, the training objective and the class names.
+
+    Args:
+        video_config (`dict` or `SkeletonClipVideoConfig`, *optional*): the video encoder.
+        heatmap_config (`dict` or `SkeletonClipHeatmapConfig`, *optional*): the heatmap renderer.
+        text_config (`dict` or `BertConfig`, *optional*): the text encoder (default: all-MiniLM-L6-v2's architecture).
+        frame_embed_dim (`int`): per-frame feature size after `Linear(512, 768)` (SPEC §4).
+        projection_dim (`int`): joint embedding size (256).
+        temperature_init / temperature_min / temperature_max (`float`): learnable temperature, clamped each step.
+        text_template (`str`): how a class name becomes a text, e.g. "a person doing {}"; "{}" is the bare name.
+        text_max_length (`int`): token limit of class texts.
+        text_encoder_name_or_path (`str`): where the pretrained text encoder came from (informative; weights are
+            saved with the model).
+        objective (`str`): "itc" (contrastive, default), "itc_itm", "itc_momentum" or "pacl".
+
+    Example:
+
+    ```python
+    >>> from modeling_skeletonclip import SkeletonClipConfig, SkeletonClipModel
+    >>> config = SkeletonClipConfig(id2label={0: "drink water", 1: "eat meal/snack"})
+    >>> model = SkeletonClipModel(config)
+    ```
+    """
+
+    model_type = "skeleton_clip"
+    sub_configs_defaults = {
+        "video_config": SkeletonClipVideoConfig,
+        "heatmap_config": SkeletonClipHeatmapConfig,
+        "text_config": SubConfigSpec(config_class=BertConfig, init_kwargs=MINILM_L6_TEXT_CONFIG),
+    }
+
+    video_config: dict | SkeletonClipVideoConfig | None = None
+    heatmap_config: dict | SkeletonClipHeatmapConfig | None = None
+    text_config: dict | BertConfig | None = None
+    frame_embed_dim: int = 768
+    projection_dim: int = 256
+    temperature_init: float = 0.07
+    temperature_min: float = 0.001
+    temperature_max: float = 0.5
+    text_template: str = "{}"
+    text_max_length: int = 16
+    text_encoder_name_or_path: str | None = DEFAULT_TEXT_ENCODER
+    objective: str = "itc"
+    initializer_range: float = 0.02
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        # The encoder reads exactly what the renderer writes: keep the channel count in one place.
+        channels = self.heatmap_config.num_channels
+        if self.video_config.in_channels != channels:
+            self.video_config.in_channels = channels
+
+    def validate_architecture(self):
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"`objective` must be one of {OBJECTIVES}, got {self.objective!r}.")
+        if not 0 < self.temperature_min <= self.temperature_init <= self.temperature_max:
+            raise ValueError(
+                "Need 0 < temperature_min <= temperature_init <= temperature_max, got "
+                f"{self.temperature_min}, {self.temperature_init}, {self.temperature_max}."
+            )
+        if "{}" not in self.text_template:
+            raise ValueError(f"`text_template` must contain '{{}}' where the class name goes, got {self.text_template!r}.")
+
+    def class_texts(self, names=None) -> list[str]:
+        """The texts of the given class names, or of all classes in `id2label` order."""
+        if names is None:
+            if not self.id2label:
+                raise ValueError("The config has no class names (`id2label`); pass the candidate names explicitly.")
+            names = [self.id2label[i] for i in range(len(self.id2label))]
+        return [self.text_template.format(name) for name in names]
+
+
+__all__ = ["SkeletonClipConfig", "SkeletonClipHeatmapConfig", "SkeletonClipVideoConfig"]

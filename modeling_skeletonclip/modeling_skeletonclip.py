@@ -1,0 +1,429 @@
+"""PyTorch SkeletonCLIP: a PoseC3D SlowOnly heatmap encoder and a BERT text encoder trained contrastively."""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import BertModel, PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.utils import ModelOutput, logging
+
+from .configuration_skeletonclip import SkeletonClipConfig, SkeletonClipVideoConfig
+from .heatmaps import render_heatmaps
+
+
+logger = logging.get_logger(__name__)
+
+
+@dataclass
+class SkeletonClipOutput(ModelOutput):
+    r"""
+    loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `return_loss` is True and labels are given):
+        Label-aware symmetric contrastive loss (SPEC §4).
+    logits_per_video (`torch.FloatTensor` of shape `[B * views, N_text]`):
+        Scaled cosine similarities of every clip view to every text.
+    logits_per_text (`torch.FloatTensor` of shape `[N_text, B * views]`):
+        The transpose of `logits_per_video`.
+    video_embeds (`torch.FloatTensor` of shape `[B * views, projection_dim]`): normalised clip embeddings.
+    text_embeds (`torch.FloatTensor` of shape `[N_text, projection_dim]`): normalised text embeddings.
+    video_model_output (`BaseModelOutputWithPooling`): frame features `[B * views, T', frame_embed_dim]`.
+    text_model_output (`BaseModelOutputWithPooling`): the text encoder's output.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits_per_video: torch.FloatTensor | None = None
+    logits_per_text: torch.FloatTensor | None = None
+    video_embeds: torch.FloatTensor | None = None
+    text_embeds: torch.FloatTensor | None = None
+    video_model_output: BaseModelOutputWithPooling | None = None
+    text_model_output: BaseModelOutputWithPooling | None = None
+
+    def to_tuple(self):
+        return tuple(
+            self[k] if k not in ("video_model_output", "text_model_output") else getattr(self, k).to_tuple()
+            for k in self.keys()
+        )
+
+
+@dataclass
+class SkeletonClipActionRecognitionOutput(ModelOutput):
+    r"""
+    loss (`torch.FloatTensor` of shape `()`, *optional*): cross-entropy over classes.
+    logits (`torch.FloatTensor` of shape `[B * views, num_labels]`): class scores of every view.
+    pooled_features (`torch.FloatTensor` of shape `[B * views, 512]`): globally pooled encoder features.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    pooled_features: torch.FloatTensor | None = None
+
+
+def label_aware_contrastive_loss(
+    logits_per_video: torch.Tensor, video_labels: torch.Tensor, text_labels: torch.Tensor
+) -> torch.Tensor:
+    """Symmetric cross-entropy against soft targets that spread over every pair sharing a label (SPEC §4).
+
+    logits_per_video: [Nv, Nt]; video_labels: [Nv]; text_labels: [Nt].
+    """
+    positives = (video_labels[:, None] == text_labels[None, :]).to(logits_per_video.dtype)  # [Nv, Nt]
+    targets_v2t = positives / positives.sum(dim=1, keepdim=True).clamp_min(1)
+    targets_t2v = positives.t() / positives.t().sum(dim=1, keepdim=True).clamp_min(1)
+    loss_v2t = -(targets_v2t * F.log_softmax(logits_per_video, dim=1)).sum(dim=1).mean()
+    loss_t2v = -(targets_t2v * F.log_softmax(logits_per_video.t(), dim=1)).sum(dim=1).mean()
+    return (loss_v2t + loss_t2v) / 2
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Video encoder: ResNet3dSlowOnly as in PoseC3D. Module names follow pyskl so checkpoints map by prefix alone.
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class SkeletonClipConvModule(nn.Module):
+    """Conv3d (no bias) + BatchNorm3d + optional ReLU; named `conv`/`bn` like pyskl's ConvModule."""
+
+    def __init__(self, config, in_channels, out_channels, kernel_size, stride=(1, 1, 1), padding=(0, 0, 0), act=True):
+        super().__init__()
+        self.conv = nn.Conv3d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=False)
+        self.bn = nn.BatchNorm3d(out_channels, eps=config.batch_norm_eps, momentum=config.batch_norm_momentum)
+        self.act = nn.ReLU(inplace=True) if act else nn.Identity()
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(hidden_states)))
+
+
+class SkeletonClipBottleneck(GradientCheckpointingLayer):
+    """Bottleneck3d: conv1 (1x1x1, or 3x1x1 when inflated) -> conv2 1x3x3 with the stride -> conv3 1x1x1, + residual."""
+
+    expansion = 4
+
+    def __init__(self, config: SkeletonClipVideoConfig, in_channels, planes, spatial_stride=1, temporal_stride=1,
+                 inflate=False):
+        super().__init__()
+        out_channels = planes * config.expansion
+        conv1_kernel, conv1_padding = ((3, 1, 1), (1, 0, 0)) if inflate else ((1, 1, 1), (0, 0, 0))
+        stride = (temporal_stride, spatial_stride, spatial_stride)
+        self.conv1 = SkeletonClipConvModule(config, in_channels, planes, conv1_kernel, padding=conv1_padding)
+        self.conv2 = SkeletonClipConvModule(config, planes, planes, (1, 3, 3), stride=stride, padding=(0, 1, 1))
+        self.conv3 = SkeletonClipConvModule(config, planes, out_channels, (1, 1, 1), act=False)
+        self.conv3.bn.zero_init = config.zero_init_residual
+        self.downsample = None
+        if stride != (1, 1, 1) or in_channels != out_channels:
+            self.downsample = SkeletonClipConvModule(config, in_channels, out_channels, (1, 1, 1), stride=stride,
+                                                     act=False)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        identity = hidden_states if self.downsample is None else self.downsample(hidden_states)
+        hidden_states = self.conv3(self.conv2(self.conv1(hidden_states)))
+        return self.relu(hidden_states + identity)
+
+
+class SkeletonClipVideoEncoder(nn.Module):
+    """ResNet3dSlowOnly (SPEC §3): `[B, C, T, H, W]` heatmaps -> `[B, 512, T/2, H/8, W/8]` features."""
+
+    def __init__(self, config: SkeletonClipVideoConfig):
+        super().__init__()
+        self.config = config
+        stem_padding = tuple(k // 2 for k in config.stem_kernel)
+        self.conv1 = SkeletonClipConvModule(
+            config, config.in_channels, config.base_channels, tuple(config.stem_kernel), padding=stem_padding
+        )
+        # A 1x3x3 max-pool with stride 1: smooths without downsampling, as in PoseC3D.
+        self.maxpool = nn.MaxPool3d(kernel_size=(1, 3, 3), stride=1, padding=(0, 1, 1))
+        in_channels = config.base_channels
+        for i, (blocks, planes) in enumerate(zip(config.stage_blocks, config.stage_planes)):
+            layer = []
+            for j in range(blocks):
+                layer.append(
+                    SkeletonClipBottleneck(
+                        config,
+                        in_channels,
+                        planes,
+                        spatial_stride=config.spatial_strides[i] if j == 0 else 1,
+                        temporal_stride=config.temporal_strides[i] if j == 0 else 1,
+                        inflate=bool(config.inflate[i]),
+                    )
+                )
+                in_channels = planes * config.expansion
+            self.add_module(f"layer{i + 1}", nn.Sequential(*layer))
+        self.num_stages = len(config.stage_blocks)
+
+    def forward(self, heatmaps: torch.Tensor) -> torch.Tensor:
+        hidden_states = self.maxpool(self.conv1(heatmaps))  # [B, 32, T, H, W]
+        for i in range(self.num_stages):
+            hidden_states = getattr(self, f"layer{i + 1}")(hidden_states)
+        return hidden_states  # [B, 512, T', H', W']
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Shared base: heatmap rendering, input checks, weight init.
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class SkeletonClipPreTrainedModel(PreTrainedModel):
+    config_class = SkeletonClipConfig
+    base_model_prefix = "skeleton_clip"
+    main_input_name = "keypoints"
+    input_modalities = ("video", "text")
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["SkeletonClipBottleneck", "BertLayer"]
+    # The contrastive loss is a mean over the batch: the Trainer must not rescale it by token counts.
+    accepts_loss_kwargs = False
+
+    def _init_weights(self, module):
+        # Children are initialised before their parents and then frozen against re-init, so every rule below
+        # targets the leaf module itself.
+        if isinstance(module, nn.Conv3d):
+            # pyskl: Kaiming-normal convolutions (fan_out, ReLU).
+            init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, nn.BatchNorm3d):
+            super()._init_weights(module)
+            if getattr(module, "zero_init", False):
+                init.zeros_(module.weight)  # zero-init residual: every bottleneck starts as an identity
+        elif module is getattr(self, "classifier", None):
+            init.normal_(module.weight, mean=0.0, std=0.01)
+            init.zeros_(module.bias)
+        elif isinstance(module, SkeletonClipModel):
+            init.constant_(module.temperature, self.config.temperature_init)
+        else:
+            super()._init_weights(module)
+
+    def _heatmap_size(self, heatmap_size):
+        if heatmap_size is not None:
+            return tuple(int(s) for s in heatmap_size)
+        cfg = self.config.heatmap_config
+        return tuple(cfg.train_size if self.training else cfg.eval_size)
+
+    def prepare_heatmaps(self, keypoints=None, keypoint_scores=None, heatmaps=None, heatmap_size=None):
+        """Renders (or checks) the encoder input and folds views into the batch.
+
+        Returns `(heatmaps [B * views, C, T, H, W], views)`.
+        """
+        video_cfg, heatmap_cfg = self.config.video_config, self.config.heatmap_config
+        if heatmaps is not None:
+            if heatmaps.dim() not in (5, 6) or heatmaps.shape[-4] != video_cfg.in_channels:
+                raise ValueError(
+                    f"`heatmaps` must have shape [B, {video_cfg.in_channels}, T, H, W] or "
+                    f"[B, views, {video_cfg.in_channels}, T, H, W], got {list(heatmaps.shape)}."
+                )
+            views = heatmaps.shape[1] if heatmaps.dim() == 6 else 1
+            return heatmaps.flatten(0, 1) if heatmaps.dim() == 6 else heatmaps, views
+        if keypoints is None:
+            raise ValueError(
+                "Pass `keypoints` [B, (views,) M, T, V, 2] (with `keypoint_scores` [B, (views,) M, T, V]) "
+                "or precomputed `heatmaps` [B, (views,) C, T, H, W]."
+            )
+        num_joints = heatmap_cfg.num_joints
+        if keypoints.dim() not in (5, 6) or keypoints.shape[-1] != 2 or keypoints.shape[-2] != num_joints:
+            raise ValueError(
+                f"`keypoints` must have shape [B, M, T, {num_joints}, 2] or [B, views, M, T, {num_joints}, 2], "
+                f"got {list(keypoints.shape)}."
+            )
+        if keypoint_scores is not None and keypoint_scores.shape != keypoints.shape[:-1]:
+            raise ValueError(
+                f"`keypoint_scores` must have shape {list(keypoints.shape[:-1])} (keypoints without the last axis), "
+                f"got {list(keypoint_scores.shape)}."
+            )
+        views = keypoints.shape[1] if keypoints.dim() == 6 else 1
+        if keypoints.dim() == 6:
+            keypoints = keypoints.flatten(0, 1)  # [B * views, M, T, V, 2]
+            keypoint_scores = keypoint_scores.flatten(0, 1) if keypoint_scores is not None else None
+        layout = heatmap_cfg.joint_layout
+        heatmaps = render_heatmaps(
+            keypoints,
+            keypoint_scores,
+            size=self._heatmap_size(heatmap_size),
+            sigma=heatmap_cfg.sigma,
+            with_joints=heatmap_cfg.with_joints,
+            with_limbs=heatmap_cfg.with_limbs,
+            limbs=layout.limbs,
+            use_score=heatmap_cfg.use_score,
+            dtype=self.dtype,
+        )  # [B * views, C, T, H, W]
+        return heatmaps, views
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Public models
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class SkeletonClipModel(SkeletonClipPreTrainedModel):
+    """The contrastive skeleton-text model ("Visece", SPEC §4): clips and class texts in one embedding space."""
+
+    def __init__(self, config: SkeletonClipConfig):
+        super().__init__(config)
+        self.video_encoder = SkeletonClipVideoEncoder(config.video_config)
+        self.frame_projection = nn.Linear(config.video_config.out_channels, config.frame_embed_dim)
+        self.video_projection = nn.Linear(config.frame_embed_dim, config.projection_dim)
+        self.text_model = BertModel(config.text_config, add_pooling_layer=False)
+        self.text_projection = nn.Linear(config.text_config.hidden_size, config.projection_dim)
+        self.temperature = nn.Parameter(torch.tensor(config.temperature_init))
+        self.post_init()
+
+    # -- constructors ---------------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_text_pretrained(cls, text_model_name_or_path: str | None = None, **config_kwargs):
+        """A fresh SkeletonCLIP around a pretrained BERT, like `VisionTextDualEncoderModel.from_vision_text_pretrained`.
+
+        `text_model_name_or_path=None` takes the packaged all-MiniLM-L6-v2 (no network). Returns `(model, tokenizer)`.
+        """
+        from .text_encoders import load_pretrained_text_encoder
+
+        text_model, tokenizer, name = load_pretrained_text_encoder(text_model_name_or_path)
+        config = SkeletonClipConfig(
+            text_config=text_model.config.to_dict(), text_encoder_name_or_path=name, **config_kwargs
+        )
+        model = cls(config)
+        missing, unexpected = model.text_model.load_state_dict(text_model.state_dict(), strict=False)
+        # The pooler is not used (the CLS token is projected directly); anything else missing is a real mismatch.
+        unexpected = [k for k in unexpected if not k.startswith("pooler.")]
+        if missing or unexpected:
+            raise ValueError(f"Text encoder {name!r} does not fit BertModel: missing {missing}, unexpected {unexpected}.")
+        return model, tokenizer
+
+    # -- features -------------------------------------------------------------------------------------------------
+
+    def get_video_features(
+        self, keypoints=None, keypoint_scores=None, heatmaps=None, heatmap_size=None
+    ) -> BaseModelOutputWithPooling:
+        """`last_hidden_state`: frame features `[B * views, T', 768]`; `pooler_output`: projected clip features
+        `[B * views, projection_dim]` (not normalised)."""
+        heatmaps, _ = self.prepare_heatmaps(keypoints, keypoint_scores, heatmaps, heatmap_size)
+        features = self.video_encoder(heatmaps)  # [N, 512, T', H', W']
+        frame_features = features.mean(dim=(3, 4)).transpose(1, 2)  # [N, T', 512]: time and channels kept apart
+        frame_embeds = self.frame_projection(frame_features)  # [N, T', 768]
+        pooled = self.video_projection(frame_embeds.mean(dim=1))  # [N, projection_dim]
+        return BaseModelOutputWithPooling(last_hidden_state=frame_embeds, pooler_output=pooled)
+
+    def get_text_features(self, input_ids, attention_mask=None, token_type_ids=None) -> BaseModelOutputWithPooling:
+        """`last_hidden_state`: token states `[N, L, hidden]`; `pooler_output`: projected CLS `[N, projection_dim]`."""
+        text_outputs = self.text_model(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, return_dict=True
+        )
+        cls_state = text_outputs.last_hidden_state[:, 0]  # [N, hidden]
+        return BaseModelOutputWithPooling(
+            last_hidden_state=text_outputs.last_hidden_state, pooler_output=self.text_projection(cls_state)
+        )
+
+    def clamped_temperature(self) -> torch.Tensor:
+        # Clamp the stored value (as the reference does each step) so that it never drifts outside the range.
+        with torch.no_grad():
+            self.temperature.clamp_(self.config.temperature_min, self.config.temperature_max)
+        return self.temperature
+
+    def logits(self, video_embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
+        """Scaled cosine similarity `[Nv, Nt]` of normalised embeddings."""
+        return video_embeds @ text_embeds.t() / self.clamped_temperature()
+
+    # -- forward --------------------------------------------------------------------------------------------------
+
+    def forward(
+        self,
+        keypoints: torch.Tensor | None = None,
+        keypoint_scores: torch.Tensor | None = None,
+        heatmaps: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        return_loss: bool | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        text_labels: torch.Tensor | None = None,
+        heatmap_size: tuple[int, int] | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> SkeletonClipOutput | tuple:
+        r"""
+        keypoints (`[B, M, T, V, 2]` or `[B, views, M, T, V, 2]`): pixel coordinates in the rendered frame.
+        keypoint_scores (`[B, (views,) M, T, V]`): confidences (missing joints 0).
+        heatmaps (`[B, (views,) C, T, H, W]`): precomputed encoder input; replaces `keypoints`.
+        input_ids / attention_mask (`[N_text, L]`): the texts; by default text `i` is the class text of clip `i`.
+        labels (`[B]`): class of each clip; needed for the label-aware loss.
+        text_labels (`[N_text]`): class of each text; defaults to `labels` (texts paired with clips).
+        heatmap_size (`(H, W)`): rendering size; defaults to the config's train size in training, eval size otherwise.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.use_return_dict
+        if input_ids is None:
+            raise ValueError("`input_ids` [N_text, L] are required: the contrastive model scores clips against texts.")
+        video_outputs = self.get_video_features(keypoints, keypoint_scores, heatmaps, heatmap_size)
+        text_outputs = self.get_text_features(input_ids, attention_mask, token_type_ids)
+        video_embeds = F.normalize(video_outputs.pooler_output, dim=-1)  # [B * views, D]
+        text_embeds = F.normalize(text_outputs.pooler_output, dim=-1)  # [N_text, D]
+        logits_per_video = self.logits(video_embeds, text_embeds)  # [B * views, N_text]
+        logits_per_text = logits_per_video.t()
+
+        loss = None
+        if return_loss is None:
+            return_loss = labels is not None
+        if return_loss:
+            if labels is None:
+                raise ValueError("`return_loss=True` needs `labels` [B] (the class of each clip).")
+            views = video_embeds.shape[0] // labels.shape[0]
+            if views * labels.shape[0] != video_embeds.shape[0]:
+                raise ValueError(f"Got {video_embeds.shape[0]} clip views for {labels.shape[0]} labels.")
+            video_labels = labels.repeat_interleave(views)  # [B * views]
+            text_labels = labels if text_labels is None else text_labels
+            if text_labels.shape[0] != text_embeds.shape[0]:
+                raise ValueError(
+                    f"Got {text_embeds.shape[0]} texts but {text_labels.shape[0]} text labels; pass `text_labels` "
+                    "when the texts are not the class texts of the clips, in order."
+                )
+            loss = label_aware_contrastive_loss(logits_per_video, video_labels, text_labels)
+
+        output = SkeletonClipOutput(
+            loss=loss,
+            logits_per_video=logits_per_video,
+            logits_per_text=logits_per_text,
+            video_embeds=video_embeds,
+            text_embeds=text_embeds,
+            video_model_output=video_outputs,
+            text_model_output=text_outputs,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+class SkeletonClipForActionRecognition(SkeletonClipPreTrainedModel):
+    """The PoseC3D baseline (SPEC §3): the same video encoder, global pooling, dropout 0.5, Linear, cross-entropy."""
+
+    def __init__(self, config: SkeletonClipConfig):
+        super().__init__(config)
+        if not config.id2label or config.num_labels < 2:
+            raise ValueError("SkeletonClipForActionRecognition needs class names: set `id2label` in the config.")
+        self.video_encoder = SkeletonClipVideoEncoder(config.video_config)
+        self.dropout = nn.Dropout(config.video_config.classifier_dropout)
+        self.classifier = nn.Linear(config.video_config.out_channels, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        keypoints: torch.Tensor | None = None,
+        keypoint_scores: torch.Tensor | None = None,
+        heatmaps: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        heatmap_size: tuple[int, int] | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> SkeletonClipActionRecognitionOutput | tuple:
+        return_dict = return_dict if return_dict is not None else self.config.use_return_dict
+        heatmaps, views = self.prepare_heatmaps(keypoints, keypoint_scores, heatmaps, heatmap_size)
+        pooled = self.video_encoder(heatmaps).mean(dim=(2, 3, 4))  # [B * views, 512]
+        logits = self.classifier(self.dropout(pooled))  # [B * views, num_labels]
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits, labels.repeat_interleave(views))
+        output = SkeletonClipActionRecognitionOutput(loss=loss, logits=logits, pooled_features=pooled)
+        return output if return_dict else output.to_tuple()
+
+
+__all__ = [
+    "SkeletonClipActionRecognitionOutput",
+    "SkeletonClipForActionRecognition",
+    "SkeletonClipModel",
+    "SkeletonClipOutput",
+    "SkeletonClipPreTrainedModel",
+    "label_aware_contrastive_loss",
+]
