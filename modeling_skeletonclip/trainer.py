@@ -1,0 +1,253 @@
+"""SkeletonClipTrainer: per-module learning rates, all-class evaluation over views, contrastive loss across processes."""
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.optim.lr_scheduler import LambdaLR
+from transformers import Trainer, TrainingArguments
+from transformers.utils import logging
+
+from .modeling_skeletonclip import SkeletonClipModel, label_aware_contrastive_loss
+
+
+logger = logging.get_logger(__name__)
+
+
+@dataclass
+class SkeletonClipTrainingArguments(TrainingArguments):
+    """`TrainingArguments` plus the per-module optimisation of the reference recipe (SPEC §4)."""
+
+    video_encoder_lr_ratio: float = field(default=1.0, metadata={"help": "Video encoder lr = learning_rate x this."})
+    video_encoder_weight_decay_ratio: float = field(
+        default=0.9, metadata={"help": "Video encoder weight decay = weight_decay x this."}
+    )
+    text_encoder_lr_ratio: float = field(default=0.01, metadata={"help": "Text encoder lr = learning_rate x this."})
+    text_encoder_weight_decay_ratio: float = field(
+        default=0.9, metadata={"help": "Text encoder weight decay = weight_decay x this."}
+    )
+    head_lr_ratio: float = field(default=1.0, metadata={"help": "Projections, temperature and heads: lr x this."})
+    freeze_text_encoder: bool = field(default=False, metadata={"help": "Train without gradients in the text encoder."})
+    warmup_start_ratio: float = field(
+        default=0.1,
+        metadata={"help": "Linear warm-up starts at learning_rate x this (reference: 0.1); 0 = from zero."},
+    )
+    gather_features_with_grad: bool = field(
+        default=True,
+        metadata={"help": "With several processes, compute the contrastive loss over the features of all of them."},
+    )
+    sync_batchnorm: bool = field(default=False, metadata={"help": "Convert BatchNorm to SyncBatchNorm (multi-GPU)."})
+    # Pose datasets carry keypoint columns that are not forward() arguments; the collator consumes them.
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep dataset columns for the collator."})
+
+
+def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """All-gather along dim 0 across processes, keeping gradients for every process's slice."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return tensor
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(tensor), dim=0)
+
+
+def gather_no_grad(tensor: torch.Tensor) -> torch.Tensor:
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return tensor
+    out = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+    dist.all_gather(out, tensor.contiguous())
+    return torch.cat(out, dim=0)
+
+
+def global_contrastive_loss(model: SkeletonClipModel, video_embeds, text_embeds, labels) -> torch.Tensor:
+    """The label-aware loss over the clips and texts of every process.
+
+    Every process computes the same global loss; the all-gather backward sums each feature's gradient over
+    processes and DDP averages parameter gradients, so the update equals one process holding the global batch.
+    """
+    views = video_embeds.shape[0] // labels.shape[0]
+    all_video = gather_with_grad(video_embeds)  # [P * B * views, D]
+    all_text = gather_with_grad(text_embeds)  # [P * B, D]
+    all_labels = gather_no_grad(labels)  # [P * B]
+    logits = model.logits(all_video, all_text)
+    return label_aware_contrastive_loss(logits, all_labels.repeat_interleave(views), all_labels)
+
+
+class SkeletonClipTrainer(Trainer):
+    """A `Trainer` for SkeletonCLIP models.
+
+    - Optimiser groups per module (video encoder, text encoder, the rest), each with its own lr and weight-decay
+      ratio; no decay on biases, norms and the temperature (every parameter with fewer than 2 dimensions).
+    - Evaluation/prediction encode every class text once per call, score every view of every clip against all of
+      them, average the softmax probabilities over views and hand `[N, L]` log-probabilities to `compute_metrics`.
+
+    Args:
+        class_names (`list[str]`, *optional*): candidate class names for evaluation; defaults to the model's
+            `id2label`. Labels of the evaluation data index into this list (open vocabulary: any names).
+    """
+
+    def __init__(self, *args, class_names: list[str] | None = None, eval_data_collator=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.class_names = class_names
+        # Evaluation batches need no paired texts (clips are scored against every class text), so they may use
+        # a collator of their own.
+        self.eval_data_collator = eval_data_collator
+        self._class_text_embeds = None  # [L, D] while an evaluation runs
+        if self.args.freeze_text_encoder and hasattr(self.model, "text_model"):
+            self.model.text_model.requires_grad_(False)
+        if self.args.sync_batchnorm:
+            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+
+    # -- optimisation ---------------------------------------------------------------------------------------------
+
+    def parameter_groups(self, model) -> list[dict]:
+        args = self.args
+        ratios = {
+            "video_encoder": (args.video_encoder_lr_ratio, args.video_encoder_weight_decay_ratio),
+            "text_encoder": (args.text_encoder_lr_ratio, args.text_encoder_weight_decay_ratio),
+            "heads": (args.head_lr_ratio, 1.0),
+        }
+        groups = {(module, decay): [] for module in ratios for decay in (True, False)}
+        for name, param in model.named_parameters():
+            if not param.requires_grad:
+                continue
+            if name.startswith("video_encoder."):
+                module = "video_encoder"
+            elif name.startswith("text_model."):
+                module = "text_encoder"
+            else:
+                module = "heads"
+            groups[(module, param.ndim >= 2)].append(param)
+        return [
+            {
+                "name": f"{module}{'' if decay else '_no_decay'}",
+                "params": params,
+                "lr": args.learning_rate * ratios[module][0],
+                "weight_decay": args.weight_decay * ratios[module][1] if decay else 0.0,
+            }
+            for (module, decay), params in groups.items()
+            if params
+        ]
+
+    def create_optimizer(self, model=None):
+        opt_model = self.model if model is None else model
+        if self.optimizer is None:
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+            optimizer_kwargs.pop("lr", None)  # every group carries its own
+            self.optimizer = optimizer_cls(self.parameter_groups(opt_model), **optimizer_kwargs)
+        return self.optimizer
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        args = self.args
+        if self.lr_scheduler is None and args.warmup_start_ratio > 0 and args.lr_scheduler_type == "cosine":
+            optimizer = optimizer if optimizer is not None else self.optimizer
+            warmup = args.get_warmup_steps(num_training_steps)
+            start = args.warmup_start_ratio
+
+            def factor(step):
+                if step < warmup:  # linear from start x lr to lr
+                    return start + (1.0 - start) * step / max(1, warmup)
+                progress = (step - warmup) / max(1, num_training_steps - warmup)
+                return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+            self.lr_scheduler = LambdaLR(optimizer, factor)
+            self._created_lr_scheduler = True
+            return self.lr_scheduler
+        return super().create_scheduler(num_training_steps, optimizer)
+
+    # -- training -------------------------------------------------------------------------------------------------
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        unwrapped = self.accelerator.unwrap_model(model)
+        multi_process = self.args.world_size > 1 and self.args.gather_features_with_grad
+        if not (multi_process and model.training and isinstance(unwrapped, SkeletonClipModel)):
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        outputs = model(**{**inputs, "return_loss": False})
+        loss = global_contrastive_loss(unwrapped, outputs.video_embeds, outputs.text_embeds, inputs["labels"])
+        outputs["loss"] = loss
+        return (loss, outputs) if return_outputs else loss
+
+    # -- evaluation -----------------------------------------------------------------------------------------------
+
+    def _with_eval_collator(self, build, *args):
+        if self.eval_data_collator is None:
+            return build(*args)
+        train_collator, self.data_collator = self.data_collator, self.eval_data_collator
+        try:
+            return build(*args)
+        finally:
+            self.data_collator = train_collator
+
+    def get_eval_dataloader(self, eval_dataset=None):
+        return self._with_eval_collator(super().get_eval_dataloader, eval_dataset)
+
+    def get_test_dataloader(self, test_dataset):
+        return self._with_eval_collator(super().get_test_dataloader, test_dataset)
+
+    def eval_class_names(self, model) -> list[str]:
+        if self.class_names is not None:
+            return list(self.class_names)
+        id2label = model.config.id2label
+        return [id2label[i] for i in range(len(id2label))]
+
+    @torch.no_grad()
+    def encode_class_texts(self, model, class_names=None, chunk_size: int = 256) -> torch.Tensor:
+        """Normalised text embeddings `[L, D]` of every candidate class, computed once per evaluation."""
+        tokenizer = self.processing_class
+        if tokenizer is None:
+            raise ValueError("SkeletonClipTrainer needs the text tokenizer as `processing_class` to encode class texts.")
+        texts = model.config.class_texts(class_names or self.eval_class_names(model))
+        was_training = model.training
+        model.eval()
+        embeds = []
+        for start in range(0, len(texts), chunk_size):
+            batch = tokenizer(
+                texts[start : start + chunk_size],
+                padding=True,
+                truncation=True,
+                max_length=model.config.text_max_length,
+                return_tensors="pt",
+            ).to(self.args.device)
+            embeds.append(F.normalize(model.get_text_features(**batch).pooler_output, dim=-1))
+        model.train(was_training)
+        return torch.cat(embeds)
+
+    def _with_class_texts(self, run, *args, **kwargs):
+        model = self.accelerator.unwrap_model(self.model)
+        if isinstance(model, SkeletonClipModel):
+            self._class_text_embeds = self.encode_class_texts(model)
+        try:
+            return run(*args, **kwargs)
+        finally:
+            self._class_text_embeds = None
+
+    def evaluate(self, *args, **kwargs):
+        return self._with_class_texts(super().evaluate, *args, **kwargs)
+
+    def predict(self, *args, **kwargs):
+        return self._with_class_texts(super().predict, *args, **kwargs)
+
+    @torch.no_grad()
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        """Scores `[B, L]`: log of the view-averaged class probabilities; loss: their NLL against `labels`."""
+        inputs = self._prepare_inputs(inputs)
+        unwrapped = self.accelerator.unwrap_model(model)
+        labels = inputs.get("labels")
+        keypoints = inputs.get("keypoints")
+        batch_size = keypoints.shape[0] if keypoints is not None else inputs["heatmaps"].shape[0]
+        video_inputs = {k: inputs.get(k) for k in ("keypoints", "keypoint_scores", "heatmaps")}
+        with self.compute_loss_context_manager():
+            if isinstance(unwrapped, SkeletonClipModel):
+                if self._class_text_embeds is None:  # prediction_step called outside evaluate()/predict()
+                    self._class_text_embeds = self.encode_class_texts(unwrapped)
+                video = F.normalize(unwrapped.get_video_features(**video_inputs).pooler_output, dim=-1)
+                logits = unwrapped.logits(video, self._class_text_embeds)  # [B * views, L]
+            else:
+                logits = model(**video_inputs).logits  # [B * views, L]
+        probs = logits.float().softmax(dim=-1).view(batch_size, -1, logits.shape[-1]).mean(dim=1)  # [B, L]
+        scores = probs.clamp_min(1e-12).log()
+        loss = F.nll_loss(scores, labels) if labels is not None else None
+        if prediction_loss_only:
+            return (loss, None, None)
+        return (loss, scores, labels)

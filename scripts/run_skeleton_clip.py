@@ -1,0 +1,409 @@
+#!/usr/bin/env python
+"""Train and evaluate SkeletonCLIP models on pose pickles, the way transformers' examples train everything else.
+
+    # the embedded defaults: synthetic poses (generated on first use) and the packaged text encoder, no network
+    python scripts/run_skeleton_clip.py
+
+    # NTU60 XSub, contrastive model (see configs/ for the reference recipes)
+    python scripts/run_skeleton_clip.py --train_file ntu60_hrnet.pkl --train_split xsub_train \
+        --eval_split xsub_val --label_map data/label_maps/ntu60.txt --output_dir runs/ntu60_xsub \
+        --do_train --do_eval
+
+    # a JSON file holding all arguments
+    python scripts/run_skeleton_clip.py configs/ntu60_xsub_visece.json
+"""
+
+import csv
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import transformers
+from transformers import AutoTokenizer, HfArgumentParser, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
+
+from modeling_skeletonclip import (  # noqa: E402
+    PoseClipTransform,
+    PoseCollator,
+    SkeletonClipConfig,
+    SkeletonClipForActionRecognition,
+    SkeletonClipModel,
+    load_pose_dataset,
+)
+from modeling_skeletonclip.clip_dataset import PoseClipDataset  # noqa: E402
+from modeling_skeletonclip.metrics import load_skeleton_accuracy  # noqa: E402
+from modeling_skeletonclip.trainer import SkeletonClipTrainer, SkeletonClipTrainingArguments  # noqa: E402
+
+
+logger = logging.getLogger(__name__)
+
+DEMO_CONFIG = os.path.join(REPO_ROOT, "configs", "synthetic_demo.json")
+SYNTHETIC_DIR = os.path.join(REPO_ROOT, "data", "synthetic")
+
+# Model sizes. "full" is the PoseC3D SlowOnly of the paper (for GPUs); "small" keeps the topology with fewer and
+# narrower blocks, smaller heatmaps and shorter clips so that the demo trains on two CPU cores in minutes.
+PRESETS = {
+    "full": {"video_config": {}, "heatmap_config": {}, "clip_len": 48},
+    "small": {
+        "video_config": {"base_channels": 16, "stage_planes": [16, 32, 64], "stage_blocks": [1, 1, 1]},
+        "heatmap_config": {"train_size": [32, 32], "eval_size": [32, 32]},
+        "clip_len": 16,
+    },
+}
+
+
+@dataclass
+class ModelArguments:
+    model_type: str = field(
+        default="contrastive",
+        metadata={"help": "'contrastive' (SkeletonClipModel, skeleton-text) or 'classifier' (the PoseC3D baseline)."},
+    )
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "A saved SkeletonCLIP model (folder) to start from instead of a fresh one."}
+    )
+    text_model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "BERT checkpoint name or folder for the text encoder; default: the packaged all-MiniLM-L6-v2."},
+    )
+    preset: str = field(
+        default="auto", metadata={"help": "'full' (paper size), 'small' (CPU demo) or 'auto' (full on GPU, else small)."}
+    )
+    objective: str = field(default="itc", metadata={"help": "Training objective: itc, itc_itm, itc_momentum, pacl."})
+    text_template: str = field(default="{}", metadata={"help": "How a class name becomes a text, e.g. 'a person {}'."})
+    with_limbs: bool = field(default=False, metadata={"help": "Render limb heatmaps instead of joint heatmaps."})
+    conv_impl: str | None = field(default=None, metadata={"help": "Video encoder implementation: conv3d or fast."})
+    config_overrides: str | None = field(
+        default=None, metadata={"help": "JSON merged into the model config, e.g. '{\"projection_dim\": 128}'."}
+    )
+
+
+@dataclass
+class DataArguments:
+    train_file: str | None = field(
+        default=None, metadata={"help": "pyskl-format pose pickle; none: the synthetic demo data (made on first use)."}
+    )
+    train_split: str | None = field(default=None, metadata={"help": "Split name for training (e.g. xsub_train)."})
+    eval_split: str | None = field(default=None, metadata={"help": "Split name for evaluation (e.g. xsub_val)."})
+    test_split: str | None = field(default=None, metadata={"help": "Split for --do_predict (default: eval_split)."})
+    label_map: str | None = field(default=None, metadata={"help": "Class names, one per line (line i = label i-1)."})
+    label_offset: int = field(default=0, metadata={"help": "Added to every label (-1 for 1-based pickles)."})
+    class_split_file: str | None = field(
+        default=None,
+        metadata={"help": "Zero-shot JSON {'seen': [...], 'unseen': [...]}: train on seen, evaluate on unseen."},
+    )
+    candidate_labels: str | None = field(
+        default=None, metadata={"help": "Text file of candidate class texts for --do_predict (open vocabulary)."}
+    )
+    clip_len: int | None = field(default=None, metadata={"help": "Frames per clip (preset default: 48 full)."})
+    eval_num_clips: int = field(default=1, metadata={"help": "Clips per video in evaluation."})
+    test_num_clips: int = field(default=10, metadata={"help": "Clips per video in prediction (x2 with flip)."})
+    test_flip: bool = field(default=True, metadata={"help": "Flip-double the prediction views."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the training split."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate the evaluation split."})
+    predictions_format: str = field(default="csv", metadata={"help": "Format of --do_predict output: csv or json."})
+    dataset_cache_dir: str | None = field(default=None, metadata={"help": "Where the Arrow cache of pickles lives."})
+
+
+class ArgumentError(ValueError):
+    """A bad command-line argument: reported as one line, without a traceback."""
+
+
+def parse_args(argv):
+    parser = HfArgumentParser((ModelArguments, DataArguments, SkeletonClipTrainingArguments))
+    if not argv:
+        argv = [DEMO_CONFIG]
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        if not os.path.isfile(argv[0]):
+            raise ArgumentError(f"Argument file {argv[0]} does not exist.")
+        return parser.parse_json_file(json_file=os.path.abspath(argv[0]))
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def synthetic_data(data_args):
+    """The embedded default dataset: synthetic COCO-17 poses, generated once under data/synthetic/."""
+    from modeling_skeletonclip.synthetic_poses import write_synthetic_poses
+
+    path = os.path.join(SYNTHETIC_DIR, "poses.pkl")
+    if not os.path.exists(path):
+        logger.info(f"Generating the synthetic pose dataset at {path}")
+        write_synthetic_poses(path)
+    data_args.train_file = path
+    data_args.train_split = data_args.train_split or "train"
+    data_args.eval_split = data_args.eval_split or "val"
+    data_args.label_map = data_args.label_map or os.path.join(SYNTHETIC_DIR, "labels.txt")
+
+
+def load_data(data_args, training_args):
+    if data_args.train_file is None:
+        synthetic_data(data_args)
+    if not os.path.isfile(data_args.train_file):
+        raise ArgumentError(f"--train_file {data_args.train_file} does not exist.")
+    if data_args.label_map is not None and not os.path.isfile(data_args.label_map):
+        raise ArgumentError(f"--label_map {data_args.label_map} does not exist.")
+    data_args.test_split = data_args.test_split or data_args.eval_split
+    wanted = {}
+    for flag, split, needed, action in (
+        ("--train_split", data_args.train_split, training_args.do_train, "--do_train"),
+        ("--eval_split", data_args.eval_split, training_args.do_eval, "--do_eval"),
+        ("--test_split", data_args.test_split, training_args.do_predict, "--do_predict"),
+    ):
+        if needed and split is None:
+            raise ArgumentError(f"{flag} is required with {action}.")
+        if needed:
+            wanted[flag] = split
+    splits = sorted({s for s in wanted.values() if s})
+    dataset = load_pose_dataset(
+        data_args.train_file,
+        label_map=data_args.label_map,
+        label_offset=data_args.label_offset,
+        cache_dir=data_args.dataset_cache_dir,
+    )
+    missing = [s for s in splits if s not in dataset]
+    if missing:
+        raise ArgumentError(
+            f"Split(s) {missing} not in {data_args.train_file}; it has {sorted(dataset.keys())}."
+        )
+    return dataset
+
+
+def apply_class_split(dataset, class_names, data_args, training_args):
+    """Zero-shot: keep seen classes for training and unseen ones for evaluation, each relabelled 0..n-1."""
+    with open(data_args.class_split_file) as f:
+        split = json.load(f)
+    seen, unseen = [int(c) for c in split["seen"]], [int(c) for c in split["unseen"]]
+    if set(seen) & set(unseen):
+        raise ArgumentError(f"{data_args.class_split_file}: classes {sorted(set(seen) & set(unseen))} are both seen and unseen.")
+    for c in seen + unseen:
+        if not 0 <= c < len(class_names):
+            raise ArgumentError(f"{data_args.class_split_file}: class {c} outside [0, {len(class_names)}).")
+
+    out = {}
+    if training_args.do_train:
+        out["train"] = restrict_remap(dataset[data_args.train_split], seen, class_names)
+    for split_name in {data_args.eval_split, data_args.test_split} - {None}:
+        out[split_name] = restrict_remap(dataset[split_name], unseen, class_names)
+    return out, [class_names[c] for c in seen], [class_names[c] for c in unseen]
+
+
+def restrict_remap(ds, classes, class_names):
+    import datasets
+
+    remap = np.full(len(class_names), -1, dtype=np.int64)
+    remap[classes] = np.arange(len(classes))
+    ds = ds.filter(lambda labels: [remap[label] >= 0 for label in labels], input_columns="label", batched=True)
+    ds = ds.cast_column("label", datasets.Value("int64"))
+    ds = ds.map(lambda labels: {"label": [int(remap[label]) for label in labels]}, input_columns="label", batched=True)
+    return ds.cast_column("label", datasets.ClassLabel(names=[class_names[c] for c in classes]))
+
+
+def build_model(model_args, class_names, clip_len_preset):
+    preset = model_args.preset
+    if preset == "auto":
+        preset = "full" if torch.cuda.is_available() else "small"
+    if preset not in PRESETS:
+        raise ArgumentError(f"--preset must be one of {sorted(PRESETS)} or 'auto', got {model_args.preset!r}.")
+    if model_args.model_type not in ("contrastive", "classifier"):
+        raise ArgumentError(f"--model_type must be 'contrastive' or 'classifier', got {model_args.model_type!r}.")
+    id2label = dict(enumerate(class_names))
+    if model_args.model_name_or_path:
+        model_cls = SkeletonClipModel if model_args.model_type == "contrastive" else SkeletonClipForActionRecognition
+        if not os.path.isdir(model_args.model_name_or_path):
+            raise ArgumentError(f"--model_name_or_path {model_args.model_name_or_path} is not a folder.")
+        model = model_cls.from_pretrained(model_args.model_name_or_path, id2label=id2label)
+        tokenizer = None
+        if model_args.model_type == "contrastive":
+            tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path)
+        return model, tokenizer, PRESETS[preset]["clip_len"]
+
+    spec = PRESETS[preset]
+    heatmap_config = dict(spec["heatmap_config"], with_joints=not model_args.with_limbs, with_limbs=model_args.with_limbs)
+    video_config = dict(spec["video_config"])
+    if model_args.conv_impl:
+        video_config["conv_impl"] = model_args.conv_impl
+    overrides = json.loads(model_args.config_overrides) if model_args.config_overrides else {}
+    config_kwargs = dict(
+        video_config=video_config,
+        heatmap_config=heatmap_config,
+        id2label=id2label,
+        text_template=model_args.text_template,
+        objective=model_args.objective,
+        **overrides,
+    )
+    if model_args.model_type == "contrastive":
+        model, tokenizer = SkeletonClipModel.from_text_pretrained(model_args.text_model_name_or_path, **config_kwargs)
+    else:
+        model, tokenizer = SkeletonClipForActionRecognition(SkeletonClipConfig(**config_kwargs)), None
+    return model, tokenizer, spec["clip_len"]
+
+
+def compute_metrics_fn():
+    metric = load_skeleton_accuracy()
+
+    def compute_metrics(eval_pred):
+        return metric.compute(predictions=eval_pred.predictions, references=eval_pred.label_ids)
+
+    return compute_metrics
+
+
+def write_predictions(path_prefix, fmt, frame_dirs, labels, scores, names, top_k=5):
+    probs = np.exp(scores)  # the trainer hands log-probabilities averaged over views
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
+    rows = []
+    for i, frame_dir in enumerate(frame_dirs):
+        rows.append(
+            {
+                "frame_dir": frame_dir,
+                "label": names[labels[i]] if labels is not None and 0 <= labels[i] < len(names) else "",
+                "top_classes": [names[j] for j in order[i]],
+                "top_probs": [round(float(probs[i, j]), 6) for j in order[i]],
+            }
+        )
+    path = f"{path_prefix}.{fmt}"
+    if fmt == "json":
+        with open(path, "w") as f:
+            json.dump(rows, f, indent=1)
+    else:
+        with open(path, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["frame_dir", "label"] + [f"top{k + 1}_{kind}" for k in range(top_k) for kind in ("class", "prob")])
+            for row in rows:
+                cells = [c for pair in zip(row["top_classes"], row["top_probs"]) for c in pair]
+                writer.writerow([row["frame_dir"], row["label"]] + cells)
+    return path
+
+
+def main(argv=None):
+    model_args, data_args, training_args = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
+    if data_args.predictions_format not in ("csv", "json"):
+        raise ArgumentError(f"--predictions_format must be csv or json, got {data_args.predictions_format!r}.")
+    set_seed(training_args.seed)
+
+    last_checkpoint = None
+    if os.path.isdir(training_args.output_dir) and training_args.do_train:
+        last_checkpoint = get_last_checkpoint(training_args.output_dir)
+        if last_checkpoint is not None and training_args.resume_from_checkpoint is None:
+            logger.info(f"Resuming from the last checkpoint {last_checkpoint}.")
+
+    dataset = load_data(data_args, training_args)
+    first_split = next(iter(dataset.values()))
+    class_names = list(first_split.features["label"].names)
+    train_names = eval_names = class_names
+    splits = dict(dataset)
+    if data_args.class_split_file:
+        if not os.path.isfile(data_args.class_split_file):
+            raise ArgumentError(f"--class_split_file {data_args.class_split_file} does not exist.")
+        splits, train_names, eval_names = apply_class_split(dataset, class_names, data_args, training_args)
+        if "train" in splits:
+            splits[data_args.train_split] = splits.pop("train")
+
+    model, tokenizer, preset_clip_len = build_model(model_args, train_names, data_args.clip_len)
+    clip_len = data_args.clip_len or preset_clip_len
+    heatmap_cfg = model.config.heatmap_config
+    transform_kwargs = dict(
+        clip_len=clip_len,
+        train_size=tuple(heatmap_cfg.train_size),
+        eval_size=tuple(heatmap_cfg.eval_size),
+        layout=heatmap_cfg.layout,
+    )
+
+    def take(ds, n):
+        return ds.select(range(min(n, len(ds)))) if n is not None else ds
+
+    train_dataset = eval_dataset = test_dataset = None
+    if training_args.do_train:
+        train_split = take(splits[data_args.train_split], data_args.max_train_samples)
+        train_dataset = PoseClipDataset(
+            train_split, PoseClipTransform("train", seed=training_args.seed, **transform_kwargs)
+        )
+    if training_args.do_eval:
+        eval_split = take(splits[data_args.eval_split], data_args.max_eval_samples)
+        eval_dataset = PoseClipDataset(
+            eval_split, PoseClipTransform("val", num_clips=data_args.eval_num_clips, **transform_kwargs)
+        )
+    if training_args.do_predict:
+        test_split = take(splits[data_args.test_split], data_args.max_eval_samples)
+        test_dataset = PoseClipDataset(
+            test_split,
+            PoseClipTransform(
+                "test", num_clips=data_args.test_num_clips, flip_double=data_args.test_flip, **transform_kwargs
+            ),
+        )
+
+    is_contrastive = isinstance(model, SkeletonClipModel)
+    train_collator = PoseCollator(
+        tokenizer=tokenizer if is_contrastive else None,
+        class_texts=model.config.class_texts(train_names) if is_contrastive else None,
+        text_max_length=model.config.text_max_length,
+    )
+    trainer = SkeletonClipTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        data_collator=train_collator,
+        eval_data_collator=PoseCollator(),
+        processing_class=tokenizer,
+        compute_metrics=compute_metrics_fn(),
+        class_names=eval_names if is_contrastive else None,
+    )
+
+    if training_args.do_train:
+        checkpoint = training_args.resume_from_checkpoint or last_checkpoint
+        train_result = trainer.train(resume_from_checkpoint=checkpoint)
+        trainer.save_model()  # model, config with auto_map, code files and (as processing_class) the tokenizer
+        trainer.log_metrics("train", train_result.metrics)
+        trainer.save_metrics("train", train_result.metrics)
+        trainer.save_state()
+
+    if training_args.do_eval:
+        metrics = trainer.evaluate()
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+
+    if training_args.do_predict:
+        names = eval_names
+        if data_args.candidate_labels:
+            if not is_contrastive:
+                raise ArgumentError("--candidate_labels needs the contrastive model (texts), not the classifier.")
+            with open(data_args.candidate_labels) as f:
+                names = [line.strip() for line in f if line.strip()]
+            trainer.class_names = names
+        output = trainer.predict(test_dataset)
+        labels = output.label_ids if not data_args.candidate_labels else None
+        if labels is not None:
+            trainer.log_metrics("predict", output.metrics)
+            trainer.save_metrics("predict", output.metrics)
+        if trainer.is_world_process_zero():
+            path = write_predictions(
+                os.path.join(training_args.output_dir, "predictions"),
+                data_args.predictions_format,
+                list(test_dataset.dataset["frame_dir"]),
+                labels,
+                output.predictions,
+                names,
+            )
+            logger.info(f"Wrote per-clip top-5 predictions to {path}")
+
+    if trainer.is_world_process_zero() and training_args.do_train:
+        kwargs = {"finetuned_from": model_args.text_model_name_or_path or "all-MiniLM-L6-v2", "tasks": "video-classification"}
+        if training_args.push_to_hub:
+            trainer.push_to_hub(**kwargs)
+        else:
+            trainer.create_model_card(**kwargs)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except ArgumentError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
