@@ -1,0 +1,625 @@
+"""Frame sampling and keypoint augmentation (SPEC §2), and the batch collator.
+
+Everything here works on keypoints, never on images: a clip is a few KB of coordinates and the
+model renders heatmaps on its own device. The steps reproduce the PoseC3D recipe of pyskl:
+
+* train: ``UniformSampleFrames(48)`` -> ``PoseCompact(hw_ratio=1, allow_imgpad=True)`` ->
+  ``Resize(short side 64)`` -> ``RandomResizedCrop(area 0.56..1)`` -> ``Resize(56x56)`` -> ``Flip(0.5)``
+* val: ``UniformSampleFrames(48, test mode)`` -> ``PoseCompact`` -> ``Resize(64x64)``
+* test: val with 10 clips, each clip also mirrored (flip doubling): 20 views.
+
+Input rows (the format of :func:`load_pose_dataset`): ``frame_dir`` str, ``label`` int,
+``img_shape`` (h, w), ``total_frames`` T, ``num_person`` M, ``keypoint`` float [M*T, V, 2]
+(person-major), ``keypoint_score`` float [M*T, V]. Values may be numpy arrays (the dataset in
+``"numpy"`` format: the fast path) or nested Python lists. Missing joints have coordinates 0 and
+score 0.
+
+The small step functions (:func:`uniform_sample_frames`, :func:`pose_compact`,
+:func:`resize_keypoints`, :func:`random_resized_crop_box`, :func:`crop_keypoints`,
+:func:`flip_keypoints`) are public so that each step can be checked on its own;
+:class:`PoseClipTransform` chains them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+
+from .pose_layouts import get_layout
+
+__all__ = [
+    "PoseClipTransform",
+    "PoseCollator",
+    "uniform_sample_frames",
+    "pose_compact",
+    "rescale_size",
+    "resize_keypoints",
+    "random_resized_crop_box",
+    "crop_keypoints",
+    "flip_keypoints",
+]
+
+# The seed pyskl uses for its deterministic test-mode sampling.
+TEST_MODE_SEED = 255
+
+
+# ---------------------------------------------------------------------------------------------
+# Frame sampling
+# ---------------------------------------------------------------------------------------------
+def _pair_interval(p_interval) -> tuple[float, float]:
+    if isinstance(p_interval, (int, float)):
+        return float(p_interval), float(p_interval)
+    lo, hi = p_interval
+    lo, hi = float(lo), float(hi)
+    if not 0.0 < lo <= hi <= 1.0:
+        raise ValueError(f"p_interval must satisfy 0 < lo <= hi <= 1, got {p_interval!r}.")
+    return lo, hi
+
+
+def _legacy_clip(rs: np.random.RandomState, T: int, L: int, num_clips: int, i: int, lo: float, hi: float):
+    """One test-mode clip, drawing from a legacy RandomState in pyskl's exact order."""
+    ratio = rs.rand() * (hi - lo) + lo  # drawn even when lo == hi, as pyskl does
+    n = int(ratio * T)
+    off = rs.randint(T - n + 1)
+    if n < L:
+        start = i if n < num_clips else i * n // num_clips
+        inds = np.arange(start, start + L)
+    elif n < 2 * L:
+        chosen = rs.choice(L + 1, n - L, replace=False)
+        offset = np.zeros(L + 1, dtype=np.int64)
+        offset[chosen] = 1
+        inds = np.arange(L) + np.cumsum(offset)[:-1]
+    else:
+        bids = np.arange(L + 1, dtype=np.int64) * n // L
+        inds = bids[:L] + rs.randint(np.diff(bids))
+    return inds + off
+
+
+def _train_clip(rng: np.random.Generator, T: int, L: int, lo: float, hi: float):
+    """One train-mode clip from a numpy Generator (deterministic draws are skipped)."""
+    if lo == hi:
+        n = int(lo * T)
+    else:
+        n = int((rng.random() * (hi - lo) + lo) * T)
+    n = max(n, 1)  # pyskl would fail on randint(0) for a 0-frame interval
+    off = int(rng.integers(T - n + 1)) if n < T else 0
+    if n < L:
+        start = int(rng.integers(n))
+        inds = np.arange(start, start + L)
+    elif n < 2 * L:
+        chosen = rng.choice(L + 1, n - L, replace=False)
+        offset = np.zeros(L + 1, dtype=np.int64)
+        offset[chosen] = 1
+        inds = np.arange(L) + np.cumsum(offset)[:-1]
+    else:
+        starts, sizes = _segments(n, L)
+        # one uniform frame per segment; min() guards the (2**-53) case u * size == size
+        inds = starts + np.minimum((rng.random(L) * sizes).astype(np.int64), sizes.astype(np.int64) - 1)
+    return inds + off if off else inds
+
+
+_SEGMENTS: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _segments(n: int, L: int) -> tuple[np.ndarray, np.ndarray]:
+    """Segment starts (int64) and sizes (float64) of pyskl's boundaries b_i = i * n // L, cached."""
+    seg = _SEGMENTS.get((n, L))
+    if seg is None:
+        bids = np.arange(L + 1, dtype=np.int64) * n // L
+        seg = (bids[:L].copy(), np.diff(bids).astype(np.float64))
+        if len(_SEGMENTS) < 65536:
+            _SEGMENTS[(n, L)] = seg
+    return seg
+
+
+def uniform_sample_frames(
+    total_frames: int,
+    clip_len: int,
+    num_clips: int = 1,
+    p_interval=1.0,
+    test_mode: bool = False,
+    rng: Optional[np.random.Generator] = None,
+) -> np.ndarray:
+    """Frame indices of ``num_clips`` clips of ``clip_len`` frames, concatenated: int64 [num_clips * clip_len].
+
+    pyskl's ``UniformSampleFrames``. Test mode is deterministic and draws from a fresh legacy
+    ``np.random.RandomState(255)``, call for call as pyskl does, so its indices are identical to
+    pyskl's. Train mode draws from ``rng`` (a ``np.random.Generator``), a fresh one if None.
+    All indices are taken modulo ``total_frames``.
+    """
+    T, L = int(total_frames), int(clip_len)
+    if T <= 0:
+        raise ValueError(f"total_frames must be positive, got {total_frames}.")
+    if L <= 0 or num_clips <= 0:
+        raise ValueError(f"clip_len and num_clips must be positive, got {clip_len} and {num_clips}.")
+    lo, hi = _pair_interval(p_interval)
+    if test_mode:
+        rs = np.random.RandomState(TEST_MODE_SEED)
+        clips = [_legacy_clip(rs, T, L, num_clips, i, lo, hi) for i in range(num_clips)]
+    else:
+        if rng is None:
+            rng = np.random.default_rng()
+        clips = [_train_clip(rng, T, L, lo, hi) for _ in range(num_clips)]
+    inds = clips[0] if num_clips == 1 else np.concatenate(clips)
+    return np.mod(inds, T).astype(np.int64, copy=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Geometry steps. Keypoints are float arrays [..., 2] (x, y) in pixels; img_shape is (h, w).
+# ---------------------------------------------------------------------------------------------
+def pose_compact(
+    keypoints: np.ndarray,
+    img_shape,
+    padding: float = 0.25,
+    threshold: float = 10,
+    hw_ratio=1.0,
+    allow_imgpad: bool = True,
+):
+    """pyskl's ``PoseCompact``, in place on ``keypoints`` (float [..., 2]); returns ``(keypoints, (h, w))``.
+
+    NaN coordinates become 0. One box encloses every non-zero x and every non-zero y (x and y
+    are screened separately, as pyskl does) of all persons and frames. When the box is narrower
+    or lower than ``threshold`` pixels nothing changes. Otherwise the box keeps its centre and
+    grows by ``1 + padding``; with ``hw_ratio`` r the height becomes at least r x width and the
+    width at least height / r (r = 1: a square of the larger side). Its corners are truncated to
+    integers (``int()``, as pyskl); with ``allow_imgpad`` the box may leave the image, otherwise it
+    is clipped to it. The box origin is subtracted from the non-zero coordinates only, and the new
+    image is the box: ``(int(max_y) - int(min_y), int(max_x) - int(min_x))``.
+    """
+    h, w = img_shape
+    if not (keypoints.flags.c_contiguous and np.issubdtype(keypoints.dtype, np.floating)):
+        keypoints = np.ascontiguousarray(keypoints, dtype=np.float32)
+    if not np.isfinite(keypoints.sum()):  # one cheap reduction instead of an isnan pass per row
+        keypoints[np.isnan(keypoints)] = 0.0
+    pts = keypoints.reshape(-1, 2)
+    x, y = pts[:, 0], pts[:, 1]
+    nx, ny = x != 0, y != 0  # x and y are screened separately, as pyskl does
+    xs, ys = x[nx], y[ny]
+    if xs.size == 0 or ys.size == 0:
+        return keypoints, (h, w)
+    min_x, max_x = xs.min(), xs.max()
+    min_y, max_y = ys.min(), ys.max()
+    if max_x - min_x < threshold or max_y - min_y < threshold:
+        return keypoints, (h, w)
+
+    cx, cy = (max_x + min_x) / 2, (max_y + min_y) / 2
+    half_w = (max_x - min_x) / 2 * (1 + padding)
+    half_h = (max_y - min_y) / 2 * (1 + padding)
+    if hw_ratio is not None:
+        r0, r1 = (hw_ratio, hw_ratio) if isinstance(hw_ratio, (int, float)) else hw_ratio
+        half_h = max(r0 * half_w, half_h)
+        half_w = max(1 / r1 * half_h, half_w)
+    x0, x1 = cx - half_w, cx + half_w
+    y0, y1 = cy - half_h, cy + half_h
+    if allow_imgpad:
+        x0, y0, x1, y1 = int(x0), int(y0), int(x1), int(y1)
+    else:
+        x0, y0 = int(max(0, x0)), int(max(0, y0))
+        x1, y1 = int(min(w, x1)), int(min(h, y1))
+    # subtract the box origin from the non-zero coordinates only
+    np.subtract(x, x0, out=x, where=nx)
+    np.subtract(y, y0, out=y, where=ny)
+    return keypoints, (y1 - y0, x1 - x0)
+
+
+def rescale_size(old_size, scale) -> tuple[int, int]:
+    """mmcv's ``rescale_size``: (w, h) scaled as large as fits ``scale`` (a (long, short) edge bound or a factor)."""
+    w, h = old_size
+    if isinstance(scale, (int, float)):
+        factor = float(scale)
+    else:
+        factor = min(max(scale) / max(h, w), min(scale) / min(h, w))
+    return int(w * factor + 0.5), int(h * factor + 0.5)
+
+
+def resize_keypoints(keypoints: np.ndarray, img_shape, scale, keep_ratio: bool = True):
+    """pyskl's ``Resize``: returns ``(keypoints * (new_w / w, new_h / h), (new_h, new_w))``.
+
+    ``keep_ratio=True``: ``scale`` bounds the (long, short) edges, e.g. ``(inf, 64)`` = short side 64;
+    ``keep_ratio=False``: ``scale`` is the exact output ``(w, h)``. All points are scaled (zeros stay zero).
+    """
+    h, w = img_shape
+    if keep_ratio:
+        new_w, new_h = rescale_size((w, h), scale)
+    else:
+        new_w, new_h = int(scale[0]), int(scale[1])
+    factor = np.array([new_w / w, new_h / h], dtype=np.float32)
+    return keypoints * factor, (new_h, new_w)
+
+
+def random_resized_crop_box(
+    img_shape,
+    rng: np.random.Generator,
+    area_range=(0.56, 1.0),
+    aspect_ratio_range=(3 / 4, 4 / 3),
+    max_attempts: int = 10,
+) -> tuple[int, int, int, int]:
+    """pyskl's ``RandomResizedCrop.get_crop_bbox``: an integer box ``(left, top, right, bottom)``.
+
+    Up to ``max_attempts`` candidates with area ~ U(area_range) x h x w and aspect w/h log-uniform
+    in ``aspect_ratio_range``; the first that fits gets a uniform position. Fallback: the centred
+    square of side min(h, w).
+    """
+    h, w = int(img_shape[0]), int(img_shape[1])
+    area = h * w
+    log_lo, log_hi = math.log(aspect_ratio_range[0]), math.log(aspect_ratio_range[1])
+    a_lo, a_hi = area_range
+    # One draw for every candidate (aspect, area) pair and the two offsets: cheaper than many small draws.
+    u = rng.random(2 * max_attempts + 2).tolist()
+    for i in range(max_attempts):
+        aspect = math.exp(log_lo + (log_hi - log_lo) * u[2 * i])
+        target = (a_lo + (a_hi - a_lo) * u[2 * i + 1]) * area
+        crop_w = round(math.sqrt(target * aspect))  # round half to even, like np.round
+        crop_h = round(math.sqrt(target / aspect))
+        if crop_w <= w and crop_h <= h:
+            left = min(int(u[-2] * (w - crop_w + 1)), w - crop_w)
+            top = min(int(u[-1] * (h - crop_h + 1)), h - crop_h)
+            return left, top, left + crop_w, top + crop_h
+    size = min(h, w)
+    left, top = (w - size) // 2, (h - size) // 2
+    return left, top, left + size, top + size
+
+
+def crop_keypoints(keypoints: np.ndarray, box) -> tuple[np.ndarray, tuple[int, int]]:
+    """pyskl's crop of keypoints: subtract the box origin from ALL points (missing joints, at 0,
+    become negative; their score stays 0, so they still render nothing). Returns (keypoints, (h, w))."""
+    left, top, right, bottom = box
+    return keypoints - np.array([left, top], dtype=keypoints.dtype), (bottom - top, right - left)
+
+
+def flip_keypoints(keypoints: np.ndarray, scores: np.ndarray, width: float, flip_permutation: Sequence[int]):
+    """pyskl's horizontal ``Flip`` of keypoints [..., V, 2] and scores [..., V] (copies).
+
+    x -> width - x for non-zero x; left and right joints (and their scores) swap places.
+    """
+    perm = np.asarray(flip_permutation)
+    kp = keypoints[..., perm, :]  # fancy indexing: a copy
+    x = kp[..., 0]
+    nz = x != 0
+    x[nz] = width - x[nz]
+    return kp, scores[..., perm]
+
+
+# ---------------------------------------------------------------------------------------------
+# Row decoding
+# ---------------------------------------------------------------------------------------------
+def _float_array(value, name: str) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.dtype == object:  # ragged nesting as returned by some dataset formats: stack the pieces
+        arr = np.stack([_float_array(v, name) for v in arr])
+    return arr.astype(np.float32, copy=False)
+
+
+def _decode_row(example: dict) -> tuple[np.ndarray, np.ndarray, tuple[float, float], int]:
+    """Row -> keypoints [M, T, V, 2], scores [M, T, V], img_shape (h, w), label."""
+    try:
+        kp = _float_array(example["keypoint"], "keypoint")
+        label = int(np.asarray(example["label"]))
+        hw = example["img_shape"]
+        h, w = float(hw[0]), float(hw[1])
+    except KeyError as err:
+        raise ValueError(f"Pose row lacks the key {err.args[0]!r}; got keys {sorted(example)}.") from None
+    if kp.ndim != 3 or kp.shape[-1] != 2:
+        raise ValueError(
+            f"'keypoint' must be [M*T, V, 2] (2D coordinates), got shape {kp.shape}"
+            f" (frame_dir={example.get('frame_dir')!r})."
+        )
+    rows, V = kp.shape[0], kp.shape[1]
+    if "keypoint_score" in example and example["keypoint_score"] is not None:
+        scores = _float_array(example["keypoint_score"], "keypoint_score")
+        if scores.shape != (rows, V):
+            raise ValueError(f"'keypoint_score' must be [M*T, V] = {(rows, V)}, got {scores.shape}.")
+    else:
+        scores = np.ones((rows, V), dtype=np.float32)
+    if example.get("num_person") is not None:
+        M = int(np.asarray(example["num_person"]))
+    elif example.get("total_frames"):
+        M = max(rows // int(np.asarray(example["total_frames"])), 1)
+    else:
+        M = 1
+    if M <= 0 or rows == 0:
+        # A clip with no person at all: one empty person keeps every shape valid (renders nothing).
+        T = max(int(np.asarray(example.get("total_frames", 1))), 1)
+        return np.zeros((1, T, V, 2), np.float32), np.zeros((1, T, V), np.float32), (h, w), label
+    if rows % M:
+        raise ValueError(f"'keypoint' has {rows} rows, not a multiple of num_person={M}.")
+    T = rows // M
+    return kp.reshape(M, T, V, 2), scores.reshape(M, T, V), (h, w), label
+
+
+# ---------------------------------------------------------------------------------------------
+# The transform
+# ---------------------------------------------------------------------------------------------
+class PoseClipTransform:
+    """Samples frames and augments keypoints of one pose row (SPEC §2).
+
+    ``__call__(row)`` returns numpy arrays, coordinates in the pixel frame of the output size
+    (``train_size`` in train mode, ``eval_size`` otherwise):
+
+    * ``keypoints`` float32 [views, M, clip_len, V, 2]
+    * ``keypoint_scores`` float32 [views, M, clip_len, V]
+    * ``label`` int
+
+    ``views`` = ``num_clips``, or ``2 * num_clips`` with ``flip_double``: views ``[0, num_clips)``
+    are the clips in sampling order, views ``[num_clips, 2 * num_clips)`` the same clips mirrored
+    (view ``num_clips + i`` mirrors view ``i``).
+
+    ``transform_batch`` is the batched form for ``dataset.with_transform``; the faster path is the
+    dataset in ``"numpy"`` format with this transform inside :class:`PoseCollator`.
+
+    Train mode draws from a ``np.random.Generator`` owned by the transform: seeded from ``seed``
+    and, inside a DataLoader worker, from the worker's seed (so workers differ and epochs differ);
+    from ``torch.initial_seed()`` when ``seed`` is None in the main process. Val/test are
+    deterministic (pyskl's fixed sampling seed 255).
+    """
+
+    def __init__(
+        self,
+        mode: str = "train",
+        clip_len: int = 48,
+        num_clips: Optional[int] = None,
+        p_interval=(1.0, 1.0),
+        hw_ratio: Optional[float] = 1.0,
+        allow_imgpad: bool = True,
+        resize_short: int = 64,
+        crop_area=(0.56, 1.0),
+        train_size=(56, 56),
+        eval_size=(64, 64),
+        flip_prob: float = 0.5,
+        flip_double: Optional[bool] = None,
+        layout="coco17",
+        seed: Optional[int] = None,
+    ):
+        if mode not in ("train", "val", "test"):
+            raise ValueError(f"mode must be 'train', 'val' or 'test', got {mode!r}.")
+        self.mode = mode
+        self.clip_len = int(clip_len)
+        self.num_clips = int(num_clips) if num_clips is not None else (10 if mode == "test" else 1)
+        if self.clip_len <= 0 or self.num_clips <= 0:
+            raise ValueError(f"clip_len and num_clips must be positive, got {clip_len} and {num_clips}.")
+        self.p_interval = _pair_interval(p_interval)
+        self.hw_ratio = hw_ratio
+        self.allow_imgpad = allow_imgpad
+        self.resize_short = resize_short
+        self.crop_area = tuple(float(a) for a in crop_area)
+        if not 0 < self.crop_area[0] <= self.crop_area[1] <= 1:
+            raise ValueError(f"crop_area must satisfy 0 < lo <= hi <= 1, got {crop_area!r}.")
+        self.train_size = _hw(train_size)
+        self.eval_size = _hw(eval_size)
+        self.flip_prob = float(flip_prob)
+        self.flip_double = bool(flip_double) if flip_double is not None else mode == "test"
+        self.layout = get_layout(layout)
+        self.flip_permutation = np.asarray(self.layout.flip_permutation(), dtype=np.int64)
+        self.seed = seed
+        self._rng: Optional[np.random.Generator] = None
+        self._rng_key = None
+        self._init_pid = os.getpid()
+        self._test_inds_cache: dict[int, np.ndarray] = {}
+
+    # -- randomness ---------------------------------------------------------------------------
+    def _get_rng(self) -> np.random.Generator:
+        info = torch.utils.data.get_worker_info()
+        pid = os.getpid()
+        key = (pid, None if info is None else (info.id, info.seed))
+        if self._rng is None or key != self._rng_key:
+            entropy = [] if self.seed is None else [int(self.seed)]
+            if info is not None:
+                entropy.append(int(info.seed))  # base_seed + worker id: differs per worker and per epoch
+            elif pid != self._init_pid:
+                entropy.append(pid)  # a forked process outside a DataLoader
+            if not entropy:
+                entropy = [int(torch.initial_seed())]
+            self._rng = np.random.default_rng(entropy)
+            self._rng_key = key
+        return self._rng
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_rng"], state["_rng_key"] = None, None
+        return state
+
+    # -- pipeline -----------------------------------------------------------------------------
+    def _frame_inds(self, T: int, rng) -> np.ndarray:
+        if self.mode == "train":
+            return uniform_sample_frames(T, self.clip_len, self.num_clips, self.p_interval, False, rng)
+        inds = self._test_inds_cache.get(T)
+        if inds is None:
+            inds = uniform_sample_frames(T, self.clip_len, self.num_clips, self.p_interval, True)
+            if len(self._test_inds_cache) < 65536:
+                self._test_inds_cache[T] = inds
+        return inds
+
+    def __call__(self, example: dict) -> dict:
+        kp, scores, img_shape, label = _decode_row(example)
+        M, T, V = scores.shape
+        train = self.mode == "train"
+        rng = self._get_rng() if train else None
+
+        # Train: the flip is decided first, so that the joint swap rides along with the frame gather
+        # (swapping joints commutes with PoseCompact, resize and crop); x is mirrored at the end.
+        flip = train and self.flip_prob > 0 and rng.random() < self.flip_prob
+        inds = self._frame_inds(T, rng)
+        if flip:
+            sel = (slice(None), inds[:, None], self.flip_permutation)
+        else:
+            sel = (slice(None), inds)
+        kp = kp[sel]  # [M, nc*L, V, 2], a copy: the row is never modified
+        scores = scores[sel]
+        if not np.isfinite(scores.sum()):
+            scores = np.nan_to_num(scores, nan=0.0)
+
+        kp, img_shape = pose_compact(kp, img_shape, 0.25, 10, self.hw_ratio, self.allow_imgpad)
+        if train:
+            # Resize(short side) -> RandomResizedCrop -> Resize(exact) is one affine map of all
+            # points: x * s1 * s2 - crop_origin * s2, applied in a single pass.
+            h, w = img_shape
+            new_w, new_h = rescale_size((w, h), (math.inf, self.resize_short))
+            left, top, right, bottom = random_resized_crop_box((new_h, new_w), rng, self.crop_area)
+            out_h, out_w = self.train_size
+            s1 = np.array([new_w / w, new_h / h], dtype=np.float32)
+            s2 = np.array([out_w / (right - left), out_h / (bottom - top)], dtype=np.float32)
+            kp *= s1 * s2
+            kp -= np.array([left, top], dtype=np.float32) * s2
+            if flip:  # Flip: x -> W - x for non-zero x (joints already swapped)
+                x = kp[..., 0]
+                np.subtract(out_w, x, out=x, where=x != 0)
+        else:
+            out_h, out_w = self.eval_size
+            kp, img_shape = resize_keypoints(kp, img_shape, (out_w, out_h), keep_ratio=False)
+
+        nc, L = self.num_clips, self.clip_len
+        # [M, nc*L, ...] -> [nc, M, L, ...]
+        kp = kp.reshape(M, nc, L, V, 2).transpose(1, 0, 2, 3, 4)
+        scores = scores.reshape(M, nc, L, V).transpose(1, 0, 2, 3)
+        if self.flip_double:
+            fkp, fscores = flip_keypoints(kp, scores, out_w, self.flip_permutation)
+            kp = np.concatenate([kp, fkp], axis=0)
+            scores = np.concatenate([scores, fscores], axis=0)
+        return {
+            "keypoints": np.ascontiguousarray(kp, dtype=np.float32),
+            "keypoint_scores": np.ascontiguousarray(scores, dtype=np.float32),
+            "label": label,
+        }
+
+    def transform_batch(self, batch: dict) -> dict:
+        """Batched form for ``dataset.with_transform(transform.transform_batch)``: dict of lists in and out."""
+        if not batch:
+            return {"keypoints": [], "keypoint_scores": [], "label": []}
+        n = len(next(iter(batch.values())))
+        out = {"keypoints": [], "keypoint_scores": [], "label": []}
+        for i in range(n):
+            res = self({k: v[i] for k, v in batch.items()})
+            for k in out:
+                out[k].append(res[k])
+        return out
+
+    def __repr__(self):
+        return (
+            f"{type(self).__name__}(mode={self.mode!r}, clip_len={self.clip_len}, num_clips={self.num_clips}, "
+            f"p_interval={self.p_interval}, flip_double={self.flip_double}, layout={self.layout.name!r})"
+        )
+
+
+def _hw(size) -> tuple[int, int]:
+    if isinstance(size, int):
+        return size, size
+    h, w = size
+    return int(h), int(w)
+
+
+# ---------------------------------------------------------------------------------------------
+# The collator
+# ---------------------------------------------------------------------------------------------
+class PoseCollator:
+    """Stacks transformed clips into a batch of tensors; optionally transforms and tokenizes too.
+
+    Returns ``keypoints`` float32 [B, views, M, T, V, 2], ``keypoint_scores`` float32
+    [B, views, M, T, V], ``labels`` int64 [B], and, when both ``tokenizer`` and ``class_texts`` are
+    given, ``input_ids`` / ``attention_mask`` [B, L] of ``text_template.format(class_texts[label])``
+    (padded to the longest in the batch, truncated at ``text_max_length``).
+
+    Persons are padded with zeros (score 0) to the largest M of the batch; with ``max_persons``,
+    clips with more persons keep the ``max_persons`` of highest total score (in their original order).
+
+    With ``transform`` set, each raw row is transformed first: the fast path (the dataset in
+    ``"numpy"`` format, the transform running in the DataLoader workers through the collator).
+    """
+
+    def __init__(
+        self,
+        transform: Optional[PoseClipTransform] = None,
+        tokenizer: Any = None,
+        class_texts: Optional[Sequence[str]] = None,
+        text_max_length: int = 16,
+        text_template: str = "{}",
+        max_persons: Optional[int] = None,
+    ):
+        if max_persons is not None and int(max_persons) <= 0:
+            raise ValueError(f"max_persons must be positive or None, got {max_persons}.")
+        self.transform = transform
+        self.tokenizer = tokenizer
+        self.class_texts = list(class_texts) if class_texts is not None else None
+        self.text_max_length = int(text_max_length)
+        self.text_template = text_template
+        self.max_persons = int(max_persons) if max_persons is not None else None
+
+    def __call__(self, examples: list) -> dict:
+        if len(examples) == 0:
+            raise ValueError("PoseCollator got an empty list of examples.")
+        if self.transform is not None:
+            examples = [self.transform(ex) for ex in examples]
+
+        kps, scs, labels = [], [], []
+        for i, ex in enumerate(examples):
+            try:
+                kp = np.asarray(ex["keypoints"], dtype=np.float32)
+                sc = np.asarray(ex["keypoint_scores"], dtype=np.float32)
+                label = ex["labels"] if "labels" in ex else ex["label"]
+            except KeyError as err:
+                raise ValueError(
+                    f"Example {i} lacks {err.args[0]!r} (keys: {sorted(ex)}); rows must be transformed by "
+                    "PoseClipTransform first (pass transform= to the collator or use dataset.with_transform)."
+                ) from None
+            if kp.ndim != 5 or kp.shape[-1] != 2 or sc.shape != kp.shape[:-1]:
+                raise ValueError(
+                    f"Example {i}: expected keypoints [views, M, T, V, 2] and keypoint_scores [views, M, T, V], "
+                    f"got {kp.shape} and {sc.shape}."
+                )
+            kps.append(kp)
+            scs.append(sc)
+            labels.append(int(np.asarray(label)))
+
+        views, _, T, V, _ = kps[0].shape
+        for i, kp in enumerate(kps):
+            if (kp.shape[0], kp.shape[2], kp.shape[3]) != (views, T, V):
+                raise ValueError(
+                    f"Examples disagree in (views, T, V): example 0 has {(views, T, V)}, example {i} has "
+                    f"{(kp.shape[0], kp.shape[2], kp.shape[3])}; use one transform configuration per batch."
+                )
+
+        num_m = [kp.shape[1] for kp in kps]
+        M = max(num_m)
+        if self.max_persons is not None:
+            M = min(M, self.max_persons)
+        B = len(kps)
+        if all(m == M for m in num_m):
+            keypoints = np.stack(kps)
+            keypoint_scores = np.stack(scs)
+        else:
+            keypoints = np.zeros((B, views, M, T, V, 2), dtype=np.float32)
+            keypoint_scores = np.zeros((B, views, M, T, V), dtype=np.float32)
+            for b, (kp, sc) in enumerate(zip(kps, scs)):
+                m = kp.shape[1]
+                if m > M:
+                    keep = np.sort(np.argsort(-sc.sum(axis=(0, 2, 3)), kind="stable")[:M])
+                    kp, sc, m = kp[:, keep], sc[:, keep], M
+                keypoints[b, :, :m] = kp
+                keypoint_scores[b, :, :m] = sc
+
+        batch = {
+            "keypoints": torch.from_numpy(keypoints),
+            "keypoint_scores": torch.from_numpy(keypoint_scores),
+            "labels": torch.tensor(labels, dtype=torch.long),
+        }
+        if self.tokenizer is not None and self.class_texts is not None:
+            n = len(self.class_texts)
+            bad = [lab for lab in labels if not 0 <= lab < n]
+            if bad:
+                raise ValueError(
+                    f"Label(s) {sorted(set(bad))} have no class text: class_texts has {n} entries (labels 0..{n - 1})."
+                )
+            texts = [self.text_template.format(self.class_texts[lab]) for lab in labels]
+            tok = self.tokenizer(
+                texts,
+                padding="longest",
+                truncation=True,
+                max_length=self.text_max_length,
+                return_tensors="pt",
+            )
+            batch["input_ids"] = tok["input_ids"]
+            batch["attention_mask"] = tok["attention_mask"]
+        return batch
