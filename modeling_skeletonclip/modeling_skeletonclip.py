@@ -1,5 +1,6 @@
 """PyTorch SkeletonCLIP: a PoseC3D SlowOnly heatmap encoder and a BERT text encoder trained contrastively."""
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -262,7 +263,24 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
         self.text_model = BertModel(config.text_config, add_pooling_layer=False)
         self.text_projection = nn.Linear(config.text_config.hidden_size, config.projection_dim)
         self.temperature = nn.Parameter(torch.tensor(config.temperature_init))
+        # The text tokenizer travels with the model: saved beside the weights, so the checkpoint is complete.
+        self.tokenizer = None
         self.post_init()
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if self.tokenizer is not None and kwargs.get("is_main_process", True):
+            self.tokenizer.save_pretrained(save_directory)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        path = str(pretrained_model_name_or_path)
+        if os.path.isfile(os.path.join(path, "tokenizer_config.json")):
+            from transformers import AutoTokenizer
+
+            model.tokenizer = AutoTokenizer.from_pretrained(path)
+        return model
 
     # -- constructors ---------------------------------------------------------------------------------------------
 
@@ -279,6 +297,7 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
             text_config=text_model.config.to_dict(), text_encoder_name_or_path=name, **config_kwargs
         )
         model = cls(config)
+        model.tokenizer = tokenizer
         missing, unexpected = model.text_model.load_state_dict(text_model.state_dict(), strict=False)
         # The pooler is not used (the CLS token is projected directly); anything else missing is a real mismatch.
         unexpected = [k for k in unexpected if not k.startswith("pooler.")]

@@ -1,0 +1,134 @@
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from conftest import TINY_HEATMAP, TINY_VIDEO, random_keypoints
+
+from modeling_skeletonclip import SkeletonClipForActionRecognition, SkeletonClipModel
+
+
+def tiny_pretrained_model():
+    """A small video encoder around the real packaged text encoder (weights and tokenizer)."""
+    torch.manual_seed(0)
+    model, tokenizer = SkeletonClipModel.from_text_pretrained(
+        None,
+        video_config=TINY_VIDEO,
+        heatmap_config=TINY_HEATMAP,
+        projection_dim=16,
+        frame_embed_dim=24,
+        id2label={0: "drink water", 1: "jump up"},
+    )
+    return model.eval(), tokenizer
+
+
+def test_save_pretrained_writes_weights_config_code_and_tokenizer(tmp_path):
+    model, _ = tiny_pretrained_model()
+    model.save_pretrained(tmp_path)
+    files = set(os.listdir(tmp_path))
+    assert "model.safetensors" in files
+    assert {"configuration_skeletonclip.py", "modeling_skeletonclip.py", "heatmaps.py", "pose_layouts.py"} <= files
+    assert {"tokenizer_config.json", "tokenizer.json"} <= files
+    config = json.load(open(tmp_path / "config.json"))
+    assert config["auto_map"]["AutoConfig"] == "configuration_skeletonclip.SkeletonClipConfig"
+    assert config["auto_map"]["AutoModel"] == "modeling_skeletonclip.SkeletonClipModel"
+    assert config["model_type"] == "skeleton_clip"
+
+
+def test_round_trip_in_process_is_exact(tmp_path):
+    model, tokenizer = tiny_pretrained_model()
+    model.save_pretrained(tmp_path)
+    loaded = SkeletonClipModel.from_pretrained(tmp_path).eval()
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    assert loaded.tokenizer is not None
+    keypoints, scores = random_keypoints(2)
+    texts = tokenizer(["drink water", "jump up"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        a = model(keypoints=keypoints, keypoint_scores=scores, **texts).logits_per_video
+        b = loaded(keypoints=keypoints, keypoint_scores=scores, **texts).logits_per_video
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_trust_remote_code_in_fresh_process_without_the_package(tmp_path):
+    model, tokenizer = tiny_pretrained_model()
+    model.save_pretrained(tmp_path / "ckpt")
+    keypoints, scores = random_keypoints(2)
+    texts = tokenizer(["drink water", "jump up"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        expected = model(keypoints=keypoints, keypoint_scores=scores, **texts).logits_per_video
+    torch.save({"keypoints": keypoints, "scores": scores, **dict(texts)}, tmp_path / "inputs.pt")
+    script = textwrap.dedent(
+        f"""
+        import sys, torch
+        from transformers import AutoModel
+        model = AutoModel.from_pretrained({str(tmp_path / 'ckpt')!r}, trust_remote_code=True).eval()
+        assert "modeling_skeletonclip" not in sys.modules, "the package must not be imported"
+        assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+        x = torch.load({str(tmp_path / 'inputs.pt')!r})
+        with torch.no_grad():
+            out = model(keypoints=x["keypoints"], keypoint_scores=x["scores"], input_ids=x["input_ids"],
+                        attention_mask=x["attention_mask"], token_type_ids=x["token_type_ids"])
+        torch.save(out.logits_per_video, {str(tmp_path / 'out.pt')!r})
+        """
+    )
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"), PYTHONPATH="")
+    # Run from an empty folder so that the repository's package is not importable.
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path, env=env, timeout=300)
+    torch.testing.assert_close(torch.load(tmp_path / "out.pt"), expected, rtol=0, atol=0)
+
+
+def test_classifier_registers_video_classification_auto_class(tmp_path, tiny_config):
+    from transformers import AutoModelForVideoClassification
+
+    model = SkeletonClipForActionRecognition(tiny_config).eval()
+    model.save_pretrained(tmp_path)
+    config = json.load(open(tmp_path / "config.json"))
+    assert config["auto_map"]["AutoModelForVideoClassification"] == (
+        "modeling_skeletonclip.SkeletonClipForActionRecognition"
+    )
+    loaded = AutoModelForVideoClassification.from_pretrained(tmp_path).eval()
+    assert isinstance(loaded, SkeletonClipForActionRecognition)
+    keypoints, scores = random_keypoints(1)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            model(keypoints=keypoints, keypoint_scores=scores).logits,
+            loaded(keypoints=keypoints, keypoint_scores=scores).logits,
+        )
+
+
+def test_push_to_hub_uploads_model_code_tokenizer_and_card(monkeypatch):
+    """No network: the hub API is replaced by a recorder; everything up to the upload runs for real."""
+    import huggingface_hub
+    import transformers.utils.hub as hub
+    from huggingface_hub.errors import EntryNotFoundError
+
+    uploaded = {}
+
+    class RecordingApi:
+        def create_repo(self, repo_id, **kwargs):
+            return huggingface_hub.RepoUrl(f"https://huggingface.co/{repo_id}")
+
+        def create_commit(self, repo_id, operations, commit_message, **kwargs):
+            for op in operations:
+                with open(op.path_or_fileobj, "rb") as f:
+                    uploaded[op.path_in_repo] = f.read()
+            uploaded["__commit__"] = (repo_id, commit_message)
+            return "commit"
+
+    def no_remote_card(*args, **kwargs):
+        raise EntryNotFoundError("no README.md in a new repo")
+
+    monkeypatch.setattr(hub, "hf_api", lambda: RecordingApi())
+    monkeypatch.setattr(huggingface_hub.ModelCard, "load", classmethod(no_remote_card))
+    model, _ = tiny_pretrained_model()
+    model.push_to_hub("someone/skeletonclip-tiny", commit_message="Upload SkeletonCLIP", tags=["skeleton"])
+    assert uploaded["__commit__"] == ("someone/skeletonclip-tiny", "Upload SkeletonCLIP")
+    assert {"model.safetensors", "config.json", "modeling_skeletonclip.py", "configuration_skeletonclip.py",
+            "heatmaps.py", "tokenizer.json", "README.md"} <= set(uploaded)
+    card = uploaded["README.md"].decode()
+    assert "library_name: transformers" in card and "skeleton" in card
+    assert json.loads(uploaded["config.json"])["auto_map"]["AutoModel"] == "modeling_skeletonclip.SkeletonClipModel"
