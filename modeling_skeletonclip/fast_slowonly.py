@@ -1,0 +1,228 @@
+"""A faster formulation of the SlowOnly video encoder (SPEC §3) with the very same parameters.
+
+`fast_video_encoder_forward(encoder, heatmaps)` computes exactly `encoder.forward(heatmaps)` for a
+`SkeletonClipVideoEncoder` (same parameters and buffers, same state-dict keys, the same BatchNorm running-stat
+updates in training), but with 2D convolutions over the `B * T` frames instead of 3D convolutions:
+
+* Every activation lives in ONE memory layout for the whole network: `[B, T, H, W, C]` (channels innermost).
+  The same storage is viewed, without any copy, as
+    - `[B * T, C, H, W]` in `torch.channels_last` for the spatial convolutions (kernel `1 x kh x kw`: a conv2d with
+      `weight[:, :, 0]`), the max-pool and BatchNorm (BatchNorm3d over `[B, C, T, H, W]` normalises each channel
+      over `B * T * H * W` values, exactly like BatchNorm2d over `[B * T, C, H, W]`);
+    - `[B, C, T, H * W]` in `torch.channels_last` for the temporal `3 x 1 x 1` convolutions (a conv2d with kernel
+      `(3, 1)` and padding `(1, 0)` over time; zero frames at the ends as in the 3D convolution).
+  Only the temporal stride (stage 3) copies: it picks every other frame (`frames[:, ::2]`) before the spatially
+  strided conv2d (and the downsample branch).
+* Eval mode (BatchNorm with running statistics): BatchNorm is folded into the convolution weights on the fly
+  (`w * gamma / sqrt(var + eps)`, bias `beta - mean * gamma / sqrt(var + eps)`); gradients still reach the conv
+  weight and the BN affine parameters through the fold.
+* Training mode: BatchNorm stays separate (`F.batch_norm` with the module's weight, bias, running stats, momentum
+  and eps, `training=True`; `num_batches_tracked` is incremented like `nn.BatchNorm3d` does).
+* ReLUs are in place; the residual add and the ReLU after it happen in place on the last BN output.
+* Works under `torch.autocast` (bf16/fp16) and with `torch.compile`.
+* Gradient checkpointing: honoured per bottleneck when the encoder's blocks were switched to it
+  (`model.gradient_checkpointing_enable()`), with the same caveat as the conv3d path: the recomputation in the
+  backward pass runs the training-mode BatchNorms a second time (running statistics updated twice).
+
+Convolutions outside the SlowOnly patterns (a stem with a temporal kernel, temporal padding without a temporal
+kernel, groups/dilation) fall back to `F.conv3d` on a `channels_last_3d` view of the same storage, so any config
+gives the same result as the conv3d path.
+
+The result is returned as a contiguous `[B, 512, T', H', W']` tensor, like the conv3d path.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["fast_video_encoder_forward"]
+
+
+def _triple(value):
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value, value)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Layout: one storage [B, T, H, W, C]; views as frames [B*T, C, H, W] or time [B, C, T, H*W], both channels_last.
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _video_to_frames(video: torch.Tensor) -> torch.Tensor:
+    """`[B, C, T, H, W]` -> `[B * T, C, H, W]` channels_last (one copy unless the input is channels_last_3d)."""
+    b, c, t, h, w = video.shape
+    return video.permute(0, 2, 3, 4, 1).reshape(b * t, h, w, c).permute(0, 3, 1, 2)
+
+
+def _frames_to_video(frames: torch.Tensor, batch: int) -> torch.Tensor:
+    """`[B * T, C, H, W]` channels_last -> `[B, C, T, H, W]` (a channels_last_3d view)."""
+    n, c, h, w = frames.shape
+    return frames.permute(0, 2, 3, 1).reshape(batch, n // batch, h, w, c).permute(0, 4, 1, 2, 3)
+
+
+def _frames_to_time(frames: torch.Tensor, batch: int) -> torch.Tensor:
+    """`[B * T, C, H, W]` channels_last -> `[B, C, T, H * W]` channels_last (a view of the same storage)."""
+    n, c, h, w = frames.shape
+    return frames.permute(0, 2, 3, 1).reshape(batch, n // batch, h * w, c).permute(0, 3, 1, 2)
+
+
+def _time_to_frames(time_view: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """`[B, C, T, H * W]` channels_last -> `[B * T, C, H, W]` channels_last (a view of the same storage)."""
+    b, c, t, _ = time_view.shape
+    return time_view.permute(0, 2, 3, 1).reshape(b * t, height, width, c).permute(0, 3, 1, 2)
+
+
+def _subsample_frames(frames: torch.Tensor, batch: int, stride: int) -> torch.Tensor:
+    """Every `stride`-th frame of each clip (frames 0, s, 2s, ...): a kernel-1 temporal stride, one small copy."""
+    if stride == 1:
+        return frames
+    n, c, h, w = frames.shape
+    picked = frames.permute(0, 2, 3, 1).reshape(batch, n // batch, h, w, c)[:, ::stride]
+    return picked.reshape(-1, h, w, c).permute(0, 3, 1, 2)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# BatchNorm (exactly nn.BatchNorm3d's forward, including the running-stat bookkeeping) and eval-mode folding.
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _batch_norm(bn: nn.modules.batchnorm._BatchNorm, hidden: torch.Tensor) -> torch.Tensor:
+    """`bn(hidden)` with `hidden` in any layout; mirrors `_BatchNorm.forward` (momentum None = cumulative average)."""
+    factor = 0.0 if bn.momentum is None else bn.momentum
+    if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+        factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+    use_batch_stats = bn.training or (bn.running_mean is None and bn.running_var is None)
+    keep_stats = not bn.training or bn.track_running_stats
+    return F.batch_norm(
+        hidden,
+        bn.running_mean if keep_stats else None,
+        bn.running_var if keep_stats else None,
+        bn.weight,
+        bn.bias,
+        use_batch_stats,
+        factor,
+        bn.eps,
+    )
+
+
+def _can_fold(bn: nn.modules.batchnorm._BatchNorm) -> bool:
+    return not bn.training and bn.running_mean is not None and bn.running_var is not None
+
+
+def _folded_weight_and_bias(conv: nn.Conv3d, bn: nn.modules.batchnorm._BatchNorm):
+    """Eval-mode BN folded into the conv: `w * s`, `b = beta - mean * s` (+ `conv.bias * s`), `s = gamma / std`."""
+    scale = torch.rsqrt(bn.running_var + bn.eps)
+    if bn.weight is not None:
+        scale = bn.weight * scale
+    bias = -bn.running_mean * scale
+    if conv.bias is not None:
+        bias = bias + conv.bias * scale
+    if bn.bias is not None:
+        bias = bias + bn.bias
+    weight = conv.weight * scale.view(-1, *([1] * (conv.weight.dim() - 1)))
+    return weight, bias
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Convolutions of the Conv3d modules as conv2d over frames (or over time), with a conv3d fallback.
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _conv(conv: nn.Conv3d, frames: torch.Tensor, batch: int, weight: torch.Tensor, bias):
+    """Applies `conv` (with `weight`/`bias` replacing its own, e.g. BN-folded) to frames `[B * T, C, H, W]`.
+
+    Returns frames `[B * T', C', H', W']` channels_last.
+    """
+    kt, kh, kw = _triple(conv.kernel_size)
+    st, sh, sw = _triple(conv.stride)
+    pt, ph, pw = _triple(conv.padding) if not isinstance(conv.padding, str) else (None, None, None)
+    simple = (
+        conv.groups == 1
+        and _triple(conv.dilation) == (1, 1, 1)
+        and conv.padding_mode == "zeros"
+        and pt is not None
+    )
+    if simple and kt == 1 and pt == 0:
+        # 1 x kh x kw: a conv2d over the (temporally subsampled) frames.
+        frames = _subsample_frames(frames, batch, st)
+        return F.conv2d(frames, weight[:, :, 0], bias, stride=(sh, sw), padding=(ph, pw))
+    if simple and (kh, kw, sh, sw, ph, pw) == (1, 1, 1, 1, 0, 0):
+        # kt x 1 x 1: a conv2d with kernel (kt, 1) over the [B, C, T, H * W] view (zero frames at the ends).
+        height, width = frames.shape[-2:]
+        out = F.conv2d(_frames_to_time(frames, batch), weight[..., 0], bias, stride=(st, 1), padding=(pt, 0))
+        return _time_to_frames(out, height, width)
+    # Anything else: conv3d on the channels_last_3d view of the same storage.
+    return _video_to_frames(conv._conv_forward(_frames_to_video(frames, batch), weight, bias))
+
+
+def _conv_bn(module, frames: torch.Tensor, batch: int, relu: bool) -> torch.Tensor:
+    """`SkeletonClipConvModule` (conv -> BN -> optional in-place ReLU) on frames."""
+    conv, bn = module.conv, module.bn
+    if _can_fold(bn):
+        weight, bias = _folded_weight_and_bias(conv, bn)
+        out = _conv(conv, frames, batch, weight, bias)
+    else:
+        out = _batch_norm(bn, _conv(conv, frames, batch, conv.weight, conv.bias))
+    return out.relu_() if relu else out
+
+
+def _has_relu(module) -> bool:
+    return isinstance(getattr(module, "act", None), nn.ReLU)
+
+
+def _bottleneck(block, frames: torch.Tensor, batch: int) -> torch.Tensor:
+    """`SkeletonClipBottleneck.forward` on frames."""
+    identity = frames
+    if block.downsample is not None:
+        identity = _conv_bn(block.downsample, frames, batch, _has_relu(block.downsample))
+    out = _conv_bn(block.conv1, frames, batch, _has_relu(block.conv1))
+    out = _conv_bn(block.conv2, out, batch, _has_relu(block.conv2))
+    out = _conv_bn(block.conv3, out, batch, _has_relu(block.conv3))
+    # Residual add + ReLU in place on the last conv/BN output (their backward passes do not need it).
+    return out.add_(identity).relu_()
+
+
+def _run_block(block, frames: torch.Tensor, batch: int) -> torch.Tensor:
+    if getattr(block, "gradient_checkpointing", False) and block.training and torch.is_grad_enabled():
+        return block._gradient_checkpointing_func(partial(_bottleneck, block, batch=batch), frames)
+    return _bottleneck(block, frames, batch)
+
+
+def _max_pool(pool: nn.MaxPool3d, frames: torch.Tensor, batch: int) -> torch.Tensor:
+    kernel, stride, padding = _triple(pool.kernel_size), _triple(pool.stride or pool.kernel_size), _triple(pool.padding)
+    dilation = _triple(pool.dilation)
+    if kernel[0] == 1 and stride[0] == 1 and padding[0] == 0 and not pool.return_indices:
+        return F.max_pool2d(frames, kernel[1:], stride[1:], padding[1:], dilation[1:], pool.ceil_mode)
+    return _video_to_frames(pool(_frames_to_video(frames, batch)))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Public entry point
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def fast_video_encoder_forward(encoder: nn.Module, heatmaps: torch.Tensor) -> torch.Tensor:
+    """`encoder.forward(heatmaps)` of a `SkeletonClipVideoEncoder`, computed with 2D convolutions over frames.
+
+    Args:
+        encoder: the `SkeletonClipVideoEncoder`; only its modules' parameters and buffers are read (and, in training,
+            its BatchNorm running statistics updated exactly as the conv3d path does).
+        heatmaps: `[B, C, T, H, W]` (any memory format; channels_last_3d avoids the one input copy).
+
+    Returns:
+        `[B, 512, T', H', W']` contiguous, equal to `encoder(heatmaps)` up to floating-point rounding.
+    """
+    if heatmaps.dim() != 5:
+        raise ValueError(f"`heatmaps` must be [B, C, T, H, W], got shape {list(heatmaps.shape)}.")
+    batch = heatmaps.shape[0]
+    frames = _video_to_frames(heatmaps)  # [B * T, C, H, W] channels_last
+    frames = _conv_bn(encoder.conv1, frames, batch, _has_relu(encoder.conv1))
+    frames = _max_pool(encoder.maxpool, frames, batch)
+    for i in range(encoder.num_stages):
+        for block in getattr(encoder, f"layer{i + 1}"):
+            frames = _run_block(block, frames, batch)
+    return _frames_to_video(frames, batch).contiguous()
