@@ -1,0 +1,404 @@
+import builtins
+import collections
+import os
+import pickle
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+from modeling_skeletonclip import pose_dataset
+from modeling_skeletonclip.pose_dataset import (
+    PoseDataError,
+    UnsafePickleError,
+    load_pose_dataset,
+    pose_features,
+    safe_load_pickle,
+)
+
+V = 17
+
+
+def make_ann(frame_dir, label=0, m=1, t=5, c=2, seed=0, dtype=np.float32, score=True, **extra):
+    rng = np.random.default_rng(seed)
+    ann = {
+        "frame_dir": frame_dir,
+        "label": label,
+        "img_shape": (480, 640),
+        "total_frames": t,
+        "keypoint": (rng.uniform(1, 400, size=(m, t, V, c))).astype(dtype),
+    }
+    if score:
+        ann["keypoint_score"] = rng.uniform(0.3, 1.0, size=(m, t, V)).astype(dtype)
+    ann.update(extra)
+    return ann
+
+
+def make_data(n_train=4, n_val=2, num_classes=3, **kw):
+    anns = [make_ann(f"clip{i}", label=i % num_classes, m=1 + i % 2, t=3 + i, seed=i, **kw)
+            for i in range(n_train + n_val)]
+    return {
+        "split": {"xsub_train": [a["frame_dir"] for a in anns[:n_train]],
+                  "xsub_test": [a["frame_dir"] for a in anns[n_train:]]},
+        "annotations": anns,
+    }
+
+
+def dump(data, path, protocol=4):
+    with open(path, "wb") as f:
+        pickle.dump(data, f, protocol=protocol)
+    return str(path)
+
+
+@pytest.fixture
+def cache(tmp_path):
+    return str(tmp_path / "cache")
+
+
+# ---------------------------------------------------------------- safe_load_pickle
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_safe_load_roundtrips_numpy_and_containers(tmp_path, protocol):
+    obj = {
+        "a": np.arange(12, dtype=np.float32).reshape(3, 4),
+        "h": np.ones((2, 2), np.float16),
+        "t": np.arange(6).reshape(2, 3).T,  # non-contiguous
+        "s": np.int64(7),
+        "f": np.float32(1.5),
+        "strs": np.array(["ab", "c"]),
+        "od": collections.OrderedDict(x=1),
+        "set": {1, 2},
+        "fs": frozenset({3}),
+        "tuple": (1, "x", None, 2.5, True, b"raw"),
+        "complex": 1 + 2j,
+    }
+    path = dump(obj, tmp_path / "ok.pkl", protocol)
+    out = safe_load_pickle(path)
+    for k, v in obj.items():
+        if isinstance(v, np.ndarray):
+            np.testing.assert_array_equal(out[k], v)
+            assert out[k].dtype == v.dtype
+        else:
+            assert out[k] == v
+    with open(path, "rb") as f:  # file objects work too
+        assert safe_load_pickle(f)["s"] == 7
+
+
+def test_safe_load_numpy1_pickle(tmp_path):
+    """A pickle written by numpy 1 names numpy.core.multiarray; it loads without numpy's deprecation warning."""
+    raw = pickle.dumps({"kp": np.arange(6, dtype=np.float32).reshape(2, 3), "n": np.int32(4)}, protocol=2)
+    assert b"numpy._core.multiarray" in raw  # protocol 2 writes globals as text lines: safe to patch
+    raw = raw.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+    assert b"numpy._core" not in raw
+    path = tmp_path / "np1.pkl"
+    path.write_bytes(raw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = safe_load_pickle(str(path))
+    np.testing.assert_array_equal(out["kp"], np.arange(6, dtype=np.float32).reshape(2, 3))
+    assert out["n"] == 4
+
+
+class _SystemPayload:
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.target}",))
+
+
+class _OpenPayload:
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return (builtins.open, (self.target, "w"))
+
+
+class _EvalPayload:
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return (builtins.eval, (f"open({self.target!r}, 'w')",))
+
+
+@pytest.mark.parametrize("payload,glob", [
+    (_SystemPayload, f"{os.system.__module__}.system"),
+    (_OpenPayload, "io.open"),
+    (_EvalPayload, "builtins.eval"),
+])
+def test_safe_load_refuses_code_execution(tmp_path, payload, glob):
+    target = tmp_path / "pwned"
+    # the payload hides inside an otherwise valid pose file
+    data = make_data()
+    data["annotations"][0]["evil"] = payload(str(target))
+    path = dump(data, tmp_path / "evil.pkl")
+    with pytest.raises(UnsafePickleError) as e:
+        safe_load_pickle(path)
+    msg = str(e.value)
+    assert glob in msg, msg
+    assert path in msg
+    assert isinstance(e.value, pickle.UnpicklingError)
+    assert not target.exists()
+    # the loader refuses it too, before building anything
+    with pytest.raises(UnsafePickleError):
+        load_pose_dataset(path, cache_dir=str(tmp_path / "cache"))
+    assert not target.exists()
+    # and an unrestricted load really would have run it (the test payload is real)
+    if payload is _OpenPayload:
+        with open(path, "rb") as f:
+            pickle.load(f)
+        assert target.exists()
+
+
+def test_safe_load_refuses_arbitrary_classes(tmp_path):
+    path = dump({"x": collections.Counter("ab")}, tmp_path / "counter.pkl")
+    with pytest.raises(UnsafePickleError, match="collections.Counter"):
+        safe_load_pickle(path)
+
+
+def test_progress_bar_path(tmp_path, monkeypatch):
+    monkeypatch.setattr(pose_dataset, "_PROGRESS_MIN_BYTES", 0)
+    data = make_data()
+    out = safe_load_pickle(dump(data, tmp_path / "p.pkl"))
+    np.testing.assert_array_equal(out["annotations"][3]["keypoint"], data["annotations"][3]["keypoint"])
+
+
+# ---------------------------------------------------------------- load_pose_dataset: schema and conversion
+
+
+def test_schema_and_roundtrip(tmp_path, cache):
+    data = make_data(dtype=np.float16)
+    data["annotations"][0]["num_person_raw"] = 3  # extra keys are ignored
+    data["annotations"][1]["original_shape"] = (1080, 1920)
+    path = dump(data, tmp_path / "d.pkl")
+    dd = load_pose_dataset(path, label_map=["a", "b", "c"], cache_dir=cache)
+    assert list(dd) == ["xsub_train", "xsub_test"]
+    assert dd["xsub_train"].num_rows == 4 and dd["xsub_test"].num_rows == 2
+    from datasets import Array2D, Array3D, ClassLabel, List, Value
+
+    feats = dd["xsub_train"].features
+    assert feats == pose_features(["a", "b", "c"])
+    assert feats["keypoint"] == Array3D(shape=(None, V, 2), dtype="float32")
+    assert feats["keypoint_score"] == Array2D(shape=(None, V), dtype="float32")
+    assert feats["img_shape"] == List(Value("int32"), length=2)
+    assert feats["label"] == ClassLabel(names=["a", "b", "c"])
+    assert feats["total_frames"] == Value("int32") and feats["num_person"] == Value("int32")
+
+    ds = dd["xsub_train"].with_format("numpy")
+    rows = ds.__getitems__([0, 1, 2, 3])
+    for i, row in enumerate(rows):
+        ann = data["annotations"][i]
+        m, t = ann["keypoint"].shape[:2]
+        assert row["frame_dir"] == ann["frame_dir"] and row["label"] == ann["label"]
+        assert row["num_person"] == m and row["total_frames"] == t
+        assert row["keypoint"].dtype == np.float32 and row["keypoint"].shape == (m * t, V, 2)
+        np.testing.assert_array_equal(row["keypoint"].reshape(m, t, V, 2), ann["keypoint"].astype(np.float32))
+        np.testing.assert_array_equal(row["keypoint_score"].reshape(m, t, V), ann["keypoint_score"].astype(np.float32))
+        assert list(row["img_shape"]) == [480, 640]
+    assert list(rows[0]["original_shape"]) == [480, 640]  # defaults to img_shape
+    assert list(rows[1]["original_shape"]) == [1080, 1920]
+
+
+def test_label_maps_and_split_selection(tmp_path, cache):
+    path = dump(make_data(num_classes=3), tmp_path / "d.pkl")
+    dd = load_pose_dataset(path, cache_dir=cache)
+    assert dd["xsub_train"].features["label"].names == ["class_0", "class_1", "class_2"]
+    lm = tmp_path / "labels.txt"
+    lm.write_text("drink water\neat meal\nbrush teeth\nextra class\n")
+    dd = load_pose_dataset(path, label_map=str(lm), splits=["xsub_test"], cache_dir=cache)
+    assert list(dd) == ["xsub_test"]
+    assert dd["xsub_test"].features["label"].names[:2] == ["drink water", "eat meal"]
+    assert dd["xsub_test"].features["label"].int2str(int(dd["xsub_test"][0]["label"])) == "eat meal"  # clip4: 4 % 3
+    with pytest.raises(PoseDataError, match="xsub_val"):
+        load_pose_dataset(path, splits=["xsub_val"], cache_dir=cache)
+
+
+def test_ntu_label_map(tmp_path, cache):
+    lm = os.path.join(os.path.dirname(__file__), "..", "data", "label_maps", "ntu60.txt")
+    path = dump(make_data(num_classes=60), tmp_path / "d.pkl")
+    names = load_pose_dataset(path, label_map=lm, cache_dir=cache)["xsub_train"].features["label"].names
+    assert len(names) == 60 and names[0] == "drink water"
+
+
+def test_nan_missing_scores_and_total_frames(tmp_path, cache):
+    data = make_data()
+    a0 = data["annotations"][0]
+    a0["keypoint"][0, 1, 3, 0] = np.nan
+    a0["keypoint"][0, 2, 4, :] = np.nan
+    a0["total_frames"] = 999  # disagrees with keypoint: keypoint's T wins
+    a1 = data["annotations"][1]
+    del a1["keypoint_score"]
+    a1["keypoint"][0, 0, 5] = 0.0  # a missing joint
+    path = dump(data, tmp_path / "d.pkl")
+    ds = load_pose_dataset(path, cache_dir=cache)["xsub_train"].with_format("numpy")
+    r0, r1 = ds[0], ds[1]
+    assert r0["total_frames"] == 3
+    kp, sc = r0["keypoint"].reshape(1, 3, V, 2), r0["keypoint_score"].reshape(1, 3, V)
+    assert np.isfinite(kp).all()
+    assert (kp[0, 1, 3] == 0).all() and sc[0, 1, 3] == 0
+    assert (kp[0, 2, 4] == 0).all() and sc[0, 2, 4] == 0
+    assert sc[0, 1, 2] > 0  # neighbours untouched
+    sc1 = r1["keypoint_score"].reshape(2, 4, V)
+    assert sc1[0, 0, 5] == 0 and (np.delete(sc1.reshape(-1), 5) == 1).all()
+
+
+def test_3d_keypoints(tmp_path, cache):
+    anns = [make_ann(f"s{i}", label=i % 2, m=2, t=4, c=3, seed=i, score=False) for i in range(3)]
+    for a in anns:
+        del a["img_shape"]  # NTU 3D pickles carry no image size
+        a["keypoint"][1] = 0.0  # second person absent (zero padding)
+    data = {"split": {"xsub_train": ["s0", "s1"], "xsub_val": ["s2"]}, "annotations": anns}
+    path = dump(data, tmp_path / "3d.pkl")
+    with pytest.raises(PoseDataError) as e:
+        load_pose_dataset(path, cache_dir=cache)
+    assert "3D" in str(e.value) and "keypoint_3d='project_xy'" in str(e.value) and "'s0'" in str(e.value)
+    ds = load_pose_dataset(path, keypoint_3d="project_xy", cache_dir=cache)["xsub_train"].with_format("numpy")
+    r = ds[0]
+    kp = r["keypoint"].reshape(2, 4, V, 2)
+    np.testing.assert_array_equal(kp, anns[0]["keypoint"][..., :2])
+    sc = r["keypoint_score"].reshape(2, 4, V)
+    assert (sc[0] == 1).all() and (sc[1] == 0).all()
+    h, w = r["img_shape"]
+    assert h >= anns[0]["keypoint"][..., 1].max() and w >= anns[0]["keypoint"][..., 0].max()
+
+
+# ---------------------------------------------------------------- validation errors
+
+
+def _mutations():
+    def drop(key):
+        def f(d):
+            del d["annotations"][1][key]
+        return f
+
+    def setf(key, value):
+        def f(d):
+            d["annotations"][1][key] = value
+        return f
+
+    def shape(kp_shape=None, sc_shape=None):
+        def f(d):
+            a = d["annotations"][1]
+            if kp_shape is not None:
+                a["keypoint"] = np.ones(kp_shape, np.float32)
+            if sc_shape is not None:
+                a["keypoint_score"] = np.ones(sc_shape, np.float32)
+        return f
+
+    def dup(d):
+        d["annotations"][2]["frame_dir"] = "clip1"
+
+    def ghost(d):
+        d["split"]["xsub_test"].append("nowhere")
+
+    def nondict(d):
+        d["annotations"][1] = ["not", "a", "dict"]
+
+    def no_fd(d):
+        del d["annotations"][1]["frame_dir"]
+
+    return [
+        ("missing label", drop("label"), ["'clip1'", "label"]),
+        ("missing keypoint", drop("keypoint"), ["'clip1'", "keypoint"]),
+        ("missing img_shape", drop("img_shape"), ["'clip1'", "img_shape"]),
+        ("missing frame_dir", no_fd, ["annotation #1", "frame_dir"]),
+        ("score shape", shape(sc_shape=(2, 4, V - 1)), ["'clip1'", "keypoint_score", "(2, 4, 16)"]),
+        ("rank", shape(kp_shape=(4, V, 2), sc_shape=(4, V)), ["'clip1'", "keypoint", "rank 4"]),
+        ("joints", shape(kp_shape=(2, 4, 25, 2), sc_shape=(2, 4, 25)), ["'clip1'", "keypoint", "25 joints"]),
+        ("zero frames", shape(kp_shape=(2, 0, V, 2), sc_shape=(2, 0, V)), ["'clip1'", "keypoint", "zero frames"]),
+        ("coords", shape(kp_shape=(2, 4, V, 4), sc_shape=(2, 4, V)), ["'clip1'", "keypoint"]),
+        ("label range", setf("label", 7), ["'clip1'", "label", "7"]),
+        ("negative label", setf("label", -1), ["'clip1'", "label", "-1"]),
+        ("float label", setf("label", "3"), ["'clip1'", "label"]),
+        ("img_shape", setf("img_shape", (480,)), ["'clip1'", "img_shape"]),
+        ("duplicate", dup, ["'clip1'", "frame_dir", "duplicated"]),
+        ("split ghost", ghost, ["'nowhere'", "split", "xsub_test"]),
+        ("non-dict", nondict, ["annotation #1", "dict"]),
+    ]
+
+
+@pytest.mark.parametrize("name,mutate,needles", _mutations(), ids=[m[0] for m in _mutations()])
+def test_validation_errors(tmp_path, cache, name, mutate, needles):
+    data = make_data()
+    mutate(data)
+    path = dump(data, tmp_path / "bad.pkl")
+    with pytest.raises(PoseDataError) as e:
+        load_pose_dataset(path, label_map=["a", "b", "c"], cache_dir=cache)
+    msg = str(e.value)
+    assert isinstance(e.value, ValueError)
+    assert path in msg, msg
+    for needle in needles:
+        assert needle in msg, (needle, msg)
+
+
+@pytest.mark.parametrize("data,needle", [
+    ({"annotations": []}, "'split'"),
+    ({"split": {"a": []}}, "'annotations'"),
+    ([1, 2], "top level"),
+])
+def test_top_level_errors(tmp_path, cache, data, needle):
+    path = dump(data, tmp_path / "bad.pkl")
+    with pytest.raises(PoseDataError, match=needle):
+        load_pose_dataset(path, cache_dir=cache)
+
+
+def test_one_based_labels(tmp_path, cache):
+    data = make_data(n_train=4, n_val=2, num_classes=3)
+    for a in data["annotations"]:
+        a["label"] += 1  # 1..3 with 3 classes
+    path = dump(data, tmp_path / "d.pkl")
+    with pytest.raises(PoseDataError) as e:
+        load_pose_dataset(path, label_map=["a", "b", "c"], cache_dir=cache)
+    assert "1-based" in str(e.value) and "label_offset=-1" in str(e.value)
+    ds = load_pose_dataset(path, label_map=["a", "b", "c"], label_offset=-1, cache_dir=cache)["xsub_train"]
+    assert ds["label"] == [0, 1, 2, 0]
+
+
+# ---------------------------------------------------------------- cache
+
+
+def test_second_load_hits_the_cache(tmp_path, cache, monkeypatch):
+    data = make_data(n_train=40, n_val=10)
+    path = dump(data, tmp_path / "d.pkl")
+    calls = []
+    real = pose_dataset.safe_load_pickle
+    monkeypatch.setattr(pose_dataset, "safe_load_pickle", lambda p: calls.append(p) or real(p))
+
+    t0 = time.perf_counter()
+    first = load_pose_dataset(path, cache_dir=cache)
+    t1 = time.perf_counter()
+    second = load_pose_dataset(path, cache_dir=cache)
+    t2 = time.perf_counter()
+    assert len(calls) == 1  # the pickle was not read again
+    assert (t2 - t1) < (t1 - t0)
+    for split in first:
+        assert first[split].cache_files == second[split].cache_files
+        assert first[split]["frame_dir"] == second[split]["frame_dir"]
+    # a subset reuses the same per-split cache
+    load_pose_dataset(path, splits=["xsub_test"], cache_dir=cache)
+    assert len(calls) == 1
+    # different options or a changed file rebuild
+    load_pose_dataset(path, label_map=["a", "b", "c"], cache_dir=cache)
+    assert len(calls) == 2
+    data["annotations"][0]["label"] = 2
+    dump(data, path)
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
+    again = load_pose_dataset(path, cache_dir=cache)
+    assert len(calls) == 3
+    assert again["xsub_train"][0]["label"] == 2
+
+
+def test_arrow_cache_removed_is_rebuilt(tmp_path, cache):
+    import shutil
+
+    path = dump(make_data(), tmp_path / "d.pkl")
+    first = load_pose_dataset(path, cache_dir=cache)
+    n = first["xsub_train"].num_rows
+    del first
+    shutil.rmtree(os.path.join(cache, "generator"))
+    again = load_pose_dataset(path, cache_dir=cache)
+    assert again["xsub_train"].num_rows == n
