@@ -365,7 +365,7 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
         text_labels (`[N_text]`): class of each text; defaults to `labels` (texts paired with clips).
         heatmap_size (`(H, W)`): rendering size; defaults to the config's train size in training, eval size otherwise.
         """
-        return_dict = return_dict if return_dict is not None else self.config.use_return_dict
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
         if input_ids is None:
             raise ValueError("`input_ids` [N_text, L] are required: the contrastive model scores clips against texts.")
         video_outputs = self.get_video_features(keypoints, keypoint_scores, heatmaps, heatmap_size)
@@ -427,7 +427,7 @@ class SkeletonClipForActionRecognition(SkeletonClipPreTrainedModel):
         return_dict: bool | None = None,
         **kwargs,
     ) -> SkeletonClipActionRecognitionOutput | tuple:
-        return_dict = return_dict if return_dict is not None else self.config.use_return_dict
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
         heatmaps, views = self.prepare_heatmaps(keypoints, keypoint_scores, heatmaps, heatmap_size)
         pooled = self.video_encoder(heatmaps).mean(dim=(2, 3, 4))  # [B * views, 512]
         logits = self.classifier(self.dropout(pooled))  # [B * views, num_labels]

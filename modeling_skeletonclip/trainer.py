@@ -11,6 +11,7 @@ from transformers import Trainer, TrainingArguments
 from transformers.utils import logging
 
 from .modeling_skeletonclip import SkeletonClipModel, label_aware_contrastive_loss
+from .pose_transforms import PoseCollator
 
 
 logger = logging.get_logger(__name__)
@@ -88,6 +89,9 @@ class SkeletonClipTrainer(Trainer):
     """
 
     def __init__(self, *args, class_names: list[str] | None = None, eval_data_collator=None, **kwargs):
+        if kwargs.get("data_collator") is None:
+            # Not the tokenizer's padding collator that the Trainer would pick: batches here are clips.
+            kwargs["data_collator"] = PoseCollator()
         super().__init__(*args, **kwargs)
         self.class_names = class_names
         # Evaluation batches need no paired texts (clips are scored against every class text), so they may use

@@ -1,0 +1,83 @@
+"""2 processes x batch b give the loss and gradients of 1 process x batch 2b (gloo on CPU)."""
+
+import os
+import socket
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from conftest import TINY_HEATMAP, TINY_TEXT, TINY_VIDEO, random_keypoints
+
+from modeling_skeletonclip import SkeletonClipConfig, SkeletonClipModel
+from modeling_skeletonclip.trainer import global_contrastive_loss
+
+BATCH = 3  # per process
+
+
+def make_model():
+    torch.manual_seed(0)
+    config = SkeletonClipConfig(
+        video_config=TINY_VIDEO, text_config=dict(TINY_TEXT, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0),
+        heatmap_config=TINY_HEATMAP, frame_embed_dim=24, projection_dim=16,
+    )
+    model = SkeletonClipModel(config)
+    with torch.no_grad():  # zero-init residual BNs would leave most of the encoder without gradients
+        for module in model.modules():
+            if getattr(module, "zero_init", False):
+                module.weight.fill_(0.5)
+    # BatchNorm in eval mode: per-process batch statistics legitimately differ from whole-batch ones.
+    return model.eval()
+
+
+def global_batch():
+    keypoints, scores = random_keypoints(2 * BATCH, persons=2, seed=1)
+    labels = torch.tensor([0, 1, 0, 2, 1, 1])
+    input_ids = torch.randint(1000, 3000, (2 * BATCH, 5), generator=torch.Generator().manual_seed(2))
+    return keypoints, scores, labels, input_ids
+
+
+def worker(rank, world_size, port, result_path):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    torch.set_num_threads(1)
+    model = make_model()
+    ddp = torch.nn.parallel.DistributedDataParallel(model)
+    keypoints, scores, labels, input_ids = global_batch()
+    part = slice(rank * BATCH, (rank + 1) * BATCH)
+    out = ddp(keypoints=keypoints[part], keypoint_scores=scores[part], input_ids=input_ids[part], return_loss=False)
+    loss = global_contrastive_loss(model, out.video_embeds, out.text_embeds, labels[part])
+    loss.backward()
+    if rank == 0:
+        torch.save({"loss": loss.detach(), "grads": {n: p.grad for n, p in model.named_parameters()}}, result_path)
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_match_one_process_with_the_global_batch(tmp_path):
+    result_path = str(tmp_path / "ddp.pt")
+    mp.spawn(worker, args=(2, free_port(), result_path), nprocs=2, join=True)
+    ddp_result = torch.load(result_path)
+
+    model = make_model()
+    keypoints, scores, labels, input_ids = global_batch()
+    out = model(keypoints=keypoints, keypoint_scores=scores, input_ids=input_ids, labels=labels)
+    out.loss.backward()
+
+    torch.testing.assert_close(ddp_result["loss"], out.loss.detach(), rtol=1e-5, atol=1e-6)
+    checked = 0
+    for name, param in model.named_parameters():
+        if param.grad is None:
+            assert ddp_result["grads"][name] is None or ddp_result["grads"][name].abs().max() == 0, name
+            continue
+        # fp32 summation order differs between the two runs: compare relative to the gradient's size (attention
+        # key biases have a mathematically zero gradient, hence the small absolute floor).
+        error = (ddp_result["grads"][name] - param.grad).norm()
+        assert error <= 1e-4 * param.grad.norm() + 1e-6, (name, error.item(), param.grad.norm().item())
+        checked += 1
+    assert checked == sum(1 for p in model.parameters())
