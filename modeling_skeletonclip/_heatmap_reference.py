@@ -1,0 +1,142 @@
+"""Plain per-point numpy reference for the heatmap renderer (SPEC §2).
+
+Written to be obviously correct, not fast: it loops over every point and every limb like pyskl's
+``GeneratePoseTarget.generate_a_heatmap`` / ``generate_a_limb_heatmap`` and is used by the tests and
+by the benchmark (``_benchmark_heatmaps.py``) to check and time ``heatmaps.render_heatmaps``.
+Window bounds are computed in float64 Python arithmetic (as numpy 1.x did for ``np.float32 - float``),
+the Gaussian values in float64.
+"""
+
+import math
+
+import numpy as np
+
+from .pose_layouts import COCO17
+
+EPS = 1e-3
+
+
+def _joint_patch(arr, mu_x, mu_y, value, sigma):
+    """Max a Gaussian at (mu_x, mu_y) times value into arr [H, W] (pyskl generate_a_heatmap, one point)."""
+    img_h, img_w = arr.shape
+    if value < EPS:
+        return
+    st_x = max(int(mu_x - 3 * sigma), 0)
+    ed_x = min(int(mu_x + 3 * sigma) + 1, img_w)
+    st_y = max(int(mu_y - 3 * sigma), 0)
+    ed_y = min(int(mu_y + 3 * sigma) + 1, img_h)
+    x = np.arange(st_x, ed_x, dtype=np.float64)
+    y = np.arange(st_y, ed_y, dtype=np.float64)
+    if not (len(x) and len(y)):
+        return
+    y = y[:, None]
+    patch = np.exp(-((x - mu_x) ** 2 + (y - mu_y) ** 2) / 2 / sigma**2) * value
+    arr[st_y:ed_y, st_x:ed_x] = np.maximum(arr[st_y:ed_y, st_x:ed_x], patch)
+
+
+def _limb_patch(arr, start, end, start_value, end_value, sigma):
+    """Max a segment heatmap A -> B into arr [H, W] (pyskl generate_a_limb_heatmap, one segment)."""
+    img_h, img_w = arr.shape
+    value = min(start_value, end_value)
+    if value < EPS:
+        return
+    ax, ay = start
+    bx, by = end
+    min_x = max(int(min(ax, bx) - 3 * sigma), 0)
+    max_x = min(int(max(ax, bx) + 3 * sigma) + 1, img_w)
+    min_y = max(int(min(ay, by) - 3 * sigma), 0)
+    max_y = min(int(max(ay, by) + 3 * sigma) + 1, img_h)
+    x = np.arange(min_x, max_x, dtype=np.float64)
+    y = np.arange(min_y, max_y, dtype=np.float64)
+    if not (len(x) and len(y)):
+        return
+    d2_ab = (ax - bx) ** 2 + (ay - by) ** 2
+    if d2_ab < 1:
+        # pyskl draws the joint at A, with A's own score (not the min)
+        _joint_patch(arr, ax, ay, start_value, sigma)
+        return
+    x = x[None, :]
+    y = y[:, None]
+    d2_start = (x - ax) ** 2 + (y - ay) ** 2
+    d2_end = (x - bx) ** 2 + (y - by) ** 2
+    coeff = (d2_start - d2_end + d2_ab) / 2.0 / d2_ab
+    proj_x = ax + coeff * (bx - ax)
+    proj_y = ay + coeff * (by - ay)
+    d2_line = (x - proj_x) ** 2 + (y - proj_y) ** 2
+    d2 = np.where(coeff <= 0, d2_start, np.where(coeff >= 1, d2_end, d2_line))
+    patch = np.exp(-d2 / 2.0 / sigma**2) * value
+    arr[min_y:max_y, min_x:max_x] = np.maximum(arr[min_y:max_y, min_x:max_x], patch)
+
+
+def _render_one_view(kps, scores, size, sigma, with_joints, with_limbs, limbs):
+    """kps [N, M, T, V, 2], scores [N, M, T, V] -> [N, C, T, H, W] float32."""
+    n_samples, n_persons, n_frames, n_joints, _ = kps.shape
+    img_h, img_w = size
+    channels = (n_joints if with_joints else 0) + (len(limbs) if with_limbs else 0)
+    out = np.zeros((n_samples, channels, n_frames, img_h, img_w), dtype=np.float64)
+    for n in range(n_samples):
+        for t in range(n_frames):
+            for m in range(n_persons):
+                channel = 0
+                if with_joints:
+                    for v in range(n_joints):
+                        x, y = float(kps[n, m, t, v, 0]), float(kps[n, m, t, v, 1])
+                        s = float(scores[n, m, t, v])
+                        if math.isfinite(x) and math.isfinite(y) and math.isfinite(s):
+                            _joint_patch(out[n, channel, t], x, y, s, sigma)
+                        channel += 1
+                if with_limbs:
+                    for a, b in limbs:
+                        start = (float(kps[n, m, t, a, 0]), float(kps[n, m, t, a, 1]))
+                        end = (float(kps[n, m, t, b, 0]), float(kps[n, m, t, b, 1]))
+                        sa, sb = float(scores[n, m, t, a]), float(scores[n, m, t, b])
+                        if all(math.isfinite(c) for c in (*start, *end, sa, sb)):
+                            _limb_patch(out[n, channel, t], start, end, sa, sb, sigma)
+                        channel += 1
+    return out.astype(np.float32)
+
+
+def reference_heatmaps(
+    keypoints,
+    scores=None,
+    size=(56, 56),
+    sigma=0.6,
+    with_joints=True,
+    with_limbs=False,
+    limbs=None,
+    flip_double=False,
+    flip_permutation=None,
+    use_score=True,
+):
+    """Reference renderer with the layout of ``render_heatmaps``.
+
+    keypoints [N, M, T, V, 2] (x, y pixels), scores [N, M, T, V] (None: ones). Returns float32
+    [N, C, T, H, W], or [N, 2, C, T, H, W] with ``flip_double`` (view 1: x -> W - x where x != 0,
+    joints and scores reordered by ``flip_permutation``). Non-finite coordinates/scores are skipped.
+    """
+    kps = np.asarray(keypoints, dtype=np.float64)
+    if scores is None:
+        scores = np.ones(kps.shape[:-1], dtype=np.float64)
+    scores = np.asarray(scores, dtype=np.float64)
+    if not use_score:
+        scores = np.where(np.isfinite(scores), 1.0, scores)
+    n_joints = kps.shape[3]
+    if with_limbs and limbs is None:
+        limbs = COCO17.limbs
+    limbs = [tuple(int(j) for j in limb) for limb in (limbs or ())]
+    view = _render_one_view(kps, scores, size, sigma, with_joints, with_limbs, limbs)
+    if not flip_double:
+        return view
+    if flip_permutation is None:
+        flip_permutation = COCO17.flip_permutation()
+    perm = list(flip_permutation)
+    assert len(perm) == n_joints
+    # pyskl's Flip, in float32 like pyskl's keypoint arrays
+    flipped = kps.astype(np.float32)
+    kp_x = flipped[..., 0]
+    kp_x[kp_x != 0] = size[1] - kp_x[kp_x != 0]
+    flipped = flipped.astype(np.float64)
+    flipped = flipped[:, :, :, perm]
+    flipped_scores = scores[:, :, :, perm]
+    view_flip = _render_one_view(flipped, flipped_scores, size, sigma, with_joints, with_limbs, limbs)
+    return np.stack([view, view_flip], axis=1)
