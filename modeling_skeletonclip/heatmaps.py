@@ -12,11 +12,14 @@ live on. It reproduces pyskl (eps = 1e-3) pixel for pixel, up to float32 roundin
   otherwise ``exp(-d2 / 2 / sigma^2) * value`` with ``d2`` the squared distance to the segment.
 
 How it is fast: every point only touches its own window, so each point is rendered on a small local
-grid (at most ``floor(6 sigma) + 2`` pixels a side for joints; for limbs the largest limb window of
-the chunk, or the whole image when that is cheaper) and max-scattered into the output with
+grid (at most ``floor(6 sigma) + 2`` pixels a side for joints; for limbs, segments are grouped by
+window size and each group uses its widest window) and max-scattered into the output with
 ``scatter_reduce_(..., "amax")``. Exponent arguments are computed only inside the window and clamped,
 because CPU ``exp`` is very slow for arguments below about -87. The batch is processed in chunks of
-(sample, frame) pairs so that temporaries stay bounded.
+(sample, frame) pairs so that temporaries stay bounded; every chunk writes straight into the output
+(casting a float32 patch to the output dtype before the max is exact, rounding being monotonic), so
+there is no float32 copy of a bfloat16 output. On CPU the output is zero memory from numpy (calloc
+with transparent huge pages), much cheaper to fault in than torch.zeros for outputs of ~100 MB+.
 """
 
 from __future__ import annotations
@@ -157,24 +160,35 @@ def _limb_segments(out1d, base, a, b, val_a, val_b, sigma, height, width, max_el
     base, a, b, value, st_x, ed_x, st_y, ed_y, d2_ab64 = _select(
         drawn & ~short, base, a, b, value, st_x, ed_x, st_y, ed_y, d2_ab64
     )
-    n_segments = base.numel()
-    if n_segments == 0:
+    if base.numel() == 0:
         return
-    # local grid: the widest window among these segments, or the whole image when that is about as cheap
-    kx, ky = int((ed_x - st_x).max()), int((ed_y - st_y).max())
-    if kx * ky * 2 >= height * width:
-        kx, ky = width, height
-        origin_x, origin_y = torch.zeros_like(st_x), torch.zeros_like(st_y)
-    else:
-        origin_x, origin_y = st_x, st_y
-    # bound the [ky, kx, P] temporaries
-    step = max(1, max_elements // (kx * ky))
-    for s in range(0, n_segments, step):
-        part = slice(s, min(s + step, n_segments))
-        x, in_x, ix = _local_grid(origin_x[part], st_x[part], ed_x[part], kx, width)  # [kx, P]
-        y, in_y, iy = _local_grid(origin_y[part], st_y[part], ed_y[part], ky, height)  # [ky, P]
-        patch = _segment_patch(x, y, in_x, in_y, a[part], b[part], d2_ab64[part].float(), value[part], sigma)
-        _scatter_max(out1d, base[part], iy, ix, width, patch)
+    # On CPU segments are grouped by window size (rounded up to ~sqrt(2) steps per axis): each group
+    # is rendered on a local grid as large as its widest window, so long limbs do not make every
+    # segment pay for a whole-image grid.
+    # On accelerators one group (launches and syncs cost more than the extra pixels).
+    size_x = _size_bucket(ed_x - st_x, width)
+    size_y = _size_bucket(ed_y - st_y, height)
+    if out1d.device.type != "cpu":
+        size_x = torch.full_like(size_x, int(size_x.max()))
+        size_y = torch.full_like(size_y, int(size_y.max()))
+    key = size_x * (height + 1) + size_y
+    for group_key in torch.unique(key).tolist():
+        kx, ky = divmod(int(group_key), height + 1)
+        group = torch.nonzero(key == group_key).squeeze(1)
+        step = max(1, max_elements // (kx * ky))  # bound the [ky, kx, P] temporaries
+        for s in range(0, group.numel(), step):
+            part = group[s : s + step]
+            x, in_x, ix = _local_grid(st_x[part], st_x[part], ed_x[part], kx, width)  # [kx, P]
+            y, in_y, iy = _local_grid(st_y[part], st_y[part], ed_y[part], ky, height)  # [ky, P]
+            patch = _segment_patch(x, y, in_x, in_y, a[part], b[part], d2_ab64[part].float(), value[part], sigma)
+            _scatter_max(out1d, base[part], iy, ix, width, patch)
+
+
+def _size_bucket(extent, limit):
+    """Grid size for windows of the given extents [P]: the next of 1, 2, 3, 4, 6, 8, 12, 16, 23, 32, ...
+    (ceil(2 ** (k / 2))) at or above the extent, at most limit; int64."""
+    steps = torch.ceil(2 * torch.log2(extent.clamp(min=1)))
+    return torch.ceil(torch.exp2(steps / 2)).clamp_(max=limit).long()
 
 
 def _segment_patch(x, y, in_x, in_y, a, b, d2_ab, value, sigma):
