@@ -1,0 +1,210 @@
+"""`fast_video_encoder_forward` (2D convolutions over frames) computes exactly `SkeletonClipVideoEncoder.forward`.
+
+Outputs, input gradients, every parameter gradient and the updated BatchNorm buffers are compared against the
+conv3d path run in float64 (the reference), in training and in eval mode, for the stride / inflation patterns of
+SPEC §3 on small encoders, odd T/H/W included; and under bf16 autocast.
+"""
+
+import copy
+from functools import partial
+
+import pytest
+import torch
+import torch.utils.checkpoint
+from torch import nn
+
+from modeling_skeletonclip.configuration_skeletonclip import SkeletonClipVideoConfig
+from modeling_skeletonclip.fast_slowonly import fast_video_encoder_forward
+from modeling_skeletonclip.modeling_skeletonclip import SkeletonClipVideoEncoder
+
+SMALL = dict(in_channels=5, base_channels=8, stage_planes=[8, 8, 8], stage_blocks=[2, 2, 2], expansion=4)
+
+# (spatial_strides, temporal_strides, inflate, extra config, input shapes (B, T, H, W): odd T, odd non-square H/W)
+VARIANTS = {
+    "default": ([2, 2, 2], [1, 1, 2], [0, 1, 1], {}, [(2, 9, 13, 11), (1, 8, 16, 16)]),
+    "temporal_stride_stage1": ([2, 2, 2], [2, 1, 1], [0, 1, 1], {}, [(2, 7, 11, 9)]),
+    "all_inflated_all_temporal": ([1, 2, 2], [2, 2, 2], [1, 1, 1], {}, [(1, 9, 9, 10)]),
+    "no_inflation_no_stride": ([1, 1, 1], [1, 1, 1], [0, 0, 0], {}, [(2, 5, 7, 6)]),
+    "inflate_stage1_stride3": ([3, 1, 2], [1, 3, 1], [1, 0, 1], {}, [(1, 7, 13, 12)]),
+    "temporal_stem_fallback": ([2, 2, 2], [1, 1, 2], [0, 1, 1], {"stem_kernel": [3, 5, 5]}, [(1, 6, 9, 9)]),
+}
+
+
+def _relative_error(actual, expected):
+    scale = expected.abs().max().clamp_min(1e-30)
+    return ((actual.double() - expected.double()).abs().max() / scale).item()
+
+
+def _build_encoder(variant, seed=0):
+    spatial, temporal, inflate, extra, _ = VARIANTS[variant]
+    config = SkeletonClipVideoConfig(
+        **SMALL, spatial_strides=spatial, temporal_strides=temporal, inflate=inflate, **extra
+    )
+    torch.manual_seed(seed)
+    encoder = SkeletonClipVideoEncoder(config)
+    with torch.no_grad():
+        for module in encoder.modules():
+            if isinstance(module, nn.BatchNorm3d):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.normal_(0.0, 0.5)
+                module.running_mean.normal_(0.0, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                module.num_batches_tracked.fill_(3)
+    return encoder
+
+
+def _run(encoder, x, fast, grad_out, autocast=False):
+    """Forward + backward; returns (output, input grad, parameter grads, buffers) as detached copies."""
+    x = x.clone().requires_grad_(True)
+    encoder.zero_grad(set_to_none=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        out = fast_video_encoder_forward(encoder, x) if fast else encoder(x)
+    out.backward(grad_out.to(out.dtype))
+    grads = {name: p.grad.detach().clone() for name, p in encoder.named_parameters()}
+    buffers = {name: b.detach().clone() for name, b in encoder.named_buffers()}
+    return out.detach(), x.grad.detach(), grads, buffers
+
+
+def _errors(result, ref_result, what):
+    """Relative errors of every compared tensor; checks shapes, contiguity, keys and `num_batches_tracked`."""
+    out, x_grad, grads, buffers = result
+    ref_out, ref_x_grad, ref_grads, ref_buffers = ref_result
+    assert out.shape == ref_out.shape, what
+    assert out.is_contiguous(), what
+    errors = {"output": _relative_error(out, ref_out), "input_grad": _relative_error(x_grad, ref_x_grad)}
+    assert grads.keys() == ref_grads.keys()
+    for name in ref_grads:
+        errors[f"grad:{name}"] = _relative_error(grads[name], ref_grads[name])
+    assert buffers.keys() == ref_buffers.keys()
+    for name in ref_buffers:
+        if name.endswith("num_batches_tracked"):
+            assert torch.equal(buffers[name], ref_buffers[name]), f"{what}: {name}"
+        else:
+            errors[f"buffer:{name}"] = _relative_error(buffers[name], ref_buffers[name])
+    return errors
+
+
+def _compare(result, ref_result, tol, what, baseline_errors=None, grad_tol=None):
+    """Every error <= tol (parameter gradients: <= grad_tol). With `baseline_errors` (the conv3d path at the same
+    precision against the same reference) a tensor may also reach twice the conv3d path's own error: train-mode BN
+    parameter gradients are sums with cancellation, where the conv3d path itself is at ~1.5e-5 in float32."""
+    errors = _errors(result, ref_result, what)
+    grad_tol = tol if grad_tol is None else grad_tol
+    limits = {}
+    for key in errors:
+        limit = grad_tol if key.startswith("grad:") else tol
+        limits[key] = max(limit, 2 * baseline_errors[key]) if baseline_errors else limit
+    bad = {k: (v, limits[k]) for k, v in errors.items() if v > limits[k]}
+    assert not bad, f"{what}: relative errors above the limits: {bad}"
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_fast_forward_matches_conv3d_fp32(variant, train):
+    encoder = _build_encoder(variant).train(train)
+    for shape in VARIANTS[variant][4]:
+        b, t, h, w = shape
+        torch.manual_seed(1)
+        x = torch.randn(b, encoder.config.in_channels, t, h, w)
+        with torch.no_grad():
+            grad_out = torch.randn_like(copy.deepcopy(encoder).eval().double()(x.double()))
+        ref_result = _run(copy.deepcopy(encoder).double(), x.double(), False, grad_out)
+
+        # The formulation is exact: float64 agrees to rounding.
+        fast64 = _run(copy.deepcopy(encoder).double(), x.double(), True, grad_out)
+        _compare(fast64, ref_result, 1e-10, f"{variant} {shape} float64")
+        # float32, as used, against the float64 reference: output, input gradient and BN buffers <= 1e-5;
+        # parameter gradients <= 2e-5 (the conv3d path in float32 is itself at up to ~1.5e-5 there), or <= 2x the
+        # conv3d path's own float32 error where that is larger.
+        fast32 = _run(copy.deepcopy(encoder), x, True, grad_out.float())
+        conv3d32 = _run(copy.deepcopy(encoder), x, False, grad_out.float())
+        baseline = _errors(conv3d32, ref_result, "conv3d float32")
+        _compare(fast32, ref_result, 1e-5, f"{variant} {shape} float32", baseline, grad_tol=2e-5)
+
+
+def _norm_error(actual, expected):
+    return ((actual.double() - expected.double()).norm() / expected.double().norm().clamp_min(1e-30)).item()
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("variant", ["default", "temporal_stride_stage1"])
+def test_fast_forward_bf16_autocast(variant, train):
+    """bf16 autocast: the fast path is as accurate as the conv3d path under the same autocast (both against the
+    float64 reference, norm-relative errors), and its eval output is within 1e-2 of the reference.
+
+    Gradients in bf16 are far noisier than outputs on these tiny encoders (train-mode BN backward cancels most of
+    a random output gradient over a few dozen values per channel), for both paths alike, so they are compared with
+    the conv3d path's own error as the yardstick."""
+    encoder = _build_encoder(variant).train(train)
+    with torch.no_grad():  # residual branches smaller than the identity, as in a trained network
+        for name, module in encoder.named_modules():
+            if name.endswith("conv3.bn"):
+                module.weight.uniform_(0.1, 0.3)
+                module.bias.normal_(0.0, 0.1)
+    torch.manual_seed(2)
+    x = torch.randn(2, encoder.config.in_channels, 8, 12, 12)
+    with torch.no_grad():
+        grad_out = torch.randn_like(copy.deepcopy(encoder).eval().double()(x.double()))
+    reference = _run(copy.deepcopy(encoder).double(), x.double(), False, grad_out)
+    fast = _run(copy.deepcopy(encoder), x, True, grad_out.float(), autocast=True)
+    conv3d = _run(copy.deepcopy(encoder), x, False, grad_out.float(), autocast=True)
+    assert fast[0].dtype == torch.bfloat16 and fast[0].shape == reference[0].shape
+
+    def flat_grads(result):
+        return torch.cat([result[2][name].flatten().double() for name in reference[2]])
+
+    for what, index in (("output", 0), ("input_grad", 1), ("param_grads", None)):
+        pick = (lambda r: r[index]) if index is not None else flat_grads
+        fast_err, conv_err = _norm_error(pick(fast), pick(reference)), _norm_error(pick(conv3d), pick(reference))
+        assert fast_err <= 1.25 * conv_err + 1e-2, (what, fast_err, conv_err)
+    if not train:
+        assert _norm_error(fast[0], reference[0]) <= 1e-2
+    # The BN running statistics are updated from bf16 activations as in the conv3d path.
+    for name in reference[3]:
+        if not name.endswith("num_batches_tracked"):
+            assert _norm_error(fast[3][name], reference[3][name]) <= 1.25 * _norm_error(conv3d[3][name], reference[3][name]) + 1e-2, name
+
+
+def test_momentum_none_cumulative_average():
+    encoder = _build_encoder("default").train()
+    for module in encoder.modules():
+        if isinstance(module, nn.BatchNorm3d):
+            module.momentum = None
+    x = torch.randn(2, encoder.config.in_channels, 6, 12, 12, dtype=torch.float64)
+    reference, fast = copy.deepcopy(encoder).double(), copy.deepcopy(encoder).double()
+    for _ in range(2):
+        ref_out = reference(x)
+        fast_out = fast_video_encoder_forward(fast, x)
+        assert _relative_error(fast_out, ref_out) < 1e-10
+    for (name, a), (_, b) in zip(fast.named_buffers(), reference.named_buffers()):
+        assert torch.allclose(a, b, rtol=0, atol=1e-12), name
+
+
+def test_gradient_checkpointing_and_no_grad():
+    encoder = _build_encoder("default").double().train()
+    for module in encoder.modules():
+        if hasattr(module, "gradient_checkpointing"):
+            module.gradient_checkpointing = True
+            module._gradient_checkpointing_func = partial(torch.utils.checkpoint.checkpoint, use_reentrant=False)
+    x = torch.randn(2, encoder.config.in_channels, 7, 12, 12, dtype=torch.float64)
+    grad_out = torch.randn_like(copy.deepcopy(encoder).eval()(x))
+    ref_result = _run(copy.deepcopy(encoder), x, False, grad_out)
+    fast_result = _run(copy.deepcopy(encoder), x, True, grad_out)
+    _compare(fast_result, ref_result, 1e-10, "gradient checkpointing")
+
+    encoder.eval()
+    with torch.no_grad():
+        assert _relative_error(fast_video_encoder_forward(encoder, x), encoder(x)) < 1e-10
+    # channels_last_3d input (no input copy) gives the same result.
+    x_cl = x.contiguous(memory_format=torch.channels_last_3d)
+    with torch.no_grad():
+        assert _relative_error(fast_video_encoder_forward(encoder, x_cl), encoder(x)) < 1e-10
+
+
+def test_same_parameters_and_rejects_bad_input():
+    encoder = _build_encoder("default")
+    keys = list(encoder.state_dict())
+    fast_video_encoder_forward(encoder, torch.randn(1, 5, 4, 8, 8))
+    assert list(encoder.state_dict()) == keys
+    with pytest.raises(ValueError):
+        fast_video_encoder_forward(encoder, torch.randn(5, 4, 8, 8))
