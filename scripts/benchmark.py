@@ -1,0 +1,453 @@
+#!/usr/bin/env python
+"""Throughput benchmark of SkeletonCLIP: one table, every row measured side by side in this one run.
+
+Rows:
+  1. video encoder (SlowOnly, SPEC §3): train step (forward + backward + AdamW step) and inference clips/s, peak
+     memory, for conv3d fp32 (the reference), conv3d bf16 autocast + channels_last_3d, the fast 2D path
+     (`fast_video_encoder_forward`) in fp32 and bf16, and fast bf16 + torch.compile (`--compile`); each with its
+     ratio to the reference. On CPU also inference at batch 1 (conv3d vs fast).
+  2. heatmap rendering: torch `render_heatmaps` vs the numpy reference (`_benchmark_heatmaps.benchmark_rendering`);
+     on GPU also `render_heatmaps` for 128 clips x 2 persons x 48 frames at 56x56.
+  3. CPU data pipeline: train transform + collator, one thread (`_benchmark_pipeline.benchmark_pipeline`).
+  4. the full SkeletonClipModel (keypoints in, so heatmap rendering is included): train step and inference.
+  5. evaluation scaling: scoring clips against 60 / 120 / 1,000 candidate class texts (texts encoded once).
+
+Usage:
+  python scripts/benchmark.py                 # full size on the GPU (batch 128, 48x56x56, full encoder, bf16)
+  python scripts/benchmark.py --quick         # reduced sizes, under a minute on 2 CPU cores
+  python scripts/benchmark.py --json out.json # also write every measurement as JSON (rewritten after each row)
+
+Flags:
+  --quick             reduced sizes (batch 2, 16 frames, 32x32, reduced encoder and model); the CPU smoke test.
+  --device DEV        "cuda" (default when available) or "cpu".
+  --batch / --frames / --size   override the encoder batch, frames and square heatmap size.
+  --model-batch N     batch of the full-model rows (32 at full size).
+  --steps N / --warmup N        timed and warm-up iterations per measurement.
+  --compile           add the "fast bf16 + torch.compile" encoder row (off by default: compiling takes minutes).
+  --rows LIST         comma-separated subset of rows to run: encoder,heatmaps,pipeline,model,eval (default all).
+  --pipeline-clips N  clips through the CPU data pipeline.
+  --json PATH         write the results as JSON.
+
+Clips/s are batch / mean seconds per iteration after the warm-up (torch.cuda.synchronize around the timed region on
+GPU). Peak memory is torch.cuda.max_memory_allocated during the measurement, on top of what was allocated before
+it (the model, its optimizer state and the inputs); "n/a" on CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from modeling_skeletonclip.configuration_skeletonclip import SkeletonClipConfig, SkeletonClipVideoConfig  # noqa: E402
+from modeling_skeletonclip.fast_slowonly import fast_video_encoder_forward  # noqa: E402
+from modeling_skeletonclip.modeling_skeletonclip import SkeletonClipModel, SkeletonClipVideoEncoder  # noqa: E402
+
+REDUCED_VIDEO = {"base_channels": 16, "stage_planes": [16, 32, 64], "stage_blocks": [1, 2, 1]}
+REDUCED_TEXT = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Timing and memory helpers
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def seconds_per_iter(fn, device, steps, warmup):
+    """Mean wall-clock seconds of `fn()` over `steps` calls after `warmup` calls."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    sync(device)
+    return (time.perf_counter() - start) / steps
+
+
+def measure(fn, device, steps, warmup, batch):
+    """`{"clips_per_s", "peak_mem_gib"}` of `fn` (one batch per call); "OOM" instead of numbers when it runs out."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        sync(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    try:
+        seconds = seconds_per_iter(fn, device, steps, warmup)
+    except torch.OutOfMemoryError:
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        return {"clips_per_s": None, "peak_mem_gib": None, "error": "OOM"}
+    peak = None
+    if device.type == "cuda":
+        peak = (torch.cuda.max_memory_allocated(device) - base) / 2**30
+    return {"clips_per_s": batch / seconds, "peak_mem_gib": peak}
+
+
+def fmt(value, digits=1):
+    if value is None:
+        return "n/a"
+    if isinstance(value, str):
+        return value
+    return f"{value:,.{digits}f}"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 1. Video encoder
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def encoder_variants(device, with_compile):
+    """(name, impl, autocast bf16, channels_last_3d input/weights, torch.compile)."""
+    variants = [
+        ("conv3d fp32 (reference)", "conv3d", False, False, False),
+        ("conv3d bf16 + channels_last_3d", "conv3d", True, True, False),
+        ("fast fp32", "fast", False, False, False),
+        ("fast bf16", "fast", True, False, False),
+    ]
+    if with_compile:
+        variants.append(("fast bf16 + torch.compile", "fast", True, False, True))
+    return variants
+
+
+def make_forward(encoder, impl, use_compile):
+    if impl == "fast":
+        forward = lambda x: fast_video_encoder_forward(encoder, x)  # noqa: E731
+    else:
+        forward = encoder
+    return torch.compile(forward) if use_compile else forward
+
+
+def bench_encoder_variant(base_encoder, x, device, impl, bf16, channels_last, use_compile, args):
+    encoder = copy.deepcopy(base_encoder).to(device)
+    inputs = x.contiguous(memory_format=torch.channels_last_3d) if channels_last else x
+    if channels_last:
+        encoder = encoder.to(memory_format=torch.channels_last_3d)
+    forward = make_forward(encoder, impl, use_compile)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+    optimizer = torch.optim.AdamW(encoder.parameters(), lr=1e-4)
+    batch = inputs.shape[0]
+
+    def train_step():
+        with autocast:
+            out = forward(inputs)
+        loss = out.float().square().mean()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    def inference():
+        with torch.inference_mode(), autocast:
+            forward(inputs)
+
+    encoder.train()
+    train = measure(train_step, device, args.steps, args.warmup + (2 if use_compile else 0), batch)
+    encoder.eval()
+    infer = measure(inference, device, args.steps, args.warmup + (2 if use_compile else 0), batch)
+    del optimizer, encoder
+    return train, infer
+
+
+def bench_encoder(args, device, results, table):
+    config = SkeletonClipVideoConfig(**({} if not args.quick else REDUCED_VIDEO))
+    torch.manual_seed(0)
+    encoder = SkeletonClipVideoEncoder(config)
+    x = torch.rand(args.batch, config.in_channels, args.frames, args.size, args.size, device=device)
+    rows = []
+    reference = None
+    for name, impl, bf16, channels_last, use_compile in encoder_variants(device, args.compile):
+        train, infer = bench_encoder_variant(encoder, x, device, impl, bf16, channels_last, use_compile, args)
+        if reference is None:
+            reference = (train["clips_per_s"], infer["clips_per_s"])
+        row = {"name": name, "train": train, "inference": infer}
+        row["train_ratio"] = ratio(train["clips_per_s"], reference[0])
+        row["inference_ratio"] = ratio(infer["clips_per_s"], reference[1])
+        rows.append(row)
+        table.append(
+            [f"encoder {name}", fmt(train["clips_per_s"]), fmt(row["train_ratio"], 2) + "x",
+             fmt(train["peak_mem_gib"], 2), fmt(infer["clips_per_s"]), fmt(row["inference_ratio"], 2) + "x",
+             fmt(infer["peak_mem_gib"], 2)]
+        )
+        print_progress(table[-1])
+    results["encoder"] = {
+        "batch": args.batch, "frames": args.frames, "size": args.size, "config": config.to_dict(), "rows": rows
+    }
+    if device.type == "cpu":
+        results["encoder"]["batch1_inference"] = bench_encoder_batch1(encoder, x[:1], device, args, table)
+
+
+def bench_encoder_batch1(encoder, x1, device, args, table):
+    encoder = copy.deepcopy(encoder).eval()
+    out = {}
+    for name, impl in (("conv3d fp32", "conv3d"), ("fast fp32", "fast")):
+        forward = make_forward(encoder, impl, False)
+
+        def inference():
+            with torch.inference_mode():
+                forward(x1)
+
+        out[name] = measure(inference, device, args.steps * 2, args.warmup, 1)["clips_per_s"]
+    ratio_value = ratio(out["fast fp32"], out["conv3d fp32"])
+    table.append(["encoder batch-1 inference conv3d / fast", "", "", "",
+                  f"{fmt(out['conv3d fp32'])} / {fmt(out['fast fp32'])}", fmt(ratio_value, 2) + "x", ""])
+    print_progress(table[-1])
+    return {**out, "ratio": ratio_value}
+
+
+def ratio(value, reference):
+    return None if value is None or not reference else value / reference
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 2. Heatmap rendering, 3. CPU data pipeline
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def bench_heatmaps(args, device, results, table):
+    entry = {}
+    try:
+        from modeling_skeletonclip._benchmark_heatmaps import benchmark_rendering
+    except ImportError as error:
+        entry["rendering"] = f"n/a ({error})"
+        table.append(["heatmaps torch vs numpy reference", "", "", "", "n/a", "", ""])
+    else:
+        batch = 4 if args.quick else 32
+        stats = benchmark_rendering(batch=batch, persons=2, frames=args.frames, size=(args.size, args.size),
+                                    device=str(device), repeats=3 if args.quick else 5)
+        entry["rendering"] = stats
+        table.append([f"heatmaps torch vs numpy ({device.type}, batch {batch})", "", "", "",
+                      f"{fmt(stats['torch_clips_per_s'])} vs {fmt(stats['numpy_clips_per_s'])}",
+                      fmt(stats["ratio"], 1) + "x", ""])
+    print_progress(table[-1])
+    if device.type == "cuda":
+        entry["render_128x48_56"] = bench_render_direct(device, args)
+        table.append(["heatmaps render_heatmaps 128 clips x2 persons 48x56x56", "", "", "",
+                      fmt(entry["render_128x48_56"]), "", ""])
+        print_progress(table[-1])
+    results["heatmaps"] = entry
+
+
+def bench_render_direct(device, args):
+    try:
+        from modeling_skeletonclip.heatmaps import render_heatmaps
+    except ImportError:
+        return None
+    generator = torch.Generator().manual_seed(0)
+    keypoints = (torch.rand(128, 2, 48, 17, 2, generator=generator) * 56).to(device)
+    scores = torch.rand(128, 2, 48, 17, generator=generator).to(device)
+    fn = lambda: render_heatmaps(keypoints, scores, size=(56, 56), sigma=0.6, with_joints=True, with_limbs=False)  # noqa: E731
+    return 128 / seconds_per_iter(fn, device, args.steps, args.warmup)
+
+
+def bench_pipeline(args, device, results, table):
+    try:
+        from modeling_skeletonclip._benchmark_pipeline import benchmark_pipeline
+    except ImportError as error:
+        results["pipeline"] = f"n/a ({error})"
+        table.append(["CPU data pipeline (1 thread)", "n/a", "", "", "", "", ""])
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        stats = benchmark_pipeline(num_clips=args.pipeline_clips, persons=2, frames=100)
+    finally:
+        torch.set_num_threads(threads)
+    results["pipeline"] = stats
+    table.append(["CPU data pipeline (1 thread, 2 persons, 100 frames)", fmt(stats["clips_per_s"]), "", "",
+                  f"{fmt(stats['clips_per_cpu_s'])} per CPU-s", "", ""])
+    print_progress(table[-1])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 4. Full model, 5. evaluation scaling
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def build_model(args, device, num_classes=60):
+    kwargs = {"id2label": {i: f"action {i}" for i in range(num_classes)}}
+    if args.quick:
+        kwargs.update(video_config=REDUCED_VIDEO, text_config=REDUCED_TEXT)
+    torch.manual_seed(0)
+    return SkeletonClipModel(SkeletonClipConfig(**kwargs)).to(device)
+
+
+def random_keypoints(batch, frames, size, device, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    keypoints = torch.rand(batch, 2, frames, 17, 2, generator=generator) * (size - 1)
+    scores = torch.rand(batch, 2, frames, 17, generator=generator)
+    return keypoints.to(device), scores.to(device)
+
+
+def bench_model(args, device, results, table):
+    model = build_model(args, device)
+    batch = args.model_batch
+    keypoints, scores = random_keypoints(batch, args.frames, args.size, device)
+    size = (args.size, args.size)
+    input_ids = torch.randint(1000, 2000, (batch, 8), device=device)
+    labels = torch.arange(batch, device=device) % 60
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+
+    def train_step():
+        with autocast:
+            loss = model(keypoints=keypoints, keypoint_scores=scores, input_ids=input_ids, labels=labels,
+                         heatmap_size=size).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    def inference():
+        with torch.inference_mode(), autocast:
+            model.get_video_features(keypoints=keypoints, keypoint_scores=scores, heatmap_size=size)
+
+    model.train()
+    train = measure(train_step, device, args.steps, args.warmup, batch)
+    model.eval()
+    infer = measure(inference, device, args.steps, args.warmup, batch)
+    precision = "bf16 autocast" if args.bf16 else "fp32"
+    results["model"] = {"batch": batch, "frames": args.frames, "size": args.size, "precision": precision,
+                        "conv_impl": model.config.video_config.conv_impl, "train": train, "inference": infer}
+    table.append([f"SkeletonClipModel ({precision}, batch {batch}, keypoints in)", fmt(train["clips_per_s"]), "",
+                  fmt(train["peak_mem_gib"], 2), fmt(infer["clips_per_s"]), "", fmt(infer["peak_mem_gib"], 2)])
+    print_progress(table[-1])
+    del optimizer
+    return model
+
+
+def bench_eval_scaling(args, device, results, table, model=None):
+    model = (model or build_model(args, device)).eval()
+    clips = args.model_batch
+    keypoints, scores = random_keypoints(clips, args.frames, args.size, device, seed=1)
+    size = (args.size, args.size)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
+    entry = {"clips": clips}
+    for num_texts in (60, 120, 1000):
+        input_ids = torch.randint(1000, 2000, (num_texts, 8), device=device)
+        sync(device)
+        start = time.perf_counter()
+        with torch.inference_mode(), autocast:
+            text_embeds = torch.cat([
+                F.normalize(model.get_text_features(input_ids=chunk).pooler_output.float(), dim=-1)
+                for chunk in input_ids.split(256)
+            ])
+        sync(device)
+        text_seconds = time.perf_counter() - start
+
+        def score():
+            with torch.inference_mode(), autocast:
+                video = model.get_video_features(keypoints=keypoints, keypoint_scores=scores, heatmap_size=size)
+                model.logits(F.normalize(video.pooler_output.float(), dim=-1), text_embeds).argmax(dim=-1)
+
+        clips_per_s = clips / seconds_per_iter(score, device, args.steps, args.warmup)
+        entry[str(num_texts)] = {"clips_per_s": clips_per_s, "text_encode_s": text_seconds}
+        table.append([f"eval scoring vs {num_texts} class texts (texts encoded once)", "", "", "",
+                      fmt(clips_per_s), "", f"texts {text_seconds * 1e3:,.0f} ms"])
+        print_progress(table[-1])
+    results["eval_scaling"] = entry
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Output
+# ----------------------------------------------------------------------------------------------------------------
+
+HEADER = ["row", "train clips/s", "vs ref", "train peak GiB", "infer clips/s", "vs ref", "infer peak GiB / note"]
+
+
+def print_progress(row):
+    print("  done: " + " | ".join(c for c in row if c), flush=True)
+
+
+def print_table(table, title):
+    widths = [max(len(str(r[i])) for r in [HEADER] + table) for i in range(len(HEADER))]
+    line = "-+-".join("-" * w for w in widths)
+    print("\n" + title)
+    print(line)
+    print(" | ".join(h.ljust(w) for h, w in zip(HEADER, widths)))
+    print(line)
+    for row in table:
+        print(" | ".join(str(c).ljust(w) for c, w in zip(row, widths)))
+    print(line)
+
+
+def machine_description(device):
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (torch {torch.__version__}, CUDA {torch.version.cuda})"
+    return (f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+            f"{torch.get_num_threads()} torch threads (torch {torch.__version__})")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch", type=int)
+    parser.add_argument("--frames", type=int)
+    parser.add_argument("--size", type=int)
+    parser.add_argument("--model-batch", type=int)
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--warmup", type=int)
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--rows", default="encoder,heatmaps,pipeline,model,eval")
+    parser.add_argument("--pipeline-clips", type=int)
+    parser.add_argument("--json")
+    args = parser.parse_args(argv)
+    defaults = (
+        dict(batch=2, frames=16, size=32, model_batch=2, steps=2, warmup=1, pipeline_clips=48)
+        if args.quick else dict(batch=128, frames=48, size=56, model_batch=32, steps=10, warmup=3, pipeline_clips=1000)
+    )
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.bf16 = torch.device(args.device).type == "cuda"  # the full model rows: bf16 autocast on GPU
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    rows = set(args.rows.split(","))
+    results = {"machine": machine_description(device), "args": vars(args)}
+    table = []
+    print(f"SkeletonCLIP benchmark on {results['machine']}", flush=True)
+    if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:
+        print(f"CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']}")
+
+    def save():
+        if args.json:
+            with open(args.json, "w") as handle:
+                json.dump(results, handle, indent=2, default=str)
+
+    steps = [("encoder", bench_encoder), ("heatmaps", bench_heatmaps), ("pipeline", bench_pipeline)]
+    for name, fn in steps:
+        if name in rows:
+            fn(args, device, results, table)
+            save()
+    model = None
+    if "model" in rows:
+        model = bench_model(args, device, results, table)
+        save()
+    if "eval" in rows:
+        bench_eval_scaling(args, device, results, table, model)
+        save()
+
+    size = f"encoder batch {args.batch}, {args.frames}x{args.size}x{args.size}" + (" (reduced encoder)" if args.quick else "")
+    print_table(table, f"SkeletonCLIP benchmark: {results['machine']}; {size}")
+    save()
+    return results
+
+
+if __name__ == "__main__":
+    main()
