@@ -13,6 +13,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.utils import ModelOutput, logging
 
 from .configuration_skeletonclip import SkeletonClipConfig, SkeletonClipVideoConfig
+from .fast_slowonly import fast_video_encoder_forward
 from .heatmaps import render_heatmaps
 
 
@@ -153,6 +154,9 @@ class SkeletonClipVideoEncoder(nn.Module):
         self.num_stages = len(config.stage_blocks)
 
     def forward(self, heatmaps: torch.Tensor) -> torch.Tensor:
+        if self.config.conv_impl == "fast":
+            # The same parameters as 2D convolutions over frames, channels-last (see fast_slowonly.py).
+            return fast_video_encoder_forward(self, heatmaps)
         hidden_states = self.maxpool(self.conv1(heatmaps))  # [B, 32, T, H, W]
         for i in range(self.num_stages):
             hidden_states = getattr(self, f"layer{i + 1}")(hidden_states)

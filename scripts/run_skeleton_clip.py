@@ -52,7 +52,9 @@ SYNTHETIC_DIR = os.path.join(REPO_ROOT, "data", "synthetic")
 PRESETS = {
     "full": {"video_config": {}, "heatmap_config": {}, "clip_len": 48},
     "small": {
-        "video_config": {"base_channels": 16, "stage_planes": [16, 32, 64], "stage_blocks": [1, 1, 1]},
+        "video_config": {
+            "base_channels": 16, "stage_planes": [16, 32, 64], "stage_blocks": [1, 1, 1], "conv_impl": "fast",
+        },
         "heatmap_config": {"train_size": [32, 32], "eval_size": [32, 32]},
         "clip_len": 16,
     },
@@ -115,15 +117,33 @@ class ArgumentError(ValueError):
     """A bad command-line argument: reported as one line, without a traceback."""
 
 
+def json_to_argv(path: str) -> list[str]:
+    """A JSON file of arguments as command-line tokens, so that later command-line arguments override it."""
+    if not os.path.isfile(path):
+        raise ArgumentError(f"Argument file {path} does not exist.")
+    with open(path) as f:
+        data = json.load(f)
+    argv = []
+    for key, value in data.items():
+        argv.append(f"--{key}")
+        if isinstance(value, list):
+            argv.extend(str(v) for v in value)
+        else:
+            argv.append(json.dumps(value) if isinstance(value, dict) else str(value))
+    return argv
+
+
 def parse_args(argv):
+    """`[config.json] [--overrides ...]`; no arguments at all runs the synthetic demo (configs/synthetic_demo.json)."""
     parser = HfArgumentParser((ModelArguments, DataArguments, SkeletonClipTrainingArguments))
     if not argv:
         argv = [DEMO_CONFIG]
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        if not os.path.isfile(argv[0]):
-            raise ArgumentError(f"Argument file {argv[0]} does not exist.")
-        return parser.parse_json_file(json_file=os.path.abspath(argv[0]))
-    return parser.parse_args_into_dataclasses(args=argv)
+    if argv[0].endswith(".json"):
+        argv = json_to_argv(argv[0]) + list(argv[1:])
+    try:
+        return parser.parse_args_into_dataclasses(args=argv)
+    except ValueError as err:  # unknown arguments and bad values
+        raise ArgumentError(str(err)) from err
 
 
 def synthetic_data(data_args):
