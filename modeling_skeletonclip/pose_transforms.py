@@ -395,32 +395,18 @@ class PoseClipTransform:
         self.layout = get_layout(layout)
         self.flip_permutation = np.asarray(self.layout.flip_permutation(), dtype=np.int64)
         self.seed = seed
-        self._rng: Optional[np.random.Generator] = None
-        self._rng_key = None
-        self._init_pid = os.getpid()
         self._test_inds_cache: dict[int, np.ndarray] = {}
 
     # -- randomness ---------------------------------------------------------------------------
     def _get_rng(self) -> np.random.Generator:
-        info = torch.utils.data.get_worker_info()
-        pid = os.getpid()
-        key = (pid, None if info is None else (info.id, info.seed))
-        if self._rng is None or key != self._rng_key:
-            entropy = [] if self.seed is None else [int(self.seed)]
-            if info is not None:
-                entropy.append(int(info.seed))  # base_seed + worker id: differs per worker and per epoch
-            elif pid != self._init_pid:
-                entropy.append(pid)  # a forked process outside a DataLoader
-            if not entropy:
-                entropy = [int(torch.initial_seed())]
-            self._rng = np.random.default_rng(entropy)
-            self._rng_key = key
-        return self._rng
+        """A generator for one clip, seeded from torch's global generator (and `seed`, when given).
 
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["_rng"], state["_rng_key"] = None, None
-        return state
+        Drawing through torch makes augmentation reproducible wherever torch's state is: `set_seed`, the
+        Trainer's checkpointed RNG states (so a resumed run draws what the uninterrupted run drew), and the
+        per-worker seeds of DataLoader workers (which differ per worker and per epoch).
+        """
+        draw = int(torch.randint(0, 2**62, (), dtype=torch.int64))
+        return np.random.default_rng([draw] if self.seed is None else [int(self.seed), draw])
 
     # -- pipeline -----------------------------------------------------------------------------
     def _frame_inds(self, T: int, rng) -> np.ndarray:

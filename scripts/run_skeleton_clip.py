@@ -247,20 +247,37 @@ def build_model(model_args, class_names, clip_len_preset):
     video_config = dict(spec["video_config"])
     if model_args.conv_impl:
         video_config["conv_impl"] = model_args.conv_impl
-    overrides = json.loads(model_args.config_overrides) if model_args.config_overrides else {}
     config_kwargs = dict(
         video_config=video_config,
         heatmap_config=heatmap_config,
         id2label=id2label,
         text_template=model_args.text_template,
         objective=model_args.objective,
-        **overrides,
     )
+    if model_args.config_overrides:
+        try:
+            overrides = json.loads(model_args.config_overrides)
+        except json.JSONDecodeError as err:
+            raise ArgumentError(f"--config_overrides is not valid JSON: {err}") from err
+        for key, value in overrides.items():  # sub-config dicts merge key by key
+            if isinstance(value, dict) and isinstance(config_kwargs.get(key), dict):
+                config_kwargs[key] = {**config_kwargs[key], **value}
+            else:
+                config_kwargs[key] = value
     if model_args.model_type == "contrastive":
         model, tokenizer = SkeletonClipModel.from_text_pretrained(model_args.text_model_name_or_path, **config_kwargs)
     else:
         model, tokenizer = SkeletonClipForActionRecognition(SkeletonClipConfig(**config_kwargs)), None
     return model, tokenizer, spec["clip_len"]
+
+
+def drop_labels(collator):
+    def collate(examples):
+        batch = collator(examples)
+        batch.pop("labels")
+        return batch
+
+    return collate
 
 
 def compute_metrics_fn():
@@ -305,6 +322,8 @@ def main(argv=None):
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
     if data_args.predictions_format not in ("csv", "json"):
         raise ArgumentError(f"--predictions_format must be csv or json, got {data_args.predictions_format!r}.")
+    if not torch.cuda.is_available():
+        training_args.dataloader_pin_memory = False  # nothing to pin for on a CPU-only machine
     set_seed(training_args.seed)
 
     last_checkpoint = None
@@ -397,6 +416,8 @@ def main(argv=None):
             with open(data_args.candidate_labels) as f:
                 names = [line.strip() for line in f if line.strip()]
             trainer.class_names = names
+            # The clips' own labels do not index the candidate texts: predict without them.
+            trainer.eval_data_collator = drop_labels(PoseCollator())
         output = trainer.predict(test_dataset)
         labels = output.label_ids if not data_args.candidate_labels else None
         if labels is not None:

@@ -1,0 +1,125 @@
+"""scripts/run_skeleton_clip.py end to end on tiny settings: arguments, training, resuming, prediction, zero-shot."""
+
+import csv
+import importlib.util
+import json
+import os
+
+import pytest
+from conftest import REPO_ROOT
+
+from modeling_skeletonclip.synthetic_poses import write_synthetic_poses
+
+TINY = json.dumps(
+    {
+        "video_config": {"base_channels": 8, "stage_planes": [8, 8, 8], "stage_blocks": [1, 1, 1]},
+        "heatmap_config": {"train_size": [16, 16], "eval_size": [16, 16]},
+        "projection_dim": 16,
+        "frame_embed_dim": 16,
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("run_skeleton_clip", os.path.join(REPO_ROOT, "scripts", "run_skeleton_clip.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def poses(tmp_path_factory):
+    path = tmp_path_factory.mktemp("poses") / "poses.pkl"
+    write_synthetic_poses(str(path), num_train_per_class=2, num_val_per_class=1)
+    return str(path), str(path.parent / "labels.txt")
+
+
+def tiny_args(poses, output_dir, *extra):
+    pickle_path, labels = poses
+    return [
+        "--train_file", pickle_path, "--label_map", labels, "--train_split", "train", "--eval_split", "val",
+        "--output_dir", str(output_dir), "--preset", "small", "--config_overrides", TINY, "--clip_len", "8",
+        "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "8", "--report_to", "none",
+        "--use_cpu", "true", "--disable_tqdm", "true", "--seed", "3", "--dataset_cache_dir",
+        str(output_dir) + "_cache", *extra,
+    ]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--do_train", "--train_split", "nope"], "Split(s) ['nope'] not in"),
+        (["--do_train", "--train_file", "/no/such.pkl"], "--train_file /no/such.pkl does not exist"),
+        (["--do_train", "--label_map", "/no/labels.txt"], "--label_map /no/labels.txt does not exist"),
+        (["--do_train", "--preset", "huge"], "--preset must be one of"),
+        (["--do_train", "--model_type", "gan"], "--model_type must be"),
+        (["--do_train", "--config_overrides", "{bad"], "--config_overrides is not valid JSON"),
+        (["--do_train", "--no_such_flag", "1"], "no_such_flag"),
+    ],
+)
+def test_bad_arguments_are_one_clear_error(script, poses, tmp_path, extra, message):
+    with pytest.raises(script.ArgumentError) as err:
+        script.main(tiny_args(poses, tmp_path / "out", *extra))
+    assert message in str(err.value)
+
+
+def test_label_map_too_short_names_the_file(script, poses, tmp_path):
+    short = tmp_path / "short.txt"
+    short.write_text("one\ntwo\n")
+    with pytest.raises(ValueError) as err:
+        script.main(tiny_args(poses, tmp_path / "out", "--do_train", "--label_map", str(short)))
+    assert poses[0] in str(err.value) and "label" in str(err.value)
+
+
+def test_train_evaluate_predict_and_save(script, poses, tmp_path):
+    out = tmp_path / "run"
+    script.main(tiny_args(poses, out, "--do_train", "--do_eval", "--do_predict", "--num_train_epochs", "1",
+                          "--test_num_clips", "2", "--save_strategy", "no"))
+    files = set(os.listdir(out))
+    assert {"model.safetensors", "config.json", "tokenizer.json", "modeling_skeletonclip.py", "README.md",
+            "eval_results.json", "predictions.csv"} <= files
+    metrics = json.load(open(out / "eval_results.json"))
+    assert 0.0 <= metrics["eval_top1_accuracy"] <= 1.0 and "eval_mean_class_accuracy" in metrics
+    rows = list(csv.DictReader(open(out / "predictions.csv")))
+    assert len(rows) == 13  # one val clip per class
+    probs = [float(rows[0][f"top{k}_prob"]) for k in range(1, 6)]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
+    names = open(poses[1]).read().split("\n")
+    assert rows[0]["top1_class"] in names and rows[0]["label"] in names
+
+
+def test_zero_shot_split_and_open_vocabulary_prediction(script, poses, tmp_path):
+    out = tmp_path / "zs"
+    candidates = tmp_path / "candidates.txt"
+    candidates.write_text("sit down\nstand up\nwave\n")
+    script.main(tiny_args(poses, out, "--do_train", "--do_eval", "--num_train_epochs", "1", "--save_strategy", "no",
+                          "--class_split_file", os.path.join(REPO_ROOT, "data/zero_shot/synthetic_10_3.json")))
+    config = json.load(open(out / "config.json"))
+    assert len(config["id2label"]) == 10  # trained on the seen classes only
+    assert json.load(open(out / "eval_results.json"))["eval_top1_accuracy"] >= 0  # evaluated on the 3 unseen classes
+    script.main(tiny_args(poses, tmp_path / "zs_pred", "--do_predict", "--model_name_or_path", str(out),
+                          "--candidate_labels", str(candidates), "--predictions_format", "json", "--test_num_clips", "1"))
+    rows = json.load(open(tmp_path / "zs_pred" / "predictions.json"))
+    assert len(rows) == 13 and set(rows[0]["top_classes"]) == {"sit down", "stand up", "wave"}
+
+
+@pytest.mark.slow
+def test_resume_from_checkpoint_gives_identical_results(script, poses, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file
+
+    common = ["--do_train", "--num_train_epochs", "2", "--save_strategy", "epoch", "--dataloader_num_workers", "0"]
+    script.main(tiny_args(poses, tmp_path / "full", *common))
+    checkpoints = sorted((d for d in os.listdir(tmp_path / "full") if d.startswith("checkpoint-")),
+                         key=lambda d: int(d.split("-")[1]))
+    assert len(checkpoints) == 2
+    # An interrupted run: only the first epoch's checkpoint exists; the script finds it and resumes.
+    shutil.copytree(tmp_path / "full" / checkpoints[0], tmp_path / "resumed" / checkpoints[0])
+    script.main(tiny_args(poses, tmp_path / "resumed", *common))
+    a = load_file(str(tmp_path / "full" / "model.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert (a[key] == b[key]).all(), key
