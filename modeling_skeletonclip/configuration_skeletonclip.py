@@ -28,6 +28,11 @@ MINILM_L6_TEXT_CONFIG = {
 
 OBJECTIVES = ("itc", "itc_itm", "itc_momentum", "pacl")
 CONV_IMPLS = ("conv3d", "fast")
+VIDEO_EMBEDDERS = ("projection", "linear", "residual")
+EMBEDDER_PLACEMENTS = ("frames", "pooled")
+PACL_WEIGHTINGS = ("softmax", "sigmoid")
+PACL_WEIGHTED_FEATURES = ("normalized", "raw")
+PACL_TRAININGS = ("in_batch", "all_classes")
 
 
 @strict
@@ -160,7 +165,25 @@ class SkeletonClipConfig(PreTrainedConfig):
         text_max_length (`int`): token limit of class texts.
         text_encoder_name_or_path (`str`): where the pretrained text encoder came from (informative; weights are
             saved with the model).
-        objective (`str`): "itc" (contrastive, default), "itc_itm", "itc_momentum" or "pacl".
+        objective (`str`): "itc" (contrastive, default), "itc_itm", "itc_momentum" or "pacl" (SPEC §5).
+        video_embedder (`str`, *optional*): how frame features `[B, T', 512]` become `projection_dim` embeddings:
+            "projection" (SPEC §4: Linear(512, frame_embed_dim) per frame, temporal mean, Linear(frame_embed_dim,
+            projection_dim)), "linear" (Linear(512, projection_dim)) or "residual" (Linear-GELU-Linear plus a linear
+            residual, SPEC §5). Default: "residual" for "pacl", "projection" otherwise.
+        video_embedder_placement (`str`): "frames" (the embedder runs on every frame, then the temporal mean) or
+            "pooled" (the temporal mean first, then the embedder). PACL needs "frames".
+        itm_fusion_layers (`int`): BERT layers (self-attention over text, cross-attention to the frames) of the
+            "itc_itm" fusion encoder; they take the text encoder's width and heads.
+        itm_loss_weight (`float`): total loss = ITC + this x ITM.
+        momentum (`float`): "itc_momentum": momentum encoders follow `p_m <- m p_m + (1 - m) p` each step.
+        momentum_alpha (`float`): weight of the momentum model's similarities in the distillation targets.
+        momentum_queue_size (`int`): features (and labels) kept per modality; a multiple of the global batch.
+        pacl_weighting (`str`): "softmax" (over frames) or "sigmoid" (`sigmoid(pacl_sigmoid_scale * s)`).
+        pacl_sigmoid_scale (`float`): the 10 of `sigmoid(10 s)`.
+        pacl_weighted_features (`str`): the weights apply to "normalized" or "raw" per-frame embeddings.
+        pacl_training (`str`): "all_classes" (every clip scored against every class text, cross-entropy over the
+            classes: the form evaluation uses) or "in_batch" (each clip weighted by its own label text, contrastive
+            over the batch).
 
     Example:
 
@@ -191,8 +214,21 @@ class SkeletonClipConfig(PreTrainedConfig):
     text_encoder_name_or_path: str | None = DEFAULT_TEXT_ENCODER
     objective: str = "itc"
     initializer_range: float = 0.02
+    video_embedder: str | None = None
+    video_embedder_placement: str = "frames"
+    itm_fusion_layers: int = 2
+    itm_loss_weight: float = 1.0
+    momentum: float = 0.995
+    momentum_alpha: float = 0.4
+    momentum_queue_size: int = 65536
+    pacl_weighting: str = "softmax"
+    pacl_sigmoid_scale: float = 10.0
+    pacl_weighted_features: str = "normalized"
+    pacl_training: str = "all_classes"
 
     def __post_init__(self, **kwargs):
+        if self.video_embedder is None:
+            self.video_embedder = "residual" if self.objective == "pacl" else "projection"
         super().__post_init__(**kwargs)
         # The encoder reads exactly what the renderer writes: keep the channel count in one place.
         channels = self.heatmap_config.num_channels
@@ -207,6 +243,32 @@ class SkeletonClipConfig(PreTrainedConfig):
                 "Need 0 < temperature_min <= temperature_init <= temperature_max, got "
                 f"{self.temperature_min}, {self.temperature_init}, {self.temperature_max}."
             )
+        for name, allowed in (
+            ("video_embedder", VIDEO_EMBEDDERS),
+            ("video_embedder_placement", EMBEDDER_PLACEMENTS),
+            ("pacl_weighting", PACL_WEIGHTINGS),
+            ("pacl_weighted_features", PACL_WEIGHTED_FEATURES),
+            ("pacl_training", PACL_TRAININGS),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"`{name}` must be one of {allowed}, got {getattr(self, name)!r}.")
+        if self.objective == "pacl" and self.video_embedder_placement != "frames":
+            raise ValueError(
+                "objective 'pacl' weights frames by text: it needs `video_embedder_placement='frames'`, got "
+                f"{self.video_embedder_placement!r}."
+            )
+        if self.itm_fusion_layers < 1:
+            raise ValueError(f"`itm_fusion_layers` must be at least 1, got {self.itm_fusion_layers}.")
+        if self.itm_loss_weight < 0:
+            raise ValueError(f"`itm_loss_weight` must be >= 0, got {self.itm_loss_weight}.")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ValueError(f"`momentum` must be in [0, 1), got {self.momentum}.")
+        if not 0.0 <= self.momentum_alpha <= 1.0:
+            raise ValueError(f"`momentum_alpha` must be in [0, 1], got {self.momentum_alpha}.")
+        if self.momentum_queue_size < 1:
+            raise ValueError(f"`momentum_queue_size` must be positive, got {self.momentum_queue_size}.")
+        if self.pacl_sigmoid_scale <= 0:
+            raise ValueError(f"`pacl_sigmoid_scale` must be positive, got {self.pacl_sigmoid_scale}.")
         if "{}" not in self.text_template:
             raise ValueError(f"`text_template` must contain '{{}}' where the class name goes, got {self.text_template!r}.")
 

@@ -15,6 +15,16 @@ from transformers.utils import ModelOutput, logging
 from .configuration_skeletonclip import SkeletonClipConfig, SkeletonClipVideoConfig
 from .fast_slowonly import fast_video_encoder_forward
 from .heatmaps import render_heatmaps
+from .modeling_variants import (
+    SkeletonClipFusionEncoder,
+    SkeletonClipMomentumEncoders,
+    build_video_embedder,
+    enqueue,
+    gather_no_grad,
+    momentum_distillation_loss,
+    pacl_pool,
+    sample_itm_negatives,
+)
 
 
 logger = logging.get_logger(__name__)
@@ -33,6 +43,13 @@ class SkeletonClipOutput(ModelOutput):
     text_embeds (`torch.FloatTensor` of shape `[N_text, projection_dim]`): normalised text embeddings.
     video_model_output (`BaseModelOutputWithPooling`): frame features `[B * views, T', frame_embed_dim]`.
     text_model_output (`BaseModelOutputWithPooling`): the text encoder's output.
+    loss_itc (`torch.FloatTensor` of shape `()`, *optional*): the contrastive part of `loss` (with momentum
+        distillation for "itc_momentum"; the PACL loss for "pacl").
+    loss_itm (`torch.FloatTensor` of shape `()`, *optional*): the matching part of `loss` ("itc_itm").
+    itm_logits (`torch.FloatTensor` of shape `[K, 2]`, *optional*): matching scores of the positive and negative
+        pairs of an "itc_itm" training step (positives first).
+    frame_weights (`torch.FloatTensor` of shape `[B * views, N_text, T']`, *optional*): PACL's weight of every frame
+        of every clip for every text (with `output_frame_weights=True`).
     """
 
     loss: torch.FloatTensor | None = None
@@ -42,6 +59,10 @@ class SkeletonClipOutput(ModelOutput):
     text_embeds: torch.FloatTensor | None = None
     video_model_output: BaseModelOutputWithPooling | None = None
     text_model_output: BaseModelOutputWithPooling | None = None
+    loss_itc: torch.FloatTensor | None = None
+    loss_itm: torch.FloatTensor | None = None
+    itm_logits: torch.FloatTensor | None = None
+    frame_weights: torch.FloatTensor | None = None
 
     def to_tuple(self):
         return tuple(
@@ -193,6 +214,18 @@ class SkeletonClipPreTrainedModel(PreTrainedModel):
             init.zeros_(module.bias)
         elif isinstance(module, SkeletonClipModel):
             init.constant_(module.temperature, self.config.temperature_init)
+            if module.momentum_encoders is not None:
+                # Momentum copies start equal to the online model (only where the checkpoint did not provide them).
+                for name, child in module.momentum_encoders.named_children():
+                    online = dict(getattr(module, name).state_dict(keep_vars=True))
+                    for key, tensor in child.state_dict(keep_vars=True).items():
+                        init.copy_(tensor, online[key])
+                init.zeros_(module.video_queue)
+                init.zeros_(module.text_queue)
+                init.constant_(module.video_queue_labels, -100)
+                init.constant_(module.text_queue_labels, -100)
+                init.zeros_(module.video_queue_ptr)
+                init.zeros_(module.text_queue_ptr)
         else:
             super()._init_weights(module)
 
@@ -262,14 +295,59 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
     def __init__(self, config: SkeletonClipConfig):
         super().__init__(config)
         self.video_encoder = SkeletonClipVideoEncoder(config.video_config)
-        self.frame_projection = nn.Linear(config.video_config.out_channels, config.frame_embed_dim)
-        self.video_projection = nn.Linear(config.frame_embed_dim, config.projection_dim)
+        for name, module in self._build_video_head().items():
+            self.add_module(name, module)
         self.text_model = BertModel(config.text_config, add_pooling_layer=False)
         self.text_projection = nn.Linear(config.text_config.hidden_size, config.projection_dim)
         self.temperature = nn.Parameter(torch.tensor(config.temperature_init))
+
+        # ITM: text tokens cross-attend to the frame features; a 2-way head on the first token.
+        self.fusion_encoder = None
+        if config.objective == "itc_itm":
+            self.fusion_encoder = SkeletonClipFusionEncoder(config, self.frame_feature_dim)
+
+        # Momentum distillation: momentum copies (no gradients) and queues of their features, saved with the model.
+        self.momentum_encoders = None
+        if config.objective == "itc_momentum":
+            self.momentum_encoders = SkeletonClipMomentumEncoders(
+                {
+                    "video_encoder": SkeletonClipVideoEncoder(config.video_config),
+                    **self._build_video_head(),
+                    "text_model": BertModel(config.text_config, add_pooling_layer=False),
+                    "text_projection": nn.Linear(config.text_config.hidden_size, config.projection_dim),
+                }
+            )
+            size, dim = config.momentum_queue_size, config.projection_dim
+            self.register_buffer("video_queue", torch.zeros(size, dim))
+            self.register_buffer("video_queue_labels", torch.full((size,), -100, dtype=torch.long))
+            self.register_buffer("video_queue_ptr", torch.zeros((), dtype=torch.long))
+            self.register_buffer("text_queue", torch.zeros(size, dim))
+            self.register_buffer("text_queue_labels", torch.full((size,), -100, dtype=torch.long))
+            self.register_buffer("text_queue_ptr", torch.zeros((), dtype=torch.long))
+            self._largest_queued_batch = 0  # the queue size is checked against full batches (not a trailing one)
         # The text tokenizer travels with the model: saved beside the weights, so the checkpoint is complete.
         self.tokenizer = None
         self.post_init()
+        if self.momentum_encoders is not None:
+            self.momentum_encoders.copy_from(self)
+
+    def _build_video_head(self) -> dict[str, nn.Module]:
+        """The modules between the encoder's frame features `[N, T', 512]` and the `projection_dim` embedding."""
+        config = self.config
+        if config.video_embedder == "projection":
+            return {
+                "frame_projection": nn.Linear(config.video_config.out_channels, config.frame_embed_dim),
+                "video_projection": nn.Linear(config.frame_embed_dim, config.projection_dim),
+            }
+        return {"video_embedder": build_video_embedder(config)}
+
+    @property
+    def frame_feature_dim(self) -> int:
+        """Width of `get_video_features(...).last_hidden_state` (what ITM's cross-attention reads)."""
+        config = self.config
+        if config.video_embedder == "projection":
+            return config.frame_embed_dim
+        return config.projection_dim if config.video_embedder_placement == "frames" else config.video_config.out_channels
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         super().save_pretrained(save_directory, *args, **kwargs)
@@ -307,6 +385,16 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
         unexpected = [k for k in unexpected if not k.startswith("pooler.")]
         if missing or unexpected:
             raise ValueError(f"Text encoder {name!r} does not fit BertModel: missing {missing}, unexpected {unexpected}.")
+        if model.fusion_encoder is not None:
+            # As ALBEF: the fusion layers start from the text encoder's last layers (cross-attention from scratch).
+            text_layers = model.text_model.encoder.layer
+            fusion_layers = model.fusion_encoder.encoder.layer
+            offset = len(text_layers) - len(fusion_layers)
+            for i, layer in enumerate(fusion_layers):
+                if offset + i >= 0:
+                    layer.load_state_dict(text_layers[offset + i].state_dict(), strict=False)
+        if model.momentum_encoders is not None:
+            model.momentum_encoders.copy_from(model)
         return model, tokenizer
 
     # -- features -------------------------------------------------------------------------------------------------
@@ -317,31 +405,107 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
         """`last_hidden_state`: frame features `[B * views, T', 768]`; `pooler_output`: projected clip features
         `[B * views, projection_dim]` (not normalised)."""
         heatmaps, _ = self.prepare_heatmaps(keypoints, keypoint_scores, heatmaps, heatmap_size)
-        features = self.video_encoder(heatmaps)  # [N, 512, T', H', W']
+        return self._video_features(self, heatmaps)
+
+    def _video_features(self, owner, heatmaps) -> BaseModelOutputWithPooling:
+        """The video branch of `owner` (this model or its momentum copies) on rendered heatmaps.
+
+        `last_hidden_state` by `video_embedder`: "projection": `frame_projection` outputs `[N, T', 768]`; "linear" /
+        "residual" on "frames": per-frame embeddings `[N, T', projection_dim]`; on "pooled": the encoder's frame
+        features `[N, T', 512]`.
+        """
+        config = self.config
+        features = owner.video_encoder(heatmaps)  # [N, 512, T', H', W']
         frame_features = features.mean(dim=(3, 4)).transpose(1, 2)  # [N, T', 512]: time and channels kept apart
-        frame_embeds = self.frame_projection(frame_features)  # [N, T', 768]
-        pooled = self.video_projection(frame_embeds.mean(dim=1))  # [N, projection_dim]
+        if config.video_embedder == "projection":
+            frame_embeds = owner.frame_projection(frame_features)  # [N, T', 768]
+            pooled = owner.video_projection(frame_embeds.mean(dim=1))  # [N, projection_dim]
+        elif config.video_embedder_placement == "frames":
+            frame_embeds = owner.video_embedder(frame_features)  # [N, T', projection_dim]
+            pooled = frame_embeds.mean(dim=1)
+        else:
+            frame_embeds = frame_features
+            pooled = owner.video_embedder(frame_features.mean(dim=1))
         return BaseModelOutputWithPooling(last_hidden_state=frame_embeds, pooler_output=pooled)
+
+    def _frame_embeddings(self, video_outputs) -> torch.Tensor:
+        """Per-frame embeddings in the joint space `[N, T', projection_dim]` (what PACL weights)."""
+        if self.config.video_embedder == "projection":
+            # Linear heads commute with the temporal mean: the frame-wise projection pools to the clip feature.
+            return self.video_projection(video_outputs.last_hidden_state)
+        return video_outputs.last_hidden_state
 
     def get_text_features(self, input_ids, attention_mask=None, token_type_ids=None) -> BaseModelOutputWithPooling:
         """`last_hidden_state`: token states `[N, L, hidden]`; `pooler_output`: projected CLS `[N, projection_dim]`."""
-        text_outputs = self.text_model(
+        return self._text_features(self, input_ids, attention_mask, token_type_ids)
+
+    @staticmethod
+    def _text_features(owner, input_ids, attention_mask=None, token_type_ids=None) -> BaseModelOutputWithPooling:
+        text_outputs = owner.text_model(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, return_dict=True
         )
         cls_state = text_outputs.last_hidden_state[:, 0]  # [N, hidden]
         return BaseModelOutputWithPooling(
-            last_hidden_state=text_outputs.last_hidden_state, pooler_output=self.text_projection(cls_state)
+            last_hidden_state=text_outputs.last_hidden_state, pooler_output=owner.text_projection(cls_state)
         )
 
     def clamped_temperature(self) -> torch.Tensor:
         # Clamp the stored value (as the reference does each step) so that it never drifts outside the range.
-        with torch.no_grad():
-            self.temperature.clamp_(self.config.temperature_min, self.config.temperature_max)
+        # Written through `.data`: a second use in the same step (the loss over all processes) must not
+        # invalidate the autograd graph of the first; after the first clamp the second one changes nothing.
+        self.temperature.data.clamp_(self.config.temperature_min, self.config.temperature_max)
         return self.temperature
 
     def logits(self, video_embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
         """Scaled cosine similarity `[Nv, Nt]` of normalised embeddings."""
         return video_embeds @ text_embeds.t() / self.clamped_temperature()
+
+    def pacl_embeds(self, video_outputs, text_embeds, pair_index=None):
+        """PACL: clip features weighted over frames by each text. `text_embeds` `[L, D]` normalised.
+
+        Returns `([N, L, D], weights [N, L, T'])`, or with `pair_index` `[N]` (the text of each clip)
+        `([N, D], [N, T'])`; the features are normalised.
+        """
+        config = self.config
+        return pacl_pool(
+            self._frame_embeddings(video_outputs),
+            text_embeds,
+            weighting=config.pacl_weighting,
+            sigmoid_scale=config.pacl_sigmoid_scale,
+            weighted_features=config.pacl_weighted_features,
+            pair_index=pair_index,
+        )
+
+    def pacl_logits(self, video_outputs, text_embeds):
+        """All-class PACL logits `[N, L]` and frame weights `[N, L, T']`."""
+        pooled, weights = self.pacl_embeds(video_outputs, text_embeds)  # [N, L, D], [N, L, T']
+        logits = (pooled * text_embeds.to(pooled.dtype)[None]).sum(dim=-1) / self.clamped_temperature()
+        return logits, weights
+
+    def score_all_classes(
+        self,
+        keypoints=None,
+        keypoint_scores=None,
+        heatmaps=None,
+        class_text_embeds: torch.Tensor | None = None,
+        heatmap_size=None,
+        output_frame_weights: bool = False,
+    ):
+        """Logits `[B * views, L]` of every clip view against every class text, the evaluation form of every objective.
+
+        class_text_embeds: normalised text embeddings `[L, D]` (e.g. `normalize(get_text_features(...).pooler_output)`).
+        "itc", "itc_itm", "itc_momentum": scaled cosine of the clip feature; "pacl": of the clip feature weighted
+        over frames by each class text. With `output_frame_weights=True` (PACL) returns `(logits, weights [N, L, T'])`.
+        """
+        if class_text_embeds is None:
+            raise ValueError("`class_text_embeds` [L, D] (normalised class text embeddings) are required.")
+        video_outputs = self.get_video_features(keypoints, keypoint_scores, heatmaps, heatmap_size)
+        weights = None
+        if self.config.objective == "pacl":
+            logits, weights = self.pacl_logits(video_outputs, class_text_embeds)
+        else:
+            logits = self.logits(F.normalize(video_outputs.pooler_output, dim=-1), class_text_embeds)
+        return (logits, weights) if output_frame_weights else logits
 
     # -- forward --------------------------------------------------------------------------------------------------
 
@@ -358,6 +522,7 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
         text_labels: torch.Tensor | None = None,
         heatmap_size: tuple[int, int] | None = None,
         return_dict: bool | None = None,
+        output_frame_weights: bool | None = None,
         **kwargs,
     ) -> SkeletonClipOutput | tuple:
         r"""
@@ -368,34 +533,89 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
         labels (`[B]`): class of each clip; needed for the label-aware loss.
         text_labels (`[N_text]`): class of each text; defaults to `labels` (texts paired with clips).
         heatmap_size (`(H, W)`): rendering size; defaults to the config's train size in training, eval size otherwise.
+        output_frame_weights (`bool`): PACL: return the frame weights `[B * views, N_text, T']` as `frame_weights`.
+
+        The objective (`config.objective`) decides the loss and, for "pacl", the logits:
+        - "itc": the label-aware contrastive loss (SPEC §4).
+        - "itc_itm": ITC + `itm_loss_weight` x ITM in training (texts paired with clips); `logits_per_video` stay
+          contrastive.
+        - "itc_momentum": ITC with momentum distillation over the batch plus the queues; in training each call
+          first updates the momentum encoders and afterwards enqueues their features.
+        - "pacl": `logits_per_video[i, j]` scores clip `i` weighted by text `j` (all-class form). With
+          `pacl_training="in_batch"` in training, clip `i` is weighted by its own text `i // views` only and scored
+          against every text; the loss is then contrastive. With "all_classes", pass every class text (the
+          Trainer does) with `text_labels`; the loss is cross-entropy over the texts.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if input_ids is None:
             raise ValueError("`input_ids` [N_text, L] are required: the contrastive model scores clips against texts.")
-        video_outputs = self.get_video_features(keypoints, keypoint_scores, heatmaps, heatmap_size)
-        text_outputs = self.get_text_features(input_ids, attention_mask, token_type_ids)
-        video_embeds = F.normalize(video_outputs.pooler_output, dim=-1)  # [B * views, D]
-        text_embeds = F.normalize(text_outputs.pooler_output, dim=-1)  # [N_text, D]
-        logits_per_video = self.logits(video_embeds, text_embeds)  # [B * views, N_text]
-        logits_per_text = logits_per_video.t()
-
-        loss = None
+        objective = self.config.objective
         if return_loss is None:
             return_loss = labels is not None
+        video_labels = None
         if return_loss:
             if labels is None:
                 raise ValueError("`return_loss=True` needs `labels` [B] (the class of each clip).")
-            views = video_embeds.shape[0] // labels.shape[0]
-            if views * labels.shape[0] != video_embeds.shape[0]:
-                raise ValueError(f"Got {video_embeds.shape[0]} clip views for {labels.shape[0]} labels.")
-            video_labels = labels.repeat_interleave(views)  # [B * views]
             text_labels = labels if text_labels is None else text_labels
-            if text_labels.shape[0] != text_embeds.shape[0]:
+            if text_labels.shape[0] != input_ids.shape[0]:
                 raise ValueError(
-                    f"Got {text_embeds.shape[0]} texts but {text_labels.shape[0]} text labels; pass `text_labels` "
+                    f"Got {input_ids.shape[0]} texts but {text_labels.shape[0]} text labels; pass `text_labels` "
                     "when the texts are not the class texts of the clips, in order."
                 )
-            loss = label_aware_contrastive_loss(logits_per_video, video_labels, text_labels)
+
+        rendered, _ = self.prepare_heatmaps(keypoints, keypoint_scores, heatmaps, heatmap_size)
+        video_outputs = self._video_features(self, rendered)
+        text_outputs = self.get_text_features(input_ids, attention_mask, token_type_ids)
+        video_embeds = F.normalize(video_outputs.pooler_output, dim=-1)  # [B * views, D]
+        text_embeds = F.normalize(text_outputs.pooler_output, dim=-1)  # [N_text, D]
+        num_videos = video_embeds.shape[0]
+        if labels is not None:
+            views = num_videos // labels.shape[0]
+            if views * labels.shape[0] != num_videos:
+                raise ValueError(f"Got {num_videos} clip views for {labels.shape[0]} labels.")
+            video_labels = labels.repeat_interleave(views)  # [B * views]
+        else:
+            views = None
+
+        frame_weights = None
+        pacl_in_batch = (
+            objective == "pacl" and self.training and return_loss and self.config.pacl_training == "in_batch"
+        )
+        if pacl_in_batch:
+            pair_index = self._paired_text_index(num_videos, views, text_embeds.shape[0], "pacl_training='in_batch'")
+            pair_index = pair_index.to(text_embeds.device)
+            own, frame_weights = self.pacl_embeds(video_outputs, text_embeds, pair_index=pair_index)  # [Nv, D]
+            video_embeds = own
+            logits_per_video = self.logits(own, text_embeds)  # [Nv, N_text]
+            frame_weights = frame_weights[:, None]  # [Nv, 1, T']: the weights for the own text
+        elif objective == "pacl":
+            logits_per_video, frame_weights = self.pacl_logits(video_outputs, text_embeds)  # [Nv, N_text]
+        else:
+            logits_per_video = self.logits(video_embeds, text_embeds)  # [B * views, N_text]
+        logits_per_text = logits_per_video.t()
+
+        loss = loss_itc = loss_itm = itm_logits = None
+        if return_loss:
+            if objective == "itc_momentum":
+                loss_itc = self._momentum_loss(
+                    rendered, input_ids, attention_mask, token_type_ids, video_embeds, text_embeds, video_labels,
+                    text_labels,
+                )
+            elif objective == "pacl" and not pacl_in_batch:
+                # Every clip against every text (all class texts in training): cross-entropy over the texts, spread
+                # over texts that share the clip's label.
+                positives = (video_labels[:, None] == text_labels[None, :]).to(logits_per_video.dtype)
+                targets = positives / positives.sum(dim=1, keepdim=True).clamp_min(1)
+                loss_itc = -(targets * F.log_softmax(logits_per_video, dim=1)).sum(dim=1).mean()
+            else:
+                loss_itc = label_aware_contrastive_loss(logits_per_video, video_labels, text_labels)
+            loss = loss_itc
+            if objective == "itc_itm" and self.training:
+                loss_itm, itm_logits = self.itm_loss(
+                    video_outputs, text_outputs, attention_mask, video_embeds, text_embeds, video_labels, text_labels,
+                    views,
+                )
+                loss = loss_itc + self.config.itm_loss_weight * loss_itm
 
         output = SkeletonClipOutput(
             loss=loss,
@@ -405,8 +625,99 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
             text_embeds=text_embeds,
             video_model_output=video_outputs,
             text_model_output=text_outputs,
+            loss_itc=loss_itc,
+            loss_itm=loss_itm,
+            itm_logits=itm_logits,
+            frame_weights=frame_weights if output_frame_weights else None,
         )
         return output if return_dict else output.to_tuple()
+
+    @staticmethod
+    def _paired_text_index(num_videos, views, num_texts, what) -> torch.Tensor:
+        if views is None or num_texts * views != num_videos:
+            raise ValueError(
+                f"{what} pairs text i with clip i: pass one text per clip (got {num_texts} texts for {num_videos} "
+                "clip views)."
+            )
+        return torch.arange(num_videos) // views
+
+    # -- ITM ------------------------------------------------------------------------------------------------------
+
+    def itm_scores(self, video_outputs, text_outputs, attention_mask, video_index, text_index) -> torch.Tensor:
+        """Matching logits `[K, 2]` (column 1: "matches") of clip `video_index[k]` with text `text_index[k]`."""
+        text_hidden = text_outputs.last_hidden_state[text_index]
+        text_mask = attention_mask[text_index] if attention_mask is not None else None
+        return self.fusion_encoder(text_hidden, text_mask, video_outputs.last_hidden_state[video_index])
+
+    def itm_loss(self, video_outputs, text_outputs, attention_mask, video_embeds, text_embeds, video_labels,
+                 text_labels, views):
+        """B positive pairs, one hard negative text per clip and one hard negative clip per text; CE over them all.
+
+        A batch whose clips all share one label has no negatives: the loss is 0.
+        """
+        device = video_embeds.device
+        num_videos, num_texts = video_embeds.shape[0], text_embeds.shape[0]
+        pos_text = self._paired_text_index(num_videos, views, num_texts, "ITM").to(device)
+        with torch.no_grad():
+            # The temperature was clamped by this forward's logits; clamping again in place would break autograd.
+            similarity = video_embeds @ text_embeds.t() / self.temperature  # [Nv, Nt]
+        neg_text, has_neg_text, neg_video, has_neg_video = sample_itm_negatives(similarity, video_labels, text_labels)
+        if not (has_neg_text.any() or has_neg_video.any()):
+            # No negatives: a zero loss that still reaches every ITM parameter (DDP expects gradients for them).
+            zero = sum(p.sum() for p in self.fusion_encoder.parameters() if p.requires_grad) * 0.0
+            return zero, None
+        videos = torch.arange(num_videos, device=device)
+        texts = torch.arange(num_texts, device=device)
+        video_index = torch.cat([videos, videos[has_neg_text], neg_video[has_neg_video]])
+        text_index = torch.cat([pos_text, neg_text[has_neg_text], texts[has_neg_video]])
+        targets = torch.cat(
+            [
+                torch.ones(num_videos, dtype=torch.long, device=device),
+                torch.zeros(int(has_neg_text.sum()) + int(has_neg_video.sum()), dtype=torch.long, device=device),
+            ]
+        )
+        logits = self.itm_scores(video_outputs, text_outputs, attention_mask, video_index, text_index)
+        return F.cross_entropy(logits.float(), targets), logits
+
+    # -- momentum distillation -------------------------------------------------------------------------------------
+
+    def _momentum_loss(self, heatmaps, input_ids, attention_mask, token_type_ids, video_embeds, text_embeds,
+                       video_labels, text_labels) -> torch.Tensor:
+        """ITC with momentum distillation; in training, updates the momentum encoders first and the queues after."""
+        config = self.config
+        momentum = self.momentum_encoders
+        update = self.training
+        with torch.no_grad():
+            if update:
+                momentum.momentum_update(self, config.momentum)
+            video_m = F.normalize(self._video_features(momentum, heatmaps).pooler_output, dim=-1)
+            text_m = F.normalize(
+                self._text_features(momentum, input_ids, attention_mask, token_type_ids).pooler_output, dim=-1
+            )
+        loss = momentum_distillation_loss(
+            video_embeds, text_embeds, video_m, text_m, video_labels, text_labels,
+            self.video_queue.clone(), self.video_queue_labels.clone(), self.text_queue.clone(),
+            self.text_queue_labels.clone(), self.temperature, config.momentum_alpha,  # clamped by forward's logits
+        )
+        if update:
+            self._dequeue_and_enqueue(video_m, video_labels, text_m, text_labels)
+        return loss
+
+    @torch.no_grad()
+    def _dequeue_and_enqueue(self, video_m, video_labels, text_m, text_labels):
+        """Adds the momentum features and labels of every process to the queues (overwriting the oldest)."""
+        video_m, video_labels = gather_no_grad(video_m), gather_no_grad(video_labels)
+        text_m, text_labels = gather_no_grad(text_m), gather_no_grad(text_labels)
+        size = self.config.momentum_queue_size
+        batch = max(video_m.shape[0], text_m.shape[0])
+        if batch > size or (batch >= self._largest_queued_batch and size % batch != 0):
+            raise ValueError(
+                f"momentum_queue_size ({size}) must be a multiple of the global batch ({batch} clips or texts over "
+                "all processes); change one of them (a smaller last batch of an epoch is fine)."
+            )
+        self._largest_queued_batch = max(self._largest_queued_batch, batch)
+        enqueue(self.video_queue, self.video_queue_labels, self.video_queue_ptr, video_m, video_labels)
+        enqueue(self.text_queue, self.text_queue_labels, self.text_queue_ptr, text_m, text_labels)
 
 
 class SkeletonClipForActionRecognition(SkeletonClipPreTrainedModel):

@@ -98,6 +98,8 @@ class SkeletonClipTrainer(Trainer):
         # a collator of their own.
         self.eval_data_collator = eval_data_collator
         self._class_text_embeds = None  # [L, D] while an evaluation runs
+        self._train_class_text_inputs = None  # PACL "all_classes": tokenized training class texts (cached)
+        self._loss_parts = {}  # name -> (sum, count) of the loss parts since the last log
         if self.args.freeze_text_encoder and hasattr(self.model, "text_model"):
             self.model.text_model.requires_grad_(False)
         if self.args.sync_batchnorm:
@@ -114,7 +116,8 @@ class SkeletonClipTrainer(Trainer):
         }
         groups = {(module, decay): [] for module in ratios for decay in (True, False)}
         for name, param in model.named_parameters():
-            if not param.requires_grad:
+            # Momentum copies (objective "itc_momentum") follow the online model, never the optimiser.
+            if not param.requires_grad or name.startswith("momentum_encoders."):
                 continue
             if name.startswith("video_encoder."):
                 module = "video_encoder"
@@ -162,15 +165,68 @@ class SkeletonClipTrainer(Trainer):
 
     # -- training -------------------------------------------------------------------------------------------------
 
+    def training_class_text_inputs(self, model) -> dict:
+        """Tokenized texts of every training class (the model's `id2label`), for PACL's all-class training."""
+        if self._train_class_text_inputs is None:
+            tokenizer = self.processing_class
+            if tokenizer is None:
+                raise ValueError("PACL with pacl_training='all_classes' needs the tokenizer as `processing_class`.")
+            texts = model.config.class_texts()
+            batch = tokenizer(
+                texts, padding=True, truncation=True, max_length=model.config.text_max_length, return_tensors="pt"
+            )
+            batch = dict(batch)
+            batch["text_labels"] = torch.arange(len(texts))
+            self._train_class_text_inputs = batch
+        return {k: v.to(self.args.device) for k, v in self._train_class_text_inputs.items()}
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """The model's loss; parts (`loss_itc`, `loss_itm`) are kept for logging.
+
+        With several processes: "itc" (and the ITC part of "itc_itm") use the contrastive loss over the features of
+        every process; ITM negatives are drawn within each process; "itc_momentum" keeps a per-process batch loss
+        (its queues hold every process's features, as ALBEF); "pacl" computes its loss per process (exact for
+        "all_classes", whose loss needs no other clips; "in_batch" then sees the negatives of its own process).
+        """
         unwrapped = self.accelerator.unwrap_model(model)
+        is_clip = isinstance(unwrapped, SkeletonClipModel)
+        objective = unwrapped.config.objective if is_clip else None
+        if objective == "pacl" and model.training and unwrapped.config.pacl_training == "all_classes":
+            text_keys = ("input_ids", "attention_mask", "token_type_ids", "text_labels")
+            inputs = {k: v for k, v in inputs.items() if k not in text_keys}
+            inputs.update(self.training_class_text_inputs(unwrapped))
         multi_process = self.args.world_size > 1 and self.args.gather_features_with_grad
-        if not (multi_process and model.training and isinstance(unwrapped, SkeletonClipModel)):
-            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        outputs = model(**{**inputs, "return_loss": False})
-        loss = global_contrastive_loss(unwrapped, outputs.video_embeds, outputs.text_embeds, inputs["labels"])
-        outputs["loss"] = loss
+        if multi_process and model.training and objective in ("itc", "itc_itm"):
+            outputs = model(**{**inputs, "return_loss": objective == "itc_itm"})
+            loss = global_contrastive_loss(unwrapped, outputs.video_embeds, outputs.text_embeds, inputs["labels"])
+            outputs["loss_itc"] = loss
+            if objective == "itc_itm":
+                loss = loss + unwrapped.config.itm_loss_weight * outputs.loss_itm
+            outputs["loss"] = loss
+        else:
+            loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
+        if model.training and is_clip and objective != "itc":
+            self._record_loss_parts(outputs)
         return (loss, outputs) if return_outputs else loss
+
+    def _record_loss_parts(self, outputs):
+        for name in ("loss_itc", "loss_itm"):
+            value = outputs.get(name) if hasattr(outputs, "get") else None
+            if value is None:
+                continue
+            total, count = self._loss_parts.get(name, (0.0, 0))
+            self._loss_parts[name] = (total + value.detach().float(), count + 1)
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Training logs also carry the mean of each loss part since the previous log (`loss_itc`, `loss_itm`)."""
+        if "loss" in logs and self._loss_parts:
+            for name, (total, count) in self._loss_parts.items():
+                value = total / count
+                if self.args.world_size > 1:
+                    value = self._nested_gather(value.reshape(1)).mean()
+                logs[name] = round(float(value), 4)
+            self._loss_parts = {}
+        super().log(logs, start_time)
 
     # -- evaluation -----------------------------------------------------------------------------------------------
 
@@ -245,8 +301,8 @@ class SkeletonClipTrainer(Trainer):
             if isinstance(unwrapped, SkeletonClipModel):
                 if self._class_text_embeds is None:  # prediction_step called outside evaluate()/predict()
                     self._class_text_embeds = self.encode_class_texts(unwrapped)
-                video = F.normalize(unwrapped.get_video_features(**video_inputs).pooler_output, dim=-1)
-                logits = unwrapped.logits(video, self._class_text_embeds)  # [B * views, L]
+                # Every objective's evaluation form (PACL weights frames by each class text).
+                logits = unwrapped.score_all_classes(**video_inputs, class_text_embeds=self._class_text_embeds)
             else:
                 logits = model(**video_inputs).logits  # [B * views, L]
         probs = logits.float().softmax(dim=-1).view(batch_size, -1, logits.shape[-1]).mean(dim=1)  # [B, L]
