@@ -6,6 +6,7 @@ import socket
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+import pytest
 from conftest import TINY_HEATMAP, TINY_TEXT, TINY_VIDEO, random_keypoints
 
 from modeling_skeletonclip import SkeletonClipConfig, SkeletonClipModel
@@ -81,3 +82,29 @@ def test_two_processes_match_one_process_with_the_global_batch(tmp_path):
         assert error <= 1e-4 * param.grad.norm() + 1e-6, (name, error.item(), param.grad.norm().item())
         checked += 1
     assert checked == sum(1 for p in model.parameters())
+
+
+@pytest.mark.slow
+def test_run_script_under_torchrun(tmp_path):
+    """The training script itself under `torchrun --nproc_per_node 2` (gloo on CPU)."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+
+    from modeling_skeletonclip.synthetic_poses import write_synthetic_poses
+
+    write_synthetic_poses(str(tmp_path / "poses.pkl"), num_train_per_class=2, num_val_per_class=1)
+    overrides = {"video_config": {"base_channels": 8, "stage_planes": [8, 8, 8], "stage_blocks": [1, 1, 1]},
+                 "heatmap_config": {"train_size": [16, 16], "eval_size": [16, 16]}}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           f"{REPO_ROOT}/scripts/run_skeleton_clip.py", "--train_file", str(tmp_path / "poses.pkl"),
+           "--label_map", str(tmp_path / "labels.txt"), "--train_split", "train", "--eval_split", "val",
+           "--output_dir", str(tmp_path / "out"), "--preset", "small", "--config_overrides", json.dumps(overrides),
+           "--clip_len", "8", "--per_device_train_batch_size", "4", "--do_train", "--do_eval",
+           "--num_train_epochs", "1", "--report_to", "none", "--use_cpu", "--save_strategy", "no",
+           "--dataset_cache_dir", str(tmp_path / "cache")]
+    subprocess.run(cmd, check=True, cwd=tmp_path, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    metrics = json.load(open(tmp_path / "out" / "all_results.json"))
+    assert "eval_top1_accuracy" in metrics and "train_loss" in metrics
