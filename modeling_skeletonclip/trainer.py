@@ -223,7 +223,7 @@ class SkeletonClipTrainer(Trainer):
             for name, (total, count) in self._loss_parts.items():
                 value = total / count
                 if self.args.world_size > 1:
-                    value = self._nested_gather(value.reshape(1)).mean()
+                    value = self.accelerator.gather(value.reshape(1)).mean()  # every process's mean
                 logs[name] = round(float(value), 4)
             self._loss_parts = {}
         super().log(logs, start_time)

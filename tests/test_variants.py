@@ -342,10 +342,10 @@ def test_queue_fills_wraps_around_and_checks_its_size():
 
 
 def test_momentum_checkpoint_resumes_exactly(tmp_path):
-    model = make_model("itc_momentum", momentum_queue_size=8).train()
+    model = make_model("itc_momentum", momentum_queue_size=12).train()
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
     ids = token_ids(4)
-    for s in range(3):
+    for s in range(2):
         loss = momentum_step(model, heatmaps_for(model, 4, seed=s), torch.tensor([0, 1, 2, s % 4]), ids).loss
         loss.backward()
         optimizer.step()
@@ -357,7 +357,8 @@ def test_momentum_checkpoint_resumes_exactly(tmp_path):
     assert {"video_queue", "video_queue_labels", "video_queue_ptr", "text_queue", "text_queue_ptr"} <= set(state)
     for name in state:
         torch.testing.assert_close(state[name], loaded_state[name], rtol=0, atol=0, msg=name)
-    assert loaded.video_queue_ptr.item() == 4 and (loaded.video_queue_labels != -100).all()
+    assert loaded.video_queue_ptr.item() == 8 and (loaded.video_queue_labels[:8] != -100).all()
+    assert (loaded.text_queue_labels[8:] == -100).all()
     heatmaps, labels = heatmaps_for(model, 4, seed=7), torch.tensor([3, 2, 1, 0])
     a = momentum_step(model, heatmaps, labels, ids).loss
     b = momentum_step(loaded, heatmaps, labels, ids).loss
