@@ -11,6 +11,8 @@ Rows:
   3. CPU data pipeline: train transform + collator, one thread (`_benchmark_pipeline.benchmark_pipeline`).
   4. the full SkeletonClipModel (keypoints in, so heatmap rendering is included): train step and inference.
   5. evaluation scaling: scoring clips against 60 / 120 / 1,000 candidate class texts (texts encoded once).
+  6. variants: train step time and peak memory of every objective (itc_itm, itc_momentum, pacl) relative to the
+     plain contrastive model ("itc"), each measured in a fresh process (`_benchmark_variants`).
 
 Usage:
   python scripts/benchmark.py                 # full size on the GPU (batch 128, 48x56x56, full encoder, bf16)
@@ -24,7 +26,7 @@ Flags:
   --model-batch N     batch of the full-model rows (32 at full size).
   --steps N / --warmup N        timed and warm-up iterations per measurement.
   --compile           add the "fast bf16 + torch.compile" encoder row (off by default: compiling takes minutes).
-  --rows LIST         comma-separated subset of rows to run: encoder,heatmaps,pipeline,model,eval (default all).
+  --rows LIST         comma-separated subset of rows to run: encoder,heatmaps,pipeline,model,eval,variants (default all).
   --pipeline-clips N  clips through the CPU data pipeline.
   --json PATH         write the results as JSON.
 
@@ -366,6 +368,20 @@ def bench_eval_scaling(args, device, results, table, model=None):
 HEADER = ["row", "train clips/s", "vs ref", "train peak GiB", "infer clips/s", "vs ref", "infer peak GiB / note"]
 
 
+def bench_variants(args, device, results, table):
+    """Train step of every objective (ITM, Mo, PACL) relative to the plain contrastive model, each in a fresh
+    process so that peak memory is its own (the CPU demo model on CPU; batch = --model-batch)."""
+    from modeling_skeletonclip._benchmark_variants import benchmark_variants
+
+    variant_rows = benchmark_variants(batch_size=args.model_batch, steps=args.steps, device=str(device))
+    results["variants"] = variant_rows
+    for row in variant_rows:
+        table.append([f"variant {row['variant']} train step (batch {args.model_batch})",
+                      fmt(args.model_batch / row["step_s"]), f"{1 / row['step_rel']:.2f}x",
+                      fmt(row["peak_mb"] / 1024, 2), "", "", f"peak {row['peak_rel']:.2f}x vs itc"])
+        print_progress(table[-1])
+
+
 def print_progress(row):
     print("  done: " + " | ".join(c for c in row if c), flush=True)
 
@@ -400,7 +416,7 @@ def parse_args(argv=None):
     parser.add_argument("--steps", type=int)
     parser.add_argument("--warmup", type=int)
     parser.add_argument("--compile", action="store_true")
-    parser.add_argument("--rows", default="encoder,heatmaps,pipeline,model,eval")
+    parser.add_argument("--rows", default="encoder,heatmaps,pipeline,model,eval,variants")
     parser.add_argument("--pipeline-clips", type=int)
     parser.add_argument("--json")
     args = parser.parse_args(argv)
@@ -441,6 +457,9 @@ def main(argv=None):
         save()
     if "eval" in rows:
         bench_eval_scaling(args, device, results, table, model)
+        save()
+    if "variants" in rows:
+        bench_variants(args, device, results, table)
         save()
 
     size = f"encoder batch {args.batch}, {args.frames}x{args.size}x{args.size}" + (" (reduced encoder)" if args.quick else "")

@@ -55,8 +55,10 @@ PRESETS = {
         "video_config": {
             "base_channels": 16, "stage_planes": [16, 32, 64], "stage_blocks": [1, 1, 1], "conv_impl": "fast",
         },
-        "heatmap_config": {"train_size": [32, 32], "eval_size": [32, 32]},
-        "clip_len": 16,
+        # 24x24 heatmaps and 32 frames: measured on 2 CPU cores, 93.8 % top-1 on the synthetic set in under 4
+        # minutes (32x32 with 16 frames: 84.6 % in 5.7 minutes; repetitive motions alias at 16 frames).
+        "heatmap_config": {"train_size": [24, 24], "eval_size": [24, 24]},
+        "clip_len": 32,
     },
 }
 
