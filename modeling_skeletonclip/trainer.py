@@ -11,6 +11,7 @@ from transformers import Trainer, TrainingArguments
 from transformers.utils import logging
 
 from .modeling_skeletonclip import SkeletonClipModel, label_aware_contrastive_loss
+from .modeling_variants import gather_no_grad
 from .pose_transforms import PoseCollator
 
 
@@ -51,14 +52,6 @@ def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     from torch.distributed.nn.functional import all_gather
 
     return torch.cat(all_gather(tensor), dim=0)
-
-
-def gather_no_grad(tensor: torch.Tensor) -> torch.Tensor:
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return tensor
-    out = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
-    dist.all_gather(out, tensor.contiguous())
-    return torch.cat(out, dim=0)
 
 
 def global_contrastive_loss(model: SkeletonClipModel, video_embeds, text_embeds, labels) -> torch.Tensor:
