@@ -52,7 +52,9 @@ class SkeletonClipVideoConfig(PreTrainedConfig):
         stem_kernel (`list[int]`): stem kernel (1, 7, 7).
         batch_norm_eps / batch_norm_momentum (`float`): BatchNorm3d settings (torch defaults, as in pyskl).
         zero_init_residual (`bool`): start each bottleneck's last BN at 0, so blocks begin as identities.
-        conv_impl (`str`): "conv3d" (the plain reference path) or "fast" (the same weights as 2D/1D convolutions).
+        conv_impl (`str`): "fast" (default: the same weights run as 2D convolutions over frames, channels-last;
+            faster on the H100 and on CPU, see NOTES.md) or "conv3d" (the plain reference path). Checkpoints are
+            identical for both.
         classifier_dropout (`float`): dropout before the classification head of the PoseC3D baseline.
     """
 
@@ -71,7 +73,7 @@ class SkeletonClipVideoConfig(PreTrainedConfig):
     batch_norm_eps: float = 1e-5
     batch_norm_momentum: float = 0.1
     zero_init_residual: bool = True
-    conv_impl: str = "conv3d"
+    conv_impl: str = "fast"
     classifier_dropout: float = 0.5
 
     def __post_init__(self, **kwargs):

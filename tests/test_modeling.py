@@ -14,7 +14,7 @@ from modeling_skeletonclip.modeling_skeletonclip import SkeletonClipVideoEncoder
 
 
 def test_full_size_encoder_topology():
-    config = SkeletonClipConfig()
+    config = SkeletonClipConfig(video_config={"conv_impl": "conv3d"})  # module by module, so hooks see each stage
     encoder = SkeletonClipVideoEncoder(config.video_config).eval()
     assert sum(p.numel() for p in encoder.parameters()) == 1_994_080  # 1.99 M (SPEC §3)
     shapes = {}
@@ -34,6 +34,13 @@ def test_full_size_encoder_topology():
     assert encoder.layer2[0].conv2.conv.stride == (1, 2, 2)
     assert encoder.conv1.conv.kernel_size == (1, 7, 7)
     assert [len(encoder.layer1), len(encoder.layer2), len(encoder.layer3)] == [4, 6, 3]
+    encoder.config.conv_impl = "fast"  # the default path: same parameters, same function
+    with torch.no_grad():
+        fast = encoder(torch.randn(1, 17, 48, 56, 56, generator=torch.Generator().manual_seed(0)))
+        encoder.config.conv_impl = "conv3d"
+        plain = encoder(torch.randn(1, 17, 48, 56, 56, generator=torch.Generator().manual_seed(0)))
+    assert fast.shape == (1, 512, 24, 7, 7)
+    torch.testing.assert_close(fast, plain, rtol=1e-4, atol=1e-5)
 
 
 def test_init_follows_pyskl(tiny_config):
