@@ -30,7 +30,14 @@ class SkeletonClipTrainingArguments(TrainingArguments):
     text_encoder_weight_decay_ratio: float = field(
         default=0.9, metadata={"help": "Text encoder weight decay = weight_decay x this."}
     )
-    head_lr_ratio: float = field(default=1.0, metadata={"help": "Projections, temperature and heads: lr x this."})
+    head_lr_ratio: float | None = field(
+        default=None,
+        metadata={
+            "help": "Projections, temperature and heads: lr x this. Default: 0.1 for the contrastive models (at the "
+            "reference's 1.0 the class-text embeddings collapsed onto one another at 48x56x56, see NOTES.md), "
+            "1.0 for the PoseC3D classifier."
+        },
+    )
     freeze_text_encoder: bool = field(default=False, metadata={"help": "Train without gradients in the text encoder."})
     warmup_start_ratio: float = field(
         default=0.1,
@@ -105,7 +112,7 @@ class SkeletonClipTrainer(Trainer):
         ratios = {
             "video_encoder": (args.video_encoder_lr_ratio, args.video_encoder_weight_decay_ratio),
             "text_encoder": (args.text_encoder_lr_ratio, args.text_encoder_weight_decay_ratio),
-            "heads": (args.head_lr_ratio, 1.0),
+            "heads": (self.head_lr_ratio(model), 1.0),
         }
         groups = {(module, decay): [] for module in ratios for decay in (True, False)}
         for name, param in model.named_parameters():
@@ -129,6 +136,11 @@ class SkeletonClipTrainer(Trainer):
             for (module, decay), params in groups.items()
             if params
         ]
+
+    def head_lr_ratio(self, model) -> float:
+        if self.args.head_lr_ratio is not None:
+            return self.args.head_lr_ratio
+        return 0.1 if isinstance(self.accelerator.unwrap_model(model), SkeletonClipModel) else 1.0
 
     def create_optimizer(self, model=None):
         opt_model = self.model if model is None else model

@@ -33,7 +33,11 @@ def args(tmp_path, **kwargs):
 
 def test_optimizer_groups_follow_the_reference_recipe(tmp_path, tiny_config, minilm_tokenizer):
     model = SkeletonClipModel(tiny_config)
-    trainer = SkeletonClipTrainer(model=model, args=args(tmp_path), processing_class=minilm_tokenizer)
+    default = SkeletonClipTrainer(model=model, args=args(tmp_path), processing_class=minilm_tokenizer)
+    assert {g["name"]: g["lr"] for g in default.create_optimizer().param_groups}["heads"] == pytest.approx(1e-4)
+    classifier = SkeletonClipTrainer(model=SkeletonClipForActionRecognition(tiny_config), args=args(tmp_path))
+    assert {g["name"]: g["lr"] for g in classifier.create_optimizer().param_groups}["heads"] == pytest.approx(1e-3)
+    trainer = SkeletonClipTrainer(model=model, args=args(tmp_path, head_lr_ratio=1.0), processing_class=minilm_tokenizer)
     groups = {g["name"]: g for g in trainer.create_optimizer().param_groups}
     assert set(groups) == {"video_encoder", "video_encoder_no_decay", "text_encoder", "text_encoder_no_decay",
                            "heads", "heads_no_decay"}
