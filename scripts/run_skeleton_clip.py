@@ -39,6 +39,7 @@ from modeling_skeletonclip import (  # noqa: E402
 )
 from modeling_skeletonclip.clip_dataset import PoseClipDataset  # noqa: E402
 from modeling_skeletonclip.metrics import load_skeleton_accuracy  # noqa: E402
+from modeling_skeletonclip.pose_dataset import PoseDataError  # noqa: E402
 from modeling_skeletonclip.trainer import SkeletonClipTrainer, SkeletonClipTrainingArguments  # noqa: E402
 
 
@@ -179,18 +180,14 @@ def load_data(data_args, training_args):
         if needed:
             wanted[flag] = split
     splits = sorted({s for s in wanted.values() if s})
-    dataset = load_pose_dataset(
+    # Only the splits this run uses are converted (an NTU pickle also holds the other benchmark's splits).
+    return load_pose_dataset(
         data_args.train_file,
         label_map=data_args.label_map,
+        splits=splits,
         label_offset=data_args.label_offset,
         cache_dir=data_args.dataset_cache_dir,
     )
-    missing = [s for s in splits if s not in dataset]
-    if missing:
-        raise ArgumentError(
-            f"Split(s) {missing} not in {data_args.train_file}; it has {sorted(dataset.keys())}."
-        )
-    return dataset
 
 
 def apply_class_split(dataset, class_names, data_args, training_args):
@@ -206,7 +203,7 @@ def apply_class_split(dataset, class_names, data_args, training_args):
 
     out = {}
     if training_args.do_train:
-        out["train"] = restrict_remap(dataset[data_args.train_split], seen, class_names)
+        out[data_args.train_split] = restrict_remap(dataset[data_args.train_split], seen, class_names)
     for split_name in {data_args.eval_split, data_args.test_split} - {None}:
         out[split_name] = restrict_remap(dataset[split_name], unseen, class_names)
     return out, [class_names[c] for c in seen], [class_names[c] for c in unseen]
@@ -223,7 +220,7 @@ def restrict_remap(ds, classes, class_names):
     return ds.cast_column("label", datasets.ClassLabel(names=[class_names[c] for c in classes]))
 
 
-def build_model(model_args, class_names, clip_len_preset):
+def build_model(model_args, class_names):
     preset = model_args.preset
     if preset == "auto":
         preset = "full" if torch.cuda.is_available() else "small"
@@ -341,10 +338,8 @@ def main(argv=None):
         if not os.path.isfile(data_args.class_split_file):
             raise ArgumentError(f"--class_split_file {data_args.class_split_file} does not exist.")
         splits, train_names, eval_names = apply_class_split(dataset, class_names, data_args, training_args)
-        if "train" in splits:
-            splits[data_args.train_split] = splits.pop("train")
 
-    model, tokenizer, preset_clip_len = build_model(model_args, train_names, data_args.clip_len)
+    model, tokenizer, preset_clip_len = build_model(model_args, train_names)
     clip_len = data_args.clip_len or preset_clip_len
     heatmap_cfg = model.config.heatmap_config
     transform_kwargs = dict(
@@ -445,6 +440,6 @@ def main(argv=None):
 if __name__ == "__main__":
     try:
         main()
-    except ArgumentError as err:
+    except (ArgumentError, PoseDataError) as err:  # bad arguments or bad data: one line, no traceback
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -49,7 +49,7 @@ def tiny_args(poses, output_dir, *extra):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--do_train", "--train_split", "nope"], "Split(s) ['nope'] not in"),
+
         (["--do_train", "--train_file", "/no/such.pkl"], "--train_file /no/such.pkl does not exist"),
         (["--do_train", "--label_map", "/no/labels.txt"], "--label_map /no/labels.txt does not exist"),
         (["--do_train", "--preset", "huge"], "--preset must be one of"),
@@ -62,6 +62,12 @@ def test_bad_arguments_are_one_clear_error(script, poses, tmp_path, extra, messa
     with pytest.raises(script.ArgumentError) as err:
         script.main(tiny_args(poses, tmp_path / "out", *extra))
     assert message in str(err.value)
+
+
+def test_unknown_split_names_the_file_and_the_splits_it_has(script, poses, tmp_path):
+    with pytest.raises(ValueError) as err:
+        script.main(tiny_args(poses, tmp_path / "out", "--do_train", "--train_split", "nope"))
+    assert "no split named ['nope']" in str(err.value) and poses[0] in str(err.value) and "'train'" in str(err.value)
 
 
 def test_label_map_too_short_names_the_file(script, poses, tmp_path):
