@@ -229,6 +229,13 @@ class SkeletonClipPreTrainedModel(PreTrainedModel):
         else:
             super()._init_weights(module)
 
+    def _heatmap_dtype(self, device: torch.device) -> torch.dtype:
+        """Render in the dtype the encoder's first convolution consumes: the autocast dtype under autocast
+        (bf16 halves the heatmap memory and skips a cast), else the model's dtype."""
+        if torch.is_autocast_enabled(device.type):
+            return torch.get_autocast_dtype(device.type)
+        return self.dtype
+
     def _heatmap_size(self, heatmap_size):
         if heatmap_size is not None:
             return tuple(int(s) for s in heatmap_size)
@@ -279,7 +286,7 @@ class SkeletonClipPreTrainedModel(PreTrainedModel):
             with_limbs=heatmap_cfg.with_limbs,
             limbs=layout.limbs,
             use_score=heatmap_cfg.use_score,
-            dtype=self.dtype,
+            dtype=self._heatmap_dtype(keypoints.device),
         )  # [B * views, C, T, H, W]
         return heatmaps, views
 

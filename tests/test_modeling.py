@@ -240,3 +240,15 @@ def test_default_text_encoder_is_pretrained():
 def test_missing_text_encoder_is_a_clear_error(tmp_path):
     with pytest.raises(OSError, match="Could not load the text encoder"):
         SkeletonClipModel.from_text_pretrained(str(tmp_path / "nowhere"))
+
+
+def test_heatmaps_are_rendered_in_the_autocast_dtype(tiny_config):
+    model = SkeletonClipModel(tiny_config).eval()
+    keypoints, scores = random_keypoints(2)
+    plain, _ = model.prepare_heatmaps(keypoints, scores)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        half, _ = model.prepare_heatmaps(keypoints, scores)
+        features = model.get_video_features(keypoints, scores).pooler_output
+    assert plain.dtype == torch.float32 and half.dtype == torch.bfloat16
+    torch.testing.assert_close(half.float(), plain, rtol=1e-2, atol=4e-3)  # the same heatmaps, rounded
+    assert torch.isfinite(features).all()
