@@ -60,6 +60,13 @@ def _pair_interval(p_interval) -> tuple[float, float]:
     return lo, hi
 
 
+def _skip_gaps(chosen: np.ndarray, L: int) -> np.ndarray:
+    """L <= n < 2L: L consecutive frames, each chosen one of the L + 1 gaps skipping one more frame."""
+    offset = np.zeros(L + 1, dtype=np.int64)
+    offset[chosen] = 1
+    return np.arange(L) + np.cumsum(offset)[:-1]
+
+
 def _legacy_clip(rs: np.random.RandomState, T: int, L: int, num_clips: int, i: int, lo: float, hi: float):
     """One test-mode clip, drawing from a legacy RandomState in pyskl's exact order."""
     ratio = rs.rand() * (hi - lo) + lo  # drawn even when lo == hi, as pyskl does
@@ -69,10 +76,7 @@ def _legacy_clip(rs: np.random.RandomState, T: int, L: int, num_clips: int, i: i
         start = i if n < num_clips else i * n // num_clips
         inds = np.arange(start, start + L)
     elif n < 2 * L:
-        chosen = rs.choice(L + 1, n - L, replace=False)
-        offset = np.zeros(L + 1, dtype=np.int64)
-        offset[chosen] = 1
-        inds = np.arange(L) + np.cumsum(offset)[:-1]
+        inds = _skip_gaps(rs.choice(L + 1, n - L, replace=False), L)
     else:
         bids = np.arange(L + 1, dtype=np.int64) * n // L
         inds = bids[:L] + rs.randint(np.diff(bids))
@@ -91,10 +95,7 @@ def _train_clip(rng: np.random.Generator, T: int, L: int, lo: float, hi: float):
         start = int(rng.integers(n))
         inds = np.arange(start, start + L)
     elif n < 2 * L:
-        chosen = rng.choice(L + 1, n - L, replace=False)
-        offset = np.zeros(L + 1, dtype=np.int64)
-        offset[chosen] = 1
-        inds = np.arange(L) + np.cumsum(offset)[:-1]
+        inds = _skip_gaps(rng.choice(L + 1, n - L, replace=False), L)
     else:
         starts, sizes = _segments(n, L)
         # one uniform frame per segment; min() guards the (2**-53) case u * size == size
