@@ -54,7 +54,9 @@ def _triple(value):
 def _video_to_frames(video: torch.Tensor) -> torch.Tensor:
     """`[B, C, T, H, W]` -> `[B * T, C, H, W]` channels_last (one copy unless the input is channels_last_3d)."""
     b, c, t, h, w = video.shape
-    return video.permute(0, 2, 3, 4, 1).reshape(b * t, h, w, c).permute(0, 3, 1, 2)
+    # `.contiguous()`, not `reshape`: for B == 1 `reshape` merges B and T as a view and keeps the NCHW strides,
+    # which would run the whole network in the slow layout.
+    return video.permute(0, 2, 3, 4, 1).contiguous().view(b * t, h, w, c).permute(0, 3, 1, 2)
 
 
 def _frames_to_video(frames: torch.Tensor, batch: int) -> torch.Tensor:

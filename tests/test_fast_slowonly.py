@@ -216,3 +216,20 @@ def test_same_parameters_and_rejects_bad_input():
     assert list(encoder.state_dict()) == keys
     with pytest.raises(ValueError):
         fast_video_encoder_forward(encoder, torch.randn(5, 4, 8, 8))
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_frames_layout_is_channels_last_for_every_batch_size(batch):
+    # A B == 1 clip once came out in NCHW strides (reshape merged B and T as a view), running the whole CPU
+    # network in the slow layout at batch-1 inference.
+    from modeling_skeletonclip.fast_slowonly import _frames_to_time, _video_to_frames
+
+    video = torch.randn(batch, 5, 4, 6, 7)
+    frames = _video_to_frames(video)
+    assert frames.shape == (batch * 4, 5, 6, 7)
+    assert frames.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(frames.reshape(batch, 4, 5, 6, 7).transpose(1, 2), video)
+    # A channels_last_3d input is viewed, not copied; the time view of the frames shares their storage.
+    video_cl = video.contiguous(memory_format=torch.channels_last_3d)
+    assert _video_to_frames(video_cl).data_ptr() == video_cl.data_ptr()
+    assert _frames_to_time(frames, batch).data_ptr() == frames.data_ptr()
