@@ -26,6 +26,9 @@ Flags:
   --model-batch N     batch of the full-model rows (32 at full size).
   --steps N / --warmup N        timed and warm-up iterations per measurement.
   --compile           add the "fast bf16 + torch.compile" encoder row (off by default: compiling takes minutes).
+  --compile-modes M   comma-separated torch.compile modes, one row each: default, reduce-overhead (CUDA graphs),
+                      max-autotune-no-cudagraphs, max-autotune (e.g. --compile-modes default,max-autotune).
+  --batch-sweep LIST  also run the fast bf16 rows (and their compiled rows) at these batch sizes, e.g. 64,192,256.
   --rows LIST         comma-separated subset of rows to run: encoder,heatmaps,pipeline,model,eval,variants (default all).
   --pipeline-clips N  clips through the CPU data pipeline.
   --json PATH         write the results as JSON.
@@ -55,6 +58,9 @@ from modeling_skeletonclip.fast_slowonly import fast_video_encoder_forward  # no
 from modeling_skeletonclip.modeling_skeletonclip import SkeletonClipModel, SkeletonClipVideoEncoder  # noqa: E402
 
 REDUCED_VIDEO = {"base_channels": 16, "stage_planes": [16, 32, 64], "stage_blocks": [1, 2, 1]}
+# torch.compile modes of the "fast bf16 + torch.compile" rows: "reduce-overhead" adds CUDA graphs, "max-autotune*"
+# lets inductor benchmark Triton GEMM/conv templates (with fused epilogues) against cuBLAS/cuDNN.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune")
 REDUCED_TEXT = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128}
 
 
@@ -112,33 +118,37 @@ def fmt(value, digits=1):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def encoder_variants(device, with_compile):
-    """(name, impl, autocast bf16, channels_last_3d input/weights, torch.compile)."""
+def encoder_variants(compile_modes):
+    """(name, impl, autocast bf16, channels_last_3d input/weights, torch.compile mode or None)."""
     variants = [
-        ("conv3d fp32 (reference)", "conv3d", False, False, False),
-        ("conv3d bf16 + channels_last_3d", "conv3d", True, True, False),
-        ("fast fp32", "fast", False, False, False),
-        ("fast bf16", "fast", True, False, False),
+        ("conv3d fp32 (reference)", "conv3d", False, False, None),
+        ("conv3d bf16 + channels_last_3d", "conv3d", True, True, None),
+        ("fast fp32", "fast", False, False, None),
+        ("fast bf16", "fast", True, False, None),
     ]
-    if with_compile:
-        variants.append(("fast bf16 + torch.compile", "fast", True, False, True))
+    for mode in compile_modes:
+        suffix = "" if mode == "default" else f"(mode={mode})"
+        variants.append((f"fast bf16 + torch.compile{suffix}", "fast", True, False, mode))
     return variants
 
 
-def make_forward(encoder, impl, use_compile):
+def make_forward(encoder, impl, compile_mode):
     if impl == "fast":
         forward = lambda x: fast_video_encoder_forward(encoder, x)  # noqa: E731
     else:
         forward = encoder
-    return torch.compile(forward) if use_compile else forward
+    if compile_mode is None:
+        return forward
+    return torch.compile(forward, mode=None if compile_mode == "default" else compile_mode)
 
 
-def bench_encoder_variant(base_encoder, x, device, impl, bf16, channels_last, use_compile, args):
+def bench_encoder_variant(base_encoder, x, device, impl, bf16, channels_last, compile_mode, args):
     encoder = copy.deepcopy(base_encoder).to(device)
     inputs = x.contiguous(memory_format=torch.channels_last_3d) if channels_last else x
     if channels_last:
         encoder = encoder.to(memory_format=torch.channels_last_3d)
-    forward = make_forward(encoder, impl, use_compile)
+    forward = make_forward(encoder, impl, compile_mode)
+    use_compile = compile_mode is not None
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=1e-4)
     batch = inputs.shape[0]
@@ -171,20 +181,19 @@ def bench_encoder(args, device, results, table):
     x = torch.rand(args.batch, config.in_channels, args.frames, args.size, args.size, device=device)
     rows = []
     reference = None
-    for name, impl, bf16, channels_last, use_compile in encoder_variants(device, args.compile):
-        train, infer = bench_encoder_variant(encoder, x, device, impl, bf16, channels_last, use_compile, args)
+    variants = encoder_variants(args.compile_modes)
+    for name, impl, bf16, channels_last, compile_mode in variants:
+        train, infer = bench_encoder_variant(encoder, x, device, impl, bf16, channels_last, compile_mode, args)
         if reference is None:
             reference = (train["clips_per_s"], infer["clips_per_s"])
-        row = {"name": name, "train": train, "inference": infer}
-        row["train_ratio"] = ratio(train["clips_per_s"], reference[0])
-        row["inference_ratio"] = ratio(infer["clips_per_s"], reference[1])
-        rows.append(row)
-        table.append(
-            [f"encoder {name}", fmt(train["clips_per_s"]), fmt(row["train_ratio"], 2) + "x",
-             fmt(train["peak_mem_gib"], 2), fmt(infer["clips_per_s"]), fmt(row["inference_ratio"], 2) + "x",
-             fmt(infer["peak_mem_gib"], 2)]
-        )
-        print_progress(table[-1])
+        rows.append(encoder_row(name, args.batch, train, infer, reference, table))
+    # Other batch sizes of the fast bf16 rows; ratios are throughput against the reference at --batch.
+    for batch in args.batch_sweep:
+        xb = torch.rand(batch, config.in_channels, args.frames, args.size, args.size, device=device)
+        for name, impl, bf16, channels_last, compile_mode in variants:
+            if impl == "fast" and bf16:
+                train, infer = bench_encoder_variant(encoder, xb, device, impl, bf16, channels_last, compile_mode, args)
+                rows.append(encoder_row(name, batch, train, infer, reference, table, label_batch=True))
     results["encoder"] = {
         "batch": args.batch, "frames": args.frames, "size": args.size, "config": config.to_dict(), "rows": rows
     }
@@ -192,11 +201,24 @@ def bench_encoder(args, device, results, table):
         results["encoder"]["batch1_inference"] = bench_encoder_batch1(encoder, x[:1], device, args, table)
 
 
+def encoder_row(name, batch, train, infer, reference, table, label_batch=False):
+    row = {"name": name, "batch": batch, "train": train, "inference": infer}
+    row["train_ratio"] = ratio(train["clips_per_s"], reference[0])
+    row["inference_ratio"] = ratio(infer["clips_per_s"], reference[1])
+    label = f"encoder {name}" + (f", batch {batch}" if label_batch else "")
+    table.append(
+        [label, fmt(train["clips_per_s"]), fmt(row["train_ratio"], 2) + "x", fmt(train["peak_mem_gib"], 2),
+         fmt(infer["clips_per_s"]), fmt(row["inference_ratio"], 2) + "x", fmt(infer["peak_mem_gib"], 2)]
+    )
+    print_progress(table[-1])
+    return row
+
+
 def bench_encoder_batch1(encoder, x1, device, args, table):
     encoder = copy.deepcopy(encoder).eval()
     out = {}
     for name, impl in (("conv3d fp32", "conv3d"), ("fast fp32", "fast")):
-        forward = make_forward(encoder, impl, False)
+        forward = make_forward(encoder, impl, None)
 
         def inference():
             with torch.inference_mode():
@@ -417,6 +439,8 @@ def parse_args(argv=None):
     parser.add_argument("--steps", type=int)
     parser.add_argument("--warmup", type=int)
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--compile-modes", default="")
+    parser.add_argument("--batch-sweep", default="")
     parser.add_argument("--rows", default="encoder,heatmaps,pipeline,model,eval,variants")
     parser.add_argument("--pipeline-clips", type=int)
     parser.add_argument("--json")
@@ -428,6 +452,15 @@ def parse_args(argv=None):
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    modes = [m for m in args.compile_modes.split(",") if m]
+    unknown = sorted(set(modes) - set(COMPILE_MODES))
+    if unknown:
+        parser.error(f"--compile-modes: unknown mode(s) {unknown}; choose from {', '.join(COMPILE_MODES)}")
+    args.compile_modes = (["default"] if args.compile and "default" not in modes else []) + modes
+    try:
+        args.batch_sweep = [int(b) for b in args.batch_sweep.split(",") if b]
+    except ValueError:
+        parser.error(f"--batch-sweep: expected comma-separated integers, got {args.batch_sweep!r}")
     args.bf16 = torch.device(args.device).type == "cuda"  # the full model rows: bf16 autocast on GPU
     return args
 

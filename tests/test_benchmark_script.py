@@ -1,0 +1,46 @@
+"""`scripts/benchmark.py`: the table's rows and JSON (numbers are not asserted: they belong to the machine)."""
+
+import json
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
+
+import benchmark  # noqa: E402
+
+
+def test_encoder_rows_batch_sweep_and_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    benchmark.main(["--quick", "--rows", "encoder", "--batch-sweep", "3", "--steps", "1", "--warmup", "0",
+                    "--device", "cpu", "--json", str(out)])
+    results = json.loads(out.read_text())
+    rows = results["encoder"]["rows"]
+    names = [(row["name"], row["batch"]) for row in rows]
+    assert names == [("conv3d fp32 (reference)", 2), ("conv3d bf16 + channels_last_3d", 2), ("fast fp32", 2),
+                     ("fast bf16", 2), ("fast bf16", 3)]
+    assert rows[0]["train_ratio"] == pytest.approx(1.0) and rows[0]["inference_ratio"] == pytest.approx(1.0)
+    for row in rows:
+        assert row["train"]["clips_per_s"] > 0 and row["inference"]["clips_per_s"] > 0
+        assert row["train_ratio"] == pytest.approx(row["train"]["clips_per_s"] / rows[0]["train"]["clips_per_s"])
+    assert results["encoder"]["batch1_inference"]["ratio"] > 0
+    table = capsys.readouterr().out
+    assert "encoder fast bf16, batch 3" in table and "batch-1 inference conv3d / fast" in table
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [(["--compile-modes", "fastest"], "unknown mode(s) ['fastest']"), (["--batch-sweep", "64,x"], "--batch-sweep")],
+)
+def test_bad_flags_are_named(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(["--quick", *argv])
+    assert message in capsys.readouterr().err
+
+
+def test_compile_flags_give_one_row_per_mode():
+    args = benchmark.parse_args(["--quick", "--compile", "--compile-modes", "reduce-overhead,max-autotune"])
+    names = [v[0] for v in benchmark.encoder_variants(args.compile_modes)]
+    assert names[4:] == ["fast bf16 + torch.compile", "fast bf16 + torch.compile(mode=reduce-overhead)",
+                         "fast bf16 + torch.compile(mode=max-autotune)"]
