@@ -509,8 +509,15 @@ class PoseCollator:
     given, ``input_ids`` / ``attention_mask`` [B, L] of ``text_template.format(class_texts[label])``
     (padded to the longest in the batch, truncated at ``text_max_length``).
 
-    Persons are padded with zeros (score 0) to the largest M of the batch; with ``max_persons``,
-    clips with more persons keep the ``max_persons`` of highest total score (in their original order).
+    Persons are padded to the largest M of the batch with NaN coordinates and score 0: the renderer treats them as
+    missing joints, so padding never changes a clip's heatmaps (with ``use_score=False`` too, where a zero-score
+    joint at (0, 0) would be drawn). With ``max_persons``, clips with more persons keep the ``max_persons`` of
+    highest total score (in their original order).
+
+    ``static_persons=N`` pads every batch to exactly N persons and the texts to ``text_max_length``, so that all
+    batches of a given size share one shape (``torch.compile`` then compiles once instead of once per person
+    count and text length). A clip with more than N persons is an error unless ``max_persons`` crops it first:
+    nothing is dropped silently.
 
     With ``transform`` set, each raw row is transformed first: the fast path (the dataset in
     ``"numpy"`` format, the transform running in the DataLoader workers through the collator).
@@ -524,15 +531,24 @@ class PoseCollator:
         text_max_length: int = 16,
         text_template: str = "{}",
         max_persons: Optional[int] = None,
+        static_persons: Optional[int] = None,
     ):
         if max_persons is not None and int(max_persons) <= 0:
             raise ValueError(f"max_persons must be positive or None, got {max_persons}.")
+        if static_persons is not None and int(static_persons) <= 0:
+            raise ValueError(f"static_persons must be positive or None, got {static_persons}.")
+        if static_persons is not None and max_persons is not None and int(max_persons) > int(static_persons):
+            raise ValueError(
+                f"max_persons={max_persons} exceeds static_persons={static_persons}: clips kept with more persons "
+                "than the static shape could not be batched."
+            )
         self.transform = transform
         self.tokenizer = tokenizer
         self.class_texts = list(class_texts) if class_texts is not None else None
         self.text_max_length = int(text_max_length)
         self.text_template = text_template
         self.max_persons = int(max_persons) if max_persons is not None else None
+        self.static_persons = int(static_persons) if static_persons is not None else None
 
     def __call__(self, examples: list) -> dict:
         if len(examples) == 0:
@@ -569,21 +585,28 @@ class PoseCollator:
                 )
 
         num_m = [kp.shape[1] for kp in kps]
-        M = max(num_m)
-        if self.max_persons is not None:
-            M = min(M, self.max_persons)
+        kept = max(num_m) if self.max_persons is None else min(max(num_m), self.max_persons)  # persons kept per clip
+        M = kept
+        if self.static_persons is not None:
+            if kept > self.static_persons:
+                i = int(np.argmax(num_m))
+                raise ValueError(
+                    f"Example {i} has {num_m[i]} persons, more than static_persons={self.static_persons}; raise "
+                    "static_persons or set max_persons to keep the highest-scoring persons."
+                )
+            M = self.static_persons
         B = len(kps)
         if all(m == M for m in num_m):
             keypoints = np.stack(kps)
             keypoint_scores = np.stack(scs)
         else:
-            keypoints = np.zeros((B, views, M, T, V, 2), dtype=np.float32)
+            keypoints = np.full((B, views, M, T, V, 2), np.nan, dtype=np.float32)
             keypoint_scores = np.zeros((B, views, M, T, V), dtype=np.float32)
             for b, (kp, sc) in enumerate(zip(kps, scs)):
                 m = kp.shape[1]
-                if m > M:
-                    keep = np.sort(np.argsort(-sc.sum(axis=(0, 2, 3)), kind="stable")[:M])
-                    kp, sc, m = kp[:, keep], sc[:, keep], M
+                if m > kept:
+                    keep = np.sort(np.argsort(-sc.sum(axis=(0, 2, 3)), kind="stable")[:kept])
+                    kp, sc, m = kp[:, keep], sc[:, keep], kept
                 keypoints[b, :, :m] = kp
                 keypoint_scores[b, :, :m] = sc
 
@@ -602,7 +625,7 @@ class PoseCollator:
             texts = [self.text_template.format(self.class_texts[lab]) for lab in labels]
             tok = self.tokenizer(
                 texts,
-                padding="longest",
+                padding="max_length" if self.static_persons is not None else "longest",
                 truncation=True,
                 max_length=self.text_max_length,
                 return_tensors="pt",

