@@ -180,6 +180,9 @@ class SkeletonClipConfig(PreTrainedConfig):
         momentum (`float`): "itc_momentum": momentum encoders follow `p_m <- m p_m + (1 - m) p` each step.
         momentum_alpha (`float`): weight of the momentum model's similarities in the distillation targets.
         momentum_queue_size (`int`): features (and labels) kept per modality; a multiple of the global batch.
+        momentum_alpha_warmup_steps (`int`): "itc_momentum": alpha rises linearly from 0 to `momentum_alpha` over
+            this many training steps (ALBEF: the first epoch); 0 (default, SPEC §5) uses `momentum_alpha` from the
+            start. Counted in the model's `momentum_steps` buffer, so it survives checkpoints.
         pacl_weighting (`str`): "softmax" (over frames) or "sigmoid" (`sigmoid(pacl_sigmoid_scale * s)`).
         pacl_sigmoid_scale (`float`): the 10 of `sigmoid(10 s)`.
         pacl_weighted_features (`str`): the weights apply to "normalized" or "raw" per-frame embeddings.
@@ -223,6 +226,7 @@ class SkeletonClipConfig(PreTrainedConfig):
     momentum: float = 0.995
     momentum_alpha: float = 0.4
     momentum_queue_size: int = 65536
+    momentum_alpha_warmup_steps: int = 0
     pacl_weighting: str = "softmax"
     pacl_sigmoid_scale: float = 10.0
     pacl_weighted_features: str = "normalized"
@@ -267,6 +271,10 @@ class SkeletonClipConfig(PreTrainedConfig):
             raise ValueError(f"`momentum` must be in [0, 1), got {self.momentum}.")
         if not 0.0 <= self.momentum_alpha <= 1.0:
             raise ValueError(f"`momentum_alpha` must be in [0, 1], got {self.momentum_alpha}.")
+        if self.momentum_alpha_warmup_steps < 0:
+            raise ValueError(
+                f"`momentum_alpha_warmup_steps` must be >= 0 (0 = no warm-up), got {self.momentum_alpha_warmup_steps}."
+            )
         if self.momentum_queue_size < 1:
             raise ValueError(f"`momentum_queue_size` must be positive, got {self.momentum_queue_size}.")
         if self.pacl_sigmoid_scale <= 0:

@@ -226,6 +226,7 @@ class SkeletonClipPreTrainedModel(PreTrainedModel):
                 init.constant_(module.text_queue_labels, -100)
                 init.zeros_(module.video_queue_ptr)
                 init.zeros_(module.text_queue_ptr)
+                init.zeros_(module.momentum_steps)
         else:
             super()._init_weights(module)
 
@@ -277,7 +278,7 @@ class SkeletonClipPreTrainedModel(PreTrainedModel):
             keypoints = keypoints.flatten(0, 1)  # [B * views, M, T, V, 2]
             keypoint_scores = keypoint_scores.flatten(0, 1) if keypoint_scores is not None else None
         layout = heatmap_cfg.joint_layout
-        heatmaps = render_heatmaps(
+        heatmaps = _render_heatmaps_eager(
             keypoints,
             keypoint_scores,
             size=self._heatmap_size(heatmap_size),
@@ -289,6 +290,11 @@ class SkeletonClipPreTrainedModel(PreTrainedModel):
             dtype=self._heatmap_dtype(keypoints.device),
         )  # [B * views, C, T, H, W]
         return heatmaps, views
+
+
+# The renderer gathers the in-window points of each joint (data-dependent sizes): under torch.compile it would break
+# the graph and recompile on every batch, so it always runs eagerly (cheap beside the encoder: ~33k clips/s, H100).
+_render_heatmaps_eager = torch.compiler.disable(render_heatmaps)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -331,6 +337,8 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
             self.register_buffer("text_queue", torch.zeros(size, dim))
             self.register_buffer("text_queue_labels", torch.full((size,), -100, dtype=torch.long))
             self.register_buffer("text_queue_ptr", torch.zeros((), dtype=torch.long))
+            # Training steps taken with the momentum loss: drives the alpha warm-up and resumes with a checkpoint.
+            self.register_buffer("momentum_steps", torch.zeros((), dtype=torch.long))
             self._largest_queued_batch = 0  # the queue size is checked against full batches (not a trailing one)
         # The text tokenizer travels with the model: saved beside the weights, so the checkpoint is complete.
         self.tokenizer = None
@@ -704,11 +712,20 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
         loss = momentum_distillation_loss(
             video_embeds, text_embeds, video_m, text_m, video_labels, text_labels,
             self.video_queue.clone(), self.video_queue_labels.clone(), self.text_queue.clone(),
-            self.text_queue_labels.clone(), self.temperature, config.momentum_alpha,  # clamped by forward's logits
+            self.text_queue_labels.clone(), self.temperature, self.momentum_alpha(),  # clamped by forward's logits
         )
         if update:
             self._dequeue_and_enqueue(video_m, video_labels, text_m, text_labels)
+            self.momentum_steps.add_(1)
         return loss
+
+    def momentum_alpha(self) -> float:
+        """The distillation weight of this step: ALBEF ramps it linearly from 0 over the first
+        `momentum_alpha_warmup_steps` training steps (the momentum model is as untrained as the online one there)."""
+        warmup = self.config.momentum_alpha_warmup_steps
+        if warmup <= 0:
+            return self.config.momentum_alpha
+        return self.config.momentum_alpha * min(1.0, int(self.momentum_steps) / warmup)
 
     @torch.no_grad()
     def _dequeue_and_enqueue(self, video_m, video_labels, text_m, text_labels):

@@ -268,6 +268,13 @@ def build_model(model_args, class_names):
     return model, tokenizer, spec["clip_len"]
 
 
+def static_person_count(*datasets):
+    """The largest person count of the clips a run uses: with `--torch_compile` every batch is padded to it, so that
+    the compiled model sees one shape (padded persons are NaN, i.e. missing, and render nothing)."""
+    counts = [int(np.max(ds.with_format("numpy")["num_person"])) for ds in datasets if ds is not None and len(ds)]
+    return max(counts) if counts else None
+
+
 def drop_labels(collator):
     def collate(examples):
         batch = collator(examples)
@@ -373,10 +380,17 @@ def main(argv=None):
         )
 
     is_contrastive = isinstance(model, SkeletonClipModel)
+    static_persons = None
+    if training_args.torch_compile:
+        used = [d.dataset if d is not None else None for d in (train_dataset, eval_dataset, test_dataset)]
+        static_persons = static_person_count(*used)
+        logger.info(f"--torch_compile: every batch is padded to {static_persons} persons and texts to "
+                    f"{model.config.text_max_length} tokens (one compiled shape).")
     train_collator = PoseCollator(
         tokenizer=tokenizer if is_contrastive else None,
         class_texts=model.config.class_texts(train_names) if is_contrastive else None,
         text_max_length=model.config.text_max_length,
+        static_persons=static_persons,
     )
     trainer = SkeletonClipTrainer(
         model=model,
@@ -384,7 +398,7 @@ def main(argv=None):
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         data_collator=train_collator,
-        eval_data_collator=PoseCollator(),
+        eval_data_collator=PoseCollator(static_persons=static_persons),
         processing_class=tokenizer,
         compute_metrics=compute_metrics_fn(),
         class_names=eval_names if is_contrastive else None,
@@ -412,7 +426,7 @@ def main(argv=None):
                 names = [line.strip() for line in f if line.strip()]
             trainer.class_names = names
             # The clips' own labels do not index the candidate texts: predict without them.
-            trainer.eval_data_collator = drop_labels(PoseCollator())
+            trainer.eval_data_collator = drop_labels(PoseCollator(static_persons=static_persons))
         output = trainer.predict(test_dataset)
         labels = output.label_ids if not data_args.candidate_labels else None
         if labels is not None:

@@ -129,3 +129,26 @@ def test_resume_from_checkpoint_gives_identical_results(script, poses, tmp_path)
     assert a.keys() == b.keys()
     for key in a:
         assert (a[key] == b[key]).all(), key
+
+
+@pytest.mark.slow
+def test_torch_compile_trains_with_one_shape_per_graph(script, poses, tmp_path, monkeypatch):
+    """`--torch_compile` through the Trainer: batches padded to one person count and text length, the heatmap
+    renderer left eager, so no graph recompiles while training (compiling takes ~2 min on 2 CPU cores)."""
+    import torch._dynamo
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    out = tmp_path / "run"
+    script.main(tiny_args(poses, out, "--do_train", "--max_train_samples", "16", "--max_steps", "3",
+                          "--torch_compile", "true", "--save_strategy", "no"))
+    counters = {k: dict(v) for k, v in torch._dynamo.utils.counters.items()}
+    print(counters)
+    assert counters["stats"]["unique_graphs"] > 0  # the model was compiled
+    # The only graph break is the eager renderer.
+    assert counters["graph_break"] and all("render_heatmaps" in reason for reason in counters["graph_break"])
+    assert not counters.get("recompiles"), counters.get("recompiles")
+    state = json.load(open(out / "trainer_state.json"))
+    assert state["global_step"] == 3
+    torch._dynamo.reset()

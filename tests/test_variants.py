@@ -341,6 +341,31 @@ def test_queue_fills_wraps_around_and_checks_its_size():
         momentum_step(model, heatmaps, labels, ids)
 
 
+def test_momentum_alpha_warms_up_linearly_like_albef():
+    import copy
+
+    model = make_model("itc_momentum", momentum_queue_size=8, momentum_alpha_warmup_steps=4).train()
+    ids, labels = token_ids(4), torch.tensor([0, 1, 2, 0])
+    alphas = []
+    for step in range(6):
+        alphas.append(model.momentum_alpha())
+        # The same step with a fixed alpha (no warm-up) gives the same loss.
+        fixed = copy.deepcopy(model)
+        fixed.config.momentum_alpha_warmup_steps = 0
+        fixed.config.momentum_alpha = alphas[-1]
+        heatmaps = heatmaps_for(model, 4, seed=step)
+        torch.testing.assert_close(momentum_step(model, heatmaps, labels, ids).loss,
+                                   momentum_step(fixed, heatmaps, labels, ids).loss, rtol=0, atol=0)
+    assert alphas == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4, 0.4])
+    assert model.momentum_steps.item() == 6
+    model.eval()  # evaluation does not advance the warm-up
+    with torch.no_grad():
+        momentum_step(model, heatmaps, labels, ids)
+    assert model.momentum_steps.item() == 6
+    with pytest.raises(Exception, match="momentum_alpha_warmup_steps"):  # strict dataclass validation error
+        make_config("itc_momentum", momentum_alpha_warmup_steps=-1)
+
+
 def test_momentum_checkpoint_resumes_exactly(tmp_path):
     model = make_model("itc_momentum", momentum_queue_size=12).train()
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
@@ -354,7 +379,9 @@ def test_momentum_checkpoint_resumes_exactly(tmp_path):
     loaded = SkeletonClipModel.from_pretrained(tmp_path).train()
     state, loaded_state = model.state_dict(), loaded.state_dict()
     assert set(state) == set(loaded_state)
-    assert {"video_queue", "video_queue_labels", "video_queue_ptr", "text_queue", "text_queue_ptr"} <= set(state)
+    assert {"video_queue", "video_queue_labels", "video_queue_ptr", "text_queue", "text_queue_ptr",
+            "momentum_steps"} <= set(state)
+    assert loaded.momentum_steps.item() == 2
     for name in state:
         torch.testing.assert_close(state[name], loaded_state[name], rtol=0, atol=0, msg=name)
     assert loaded.video_queue_ptr.item() == 8 and (loaded.video_queue_labels[:8] != -100).all()
