@@ -10,7 +10,8 @@ Rows:
      on GPU also `render_heatmaps` for 128 clips x 2 persons x 48 frames at 56x56.
   3. CPU data pipeline: train transform + collator, one thread (`_benchmark_pipeline.benchmark_pipeline`); the
      whole loading path (Arrow reads, transform, collate, tokenizer) through a DataLoader with 0 / 2 / 4 workers.
-  4. the full SkeletonClipModel (keypoints in, so heatmap rendering is included): train step and inference.
+  4. the full SkeletonClipModel (keypoints in, so heatmap rendering is included): train step and inference, with
+     conv_impl="conv3d" and "fast".
   5. evaluation scaling: scoring clips against 60 / 120 / 1,000 candidate class texts (texts encoded once).
   6. variants: train step time and peak memory of every objective (itc_itm, itc_momentum, pacl) relative to the
      plain contrastive model ("itc"), each measured in a fresh process (`_benchmark_variants`).
@@ -312,10 +313,12 @@ def bench_pipeline(args, device, results, table):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def build_model(args, device, num_classes=60):
+def build_model(args, device, num_classes=60, conv_impl="fast"):
     kwargs = {"id2label": {i: f"action {i}" for i in range(num_classes)}}
+    video = dict(REDUCED_VIDEO) if args.quick else {}
+    kwargs["video_config"] = {**video, "conv_impl": conv_impl}
     if args.quick:
-        kwargs.update(video_config=REDUCED_VIDEO, text_config=REDUCED_TEXT)
+        kwargs.update(text_config=REDUCED_TEXT)
     torch.manual_seed(0)
     return SkeletonClipModel(SkeletonClipConfig(**kwargs)).to(device)
 
@@ -328,7 +331,22 @@ def random_keypoints(batch, frames, size, device, seed=0):
 
 
 def bench_model(args, device, results, table):
-    model = build_model(args, device)
+    """The full model (keypoints in: rendering, encoder, text encoder, loss) with the conv3d and the fast path;
+    returns the fast-path model for the evaluation rows."""
+    results["model"] = {}
+    model = None
+    for conv_impl in ("conv3d", "fast"):
+        model = build_model(args, device, conv_impl=conv_impl)
+        row = bench_model_train_and_inference(model, args, device)
+        results["model"][conv_impl] = row
+        table.append([f"SkeletonClipModel {conv_impl} ({row['precision']}, batch {row['batch']}, keypoints in)",
+                      fmt(row["train"]["clips_per_s"]), "", fmt(row["train"]["peak_mem_gib"], 2),
+                      fmt(row["inference"]["clips_per_s"]), "", fmt(row["inference"]["peak_mem_gib"], 2)])
+        print_progress(table[-1])
+    return model
+
+
+def bench_model_train_and_inference(model, args, device):
     batch = args.model_batch
     keypoints, scores = random_keypoints(batch, args.frames, args.size, device)
     size = (args.size, args.size)
@@ -353,14 +371,9 @@ def bench_model(args, device, results, table):
     train = measure(train_step, device, args.steps, args.warmup, batch)
     model.eval()
     infer = measure(inference, device, args.steps, args.warmup, batch)
-    precision = "bf16 autocast" if args.bf16 else "fp32"
-    results["model"] = {"batch": batch, "frames": args.frames, "size": args.size, "precision": precision,
-                        "conv_impl": model.config.video_config.conv_impl, "train": train, "inference": infer}
-    table.append([f"SkeletonClipModel ({precision}, batch {batch}, keypoints in)", fmt(train["clips_per_s"]), "",
-                  fmt(train["peak_mem_gib"], 2), fmt(infer["clips_per_s"]), "", fmt(infer["peak_mem_gib"], 2)])
-    print_progress(table[-1])
     del optimizer
-    return model
+    return {"conv_impl": model.config.video_config.conv_impl, "batch": batch, "frames": args.frames, "size": args.size,
+            "precision": "bf16 autocast" if args.bf16 else "fp32", "train": train, "inference": infer}
 
 
 def bench_eval_scaling(args, device, results, table, model=None):

@@ -11,6 +11,17 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 import benchmark  # noqa: E402
 
 
+def test_model_rows_compare_both_conv_paths(tmp_path):
+    out = tmp_path / "bench.json"
+    benchmark.main(["--quick", "--rows", "model", "--steps", "1", "--warmup", "0", "--device", "cpu", "--json",
+                    str(out)])
+    model = json.loads(out.read_text())["model"]
+    assert set(model) == {"conv3d", "fast"}
+    for conv_impl, row in model.items():
+        assert row["conv_impl"] == conv_impl
+        assert row["train"]["clips_per_s"] > 0 and row["inference"]["clips_per_s"] > 0 and row["precision"] == "fp32"
+
+
 def test_encoder_rows_batch_sweep_and_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
     benchmark.main(["--quick", "--rows", "encoder", "--batch-sweep", "3", "--steps", "1", "--warmup", "0",
