@@ -719,13 +719,14 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
             self.momentum_steps.add_(1)
         return loss
 
-    def momentum_alpha(self) -> float:
+    def momentum_alpha(self) -> float | torch.Tensor:
         """The distillation weight of this step: ALBEF ramps it linearly from 0 over the first
-        `momentum_alpha_warmup_steps` training steps (the momentum model is as untrained as the online one there)."""
+        `momentum_alpha_warmup_steps` training steps (the momentum model is as untrained as the online one there).
+        During the ramp it is a 0-d tensor computed on the buffer's device (no host sync per step)."""
         warmup = self.config.momentum_alpha_warmup_steps
         if warmup <= 0:
             return self.config.momentum_alpha
-        return self.config.momentum_alpha * min(1.0, int(self.momentum_steps) / warmup)
+        return self.config.momentum_alpha * (self.momentum_steps.float() / warmup).clamp(max=1.0)
 
     @torch.no_grad()
     def _dequeue_and_enqueue(self, video_m, video_labels, text_m, text_labels):

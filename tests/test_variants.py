@@ -348,7 +348,7 @@ def test_momentum_alpha_warms_up_linearly_like_albef():
     ids, labels = token_ids(4), torch.tensor([0, 1, 2, 0])
     alphas = []
     for step in range(6):
-        alphas.append(model.momentum_alpha())
+        alphas.append(float(model.momentum_alpha()))
         # The same step with a fixed alpha (no warm-up) gives the same loss.
         fixed = copy.deepcopy(model)
         fixed.config.momentum_alpha_warmup_steps = 0
