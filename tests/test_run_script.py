@@ -152,3 +152,25 @@ def test_torch_compile_trains_with_one_shape_per_graph(script, poses, tmp_path, 
     state = json.load(open(out / "trainer_state.json"))
     assert state["global_step"] == 3
     torch._dynamo.reset()
+
+
+def test_bf16_flag_trains_under_autocast_and_renders_bf16_heatmaps(script, poses, tmp_path, monkeypatch):
+    import torch
+
+    import modeling_skeletonclip.modeling_skeletonclip as modeling
+
+    dtypes = []
+    render = modeling._render_heatmaps_eager
+
+    def recording_render(*args, **kwargs):
+        heatmaps = render(*args, **kwargs)
+        dtypes.append(heatmaps.dtype)
+        return heatmaps
+
+    monkeypatch.setattr(modeling, "_render_heatmaps_eager", recording_render)
+    out = tmp_path / "run"
+    script.main(tiny_args(poses, out, "--do_train", "--max_steps", "2", "--bf16", "true", "--save_strategy", "no",
+                          "--logging_steps", "1"))
+    assert dtypes and set(dtypes) == {torch.bfloat16}
+    losses = [h["loss"] for h in json.load(open(out / "trainer_state.json"))["log_history"] if "loss" in h]
+    assert len(losses) == 2 and all(0 < loss < 10 for loss in losses)
