@@ -289,8 +289,10 @@ def make_synthetic_poses(num_train_per_class: int = 30, num_val_per_class: int =
     annotations = []
     for split_name, n in (("train", num_train_per_class), ("val", num_val_per_class)):
         split[split_name] = []
-        for label in range(len(SYNTHETIC_CLASS_NAMES)):
-            for i in range(n):
+        # Classes interleave (as in NTU, whose action index cycles fastest), so that the first rows of a split, e.g.
+        # `--max_eval_samples`, cover every class.
+        for i in range(n):
+            for label in range(len(SYNTHETIC_CLASS_NAMES)):
                 rng = np.random.default_rng([seed, _SPLIT_IDS[split_name], label, i])
                 kp, score = _clip(label, rng, img_shape)
                 frame_dir = f"synth_{split_name}_c{label:02d}_{i:04d}"

@@ -100,3 +100,13 @@ def test_cli(tmp_path, capsys):
     expected = make_synthetic_poses(num_train_per_class=2, num_val_per_class=1, seed=3)
     assert pickle.dumps(data) == pickle.dumps(expected)
     assert (tmp_path / "cli" / "labels.txt").read_text().splitlines() == SYNTHETIC_CLASS_NAMES
+
+
+def test_classes_interleave_so_the_first_rows_cover_every_class():
+    from modeling_skeletonclip.synthetic_poses import SYNTHETIC_CLASS_NAMES, make_synthetic_poses
+
+    data = make_synthetic_poses(num_train_per_class=2, num_val_per_class=2)
+    by_dir = {a["frame_dir"]: a["label"] for a in data["annotations"]}
+    n = len(SYNTHETIC_CLASS_NAMES)
+    for split in ("train", "val"):
+        assert sorted(by_dir[d] for d in data["split"][split][:n]) == list(range(n))
