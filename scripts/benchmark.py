@@ -141,6 +141,9 @@ def make_forward(encoder, impl, compile_mode):
         forward = encoder
     if compile_mode is None:
         return forward
+    # Every compiled row starts from empty caches: the rows share one code object (this lambda), and dynamo's
+    # recompile limit would otherwise make later rows fall back to eager silently.
+    torch._dynamo.reset()
     return torch.compile(forward, mode=None if compile_mode == "default" else compile_mode)
 
 
