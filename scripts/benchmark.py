@@ -284,22 +284,16 @@ def bench_render_direct(device, args):
 
 def bench_pipeline(args, device, results, table):
     try:
-        from modeling_skeletonclip._benchmark_pipeline import benchmark_pipeline
+        from modeling_skeletonclip._benchmark_pipeline import benchmark_dataloader, benchmark_pipeline
     except ImportError as error:
         results["pipeline"] = f"n/a ({error})"
         table.append(["CPU data pipeline (1 thread)", "n/a", "", "", "", "", ""])
         return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        stats = benchmark_pipeline(num_clips=args.pipeline_clips, persons=2, frames=100)
-    finally:
-        torch.set_num_threads(threads)
+    stats = benchmark_pipeline(num_clips=args.pipeline_clips, persons=2, frames=100)  # sets 1 thread itself
     results["pipeline"] = stats
     table.append(["CPU data pipeline (1 thread, 2 persons, 100 frames)", fmt(stats["clips_per_s"]), "", "",
                   f"{fmt(stats['clips_per_cpu_s'])} per CPU-s", "", ""])
     print_progress(table[-1])
-    from modeling_skeletonclip._benchmark_pipeline import benchmark_dataloader
 
     workers = (0, 2) if args.quick else (0, 2, 4)
     loader = benchmark_dataloader(workers=workers, num_clips=args.pipeline_clips * 2)
