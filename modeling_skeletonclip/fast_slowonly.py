@@ -51,12 +51,22 @@ def _triple(value):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _video_to_frames(video: torch.Tensor) -> torch.Tensor:
-    """`[B, C, T, H, W]` -> `[B * T, C, H, W]` channels_last (one copy unless the input is channels_last_3d)."""
+def _video_to_frames(video: torch.Tensor, channel_multiple: int = 1) -> torch.Tensor:
+    """`[B, C, T, H, W]` -> `[B * T, C', H, W]` channels_last (one copy unless the input is channels_last_3d).
+
+    With `channel_multiple > 1` the channels are zero-padded to `C'`, the next multiple (in the same copy).
+    """
     b, c, t, h, w = video.shape
-    # `.contiguous()`, not `reshape`: for B == 1 `reshape` merges B and T as a view and keeps the NCHW strides,
-    # which would run the whole network in the slow layout.
-    return video.permute(0, 2, 3, 4, 1).contiguous().view(b * t, h, w, c).permute(0, 3, 1, 2)
+    channels_last = video.permute(0, 2, 3, 4, 1)  # [B, T, H, W, C]
+    padded_c = -(-c // channel_multiple) * channel_multiple
+    if padded_c != c:
+        frames = channels_last.new_zeros(b, t, h, w, padded_c)
+        frames[..., :c] = channels_last
+    else:
+        # `.contiguous()`, not `reshape`: for B == 1 `reshape` merges B and T as a view and keeps the NCHW strides,
+        # which would run the whole network in the slow layout.
+        frames = channels_last.contiguous()
+    return frames.view(b * t, h, w, padded_c).permute(0, 3, 1, 2)
 
 
 def _frames_to_video(frames: torch.Tensor, batch: int) -> torch.Tensor:
@@ -137,8 +147,13 @@ def _folded_weight_and_bias(conv: nn.Conv3d, bn: nn.modules.batchnorm._BatchNorm
 def _conv(conv: nn.Conv3d, frames: torch.Tensor, batch: int, weight: torch.Tensor, bias):
     """Applies `conv` (with `weight`/`bias` replacing its own, e.g. BN-folded) to frames `[B * T, C, H, W]`.
 
+    Frames with more channels than the weight expects carry zero padding channels (the stem's input, see
+    `fast_video_encoder_forward`): the weight gets zero input channels to match, so the result is unchanged.
     Returns frames `[B * T', C', H', W']` channels_last.
     """
+    extra_channels = frames.shape[1] - weight.shape[1]
+    if extra_channels > 0:
+        weight = F.pad(weight, (0, 0, 0, 0, 0, 0, 0, extra_channels))  # [C_out, C_in + extra, kt, kh, kw]
     kt, kh, kw = _triple(conv.kernel_size)
     st, sh, sw = _triple(conv.stride)
     pt, ph, pw = _triple(conv.padding) if not isinstance(conv.padding, str) else (None, None, None)
@@ -207,13 +222,18 @@ def _max_pool(pool: nn.MaxPool3d, frames: torch.Tensor, batch: int) -> torch.Ten
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def fast_video_encoder_forward(encoder: nn.Module, heatmaps: torch.Tensor) -> torch.Tensor:
+def fast_video_encoder_forward(
+    encoder: nn.Module, heatmaps: torch.Tensor, input_channel_multiple: int | None = None
+) -> torch.Tensor:
     """`encoder.forward(heatmaps)` of a `SkeletonClipVideoEncoder`, computed with 2D convolutions over frames.
 
     Args:
         encoder: the `SkeletonClipVideoEncoder`; only its modules' parameters and buffers are read (and, in training,
             its BatchNorm running statistics updated exactly as the conv3d path does).
         heatmaps: `[B, C, T, H, W]` (any memory format; channels_last_3d avoids the one input copy).
+        input_channel_multiple: zero-pad the input channels (and the stem's weight) to a multiple of this.
+            Default: 8 on CUDA, where cuDNN's tensor-core kernels need 16-byte aligned channels-last rows (17
+            keypoint channels are not), else 1 (no padding). The result does not depend on it.
 
     Returns:
         `[B, 512, T', H', W']` contiguous, equal to `encoder(heatmaps)` up to floating-point rounding.
@@ -221,7 +241,9 @@ def fast_video_encoder_forward(encoder: nn.Module, heatmaps: torch.Tensor) -> to
     if heatmaps.dim() != 5:
         raise ValueError(f"`heatmaps` must be [B, C, T, H, W], got shape {list(heatmaps.shape)}.")
     batch = heatmaps.shape[0]
-    frames = _video_to_frames(heatmaps)  # [B * T, C, H, W] channels_last
+    if input_channel_multiple is None:
+        input_channel_multiple = 8 if heatmaps.is_cuda else 1
+    frames = _video_to_frames(heatmaps, input_channel_multiple)  # [B * T, C', H, W] channels_last
     frames = _conv_bn(encoder.conv1, frames, batch, _has_relu(encoder.conv1))
     frames = _max_pool(encoder.maxpool, frames, batch)
     for i in range(encoder.num_stages):

@@ -5,6 +5,7 @@ import os
 import sys
 
 import pytest
+import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
 
@@ -52,6 +53,14 @@ def test_bad_flags_are_named(argv, message, capsys):
 
 def test_compile_flags_give_one_row_per_mode():
     args = benchmark.parse_args(["--quick", "--compile", "--compile-modes", "reduce-overhead,max-autotune"])
-    names = [v[0] for v in benchmark.encoder_variants(args.compile_modes)]
+    names = [v[0] for v in benchmark.encoder_variants(args.compile_modes, torch.device("cpu"))]
     assert names[4:] == ["fast bf16 + torch.compile", "fast bf16 + torch.compile(mode=reduce-overhead)",
                          "fast bf16 + torch.compile(mode=max-autotune)"]
+    # On CUDA one more eager row shows what the default zero-padding of the input channels buys.
+    cuda_variants = benchmark.encoder_variants([], torch.device("cuda"))
+    assert [(v[0], v[5]) for v in cuda_variants[3:]] == [("fast bf16, input channels unpadded", 1), ("fast bf16", None)]
+
+
+def test_cudnn_benchmark_flag():
+    assert benchmark.parse_args(["--quick", "--cudnn-benchmark"]).cudnn_benchmark
+    assert not benchmark.parse_args(["--quick"]).cudnn_benchmark

@@ -233,3 +233,33 @@ def test_frames_layout_is_channels_last_for_every_batch_size(batch):
     video_cl = video.contiguous(memory_format=torch.channels_last_3d)
     assert _video_to_frames(video_cl).data_ptr() == video_cl.data_ptr()
     assert _frames_to_time(frames, batch).data_ptr() == frames.data_ptr()
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("variant", ["default", "temporal_stem_fallback"])
+def test_zero_padded_input_channels_change_nothing(variant, train):
+    # On CUDA the 5 (here) / 17 input channels are zero-padded to a multiple of 8 for cuDNN's tensor cores; the
+    # stem weight gets matching zero channels, so output, input gradient, parameter gradients (shapes included)
+    # and BN buffers equal the conv3d reference. Checked on CPU by asking for the padding explicitly.
+    from modeling_skeletonclip.fast_slowonly import _video_to_frames
+
+    encoder = _build_encoder(variant).double().train(train)
+    torch.manual_seed(3)
+    x = torch.randn(2, encoder.config.in_channels, 6, 10, 9, dtype=torch.float64)
+    grad_out = torch.randn_like(copy.deepcopy(encoder).eval()(x))
+    reference = _run(copy.deepcopy(encoder), x, False, grad_out)
+    for multiple in (8, 16):
+        padded = copy.deepcopy(encoder)
+        x_in = x.clone().requires_grad_(True)
+        out = fast_video_encoder_forward(padded, x_in, input_channel_multiple=multiple)
+        out.backward(grad_out)
+        result = (
+            out.detach(), x_in.grad,
+            {name: p.grad for name, p in padded.named_parameters()},
+            {name: b for name, b in padded.named_buffers()},
+        )
+        _compare(result, reference, 1e-10, f"{variant} padded to a multiple of {multiple}")
+    frames = _video_to_frames(x, 8)
+    assert frames.shape == (12, 8, 10, 9) and frames.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(frames[:, 5:], torch.zeros_like(frames[:, 5:]))
+    assert torch.equal(frames[:, :5].reshape(2, 6, 5, 10, 9).transpose(1, 2), x)
