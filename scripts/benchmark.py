@@ -152,17 +152,20 @@ def make_forward(encoder, impl, compile_mode, channel_multiple=None):
     return torch.compile(forward, mode=None if compile_mode == "default" else compile_mode)
 
 
-def bench_encoder_variant(base_encoder, x, device, variant, args):
+def encoder_steps(base_encoder, x, device, variant):
+    """A fresh copy of the encoder set up as `variant` says, and its two workloads.
+
+    Returns `(encoder, train_step, inference)`: `train_step()` is forward + backward + AdamW step (call
+    `encoder.train()` first), `inference()` a forward under `torch.inference_mode` (call `encoder.eval()` first).
+    """
     _, impl, bf16, channels_last, compile_mode, channel_multiple = variant
     encoder = copy.deepcopy(base_encoder).to(device)
     inputs = x.contiguous(memory_format=torch.channels_last_3d) if channels_last else x
     if channels_last:
         encoder = encoder.to(memory_format=torch.channels_last_3d)
     forward = make_forward(encoder, impl, compile_mode, channel_multiple)
-    use_compile = compile_mode is not None
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=1e-4)
-    batch = inputs.shape[0]
 
     def train_step():
         with autocast:
@@ -176,11 +179,16 @@ def bench_encoder_variant(base_encoder, x, device, variant, args):
         with torch.inference_mode(), autocast:
             forward(inputs)
 
+    return encoder, train_step, inference
+
+
+def bench_encoder_variant(base_encoder, x, device, variant, args):
+    encoder, train_step, inference = encoder_steps(base_encoder, x, device, variant)
+    warmup = args.warmup + (2 if variant[4] is not None else 0)  # compiled rows: compilation stays out of the timing
     encoder.train()
-    train = measure(train_step, device, args.steps, args.warmup + (2 if use_compile else 0), batch)
+    train = measure(train_step, device, args.steps, warmup, x.shape[0])
     encoder.eval()
-    infer = measure(inference, device, args.steps, args.warmup + (2 if use_compile else 0), batch)
-    del optimizer, encoder
+    infer = measure(inference, device, args.steps, warmup, x.shape[0])
     return train, infer
 
 
