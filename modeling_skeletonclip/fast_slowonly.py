@@ -19,6 +19,9 @@ updates in training), but with 2D convolutions over the `B * T` frames instead o
 * Training mode: BatchNorm stays separate (`F.batch_norm` with the module's weight, bias, running stats, momentum
   and eps, `training=True`; `num_batches_tracked` is incremented like `nn.BatchNorm3d` does).
 * ReLUs are in place; the residual add and the ReLU after it happen in place on the last BN output.
+* Inference with `fused_epilogues=True` (eval mode, no gradients): each convolution's bias (the folded BN), ReLU
+  and residual add run inside the convolution (`skeletonclip::conv2d_bias_relu`: one cuDNN call on CUDA, the
+  plain ops elsewhere), saving the passes of a separate ReLU / add kernel over every activation.
 * Works under `torch.autocast` (bf16/fp16) and with `torch.compile`.
 * Gradient checkpointing: honoured per bottleneck when the encoder's blocks were switched to it
   (`model.gradient_checkpointing_enable()`), with the same caveat as the conv3d path: the recomputation in the
@@ -33,13 +36,16 @@ The result is returned as a contiguous `[B, 512, T', H', W']` tensor, like the c
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["fast_video_encoder_forward"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["conv2d_bias_relu", "fast_video_encoder_forward"]
 
 
 def _triple(value):
@@ -140,16 +146,79 @@ def _folded_weight_and_bias(conv: nn.Conv3d, bn: nn.modules.batchnorm._BatchNorm
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Inference: convolution + bias (+ residual) + ReLU as one op (cuDNN's fused epilogue on CUDA).
+# ----------------------------------------------------------------------------------------------------------------
+
+_CUDNN_FUSION_FAILED = []  # the error of the first failed fused cuDNN call (then the plain ops are used)
+
+
+def _conv2d_bias_relu(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    residual: torch.Tensor | None,
+    stride: list[int],
+    padding: list[int],
+) -> torch.Tensor:
+    """`relu(conv2d(x, weight, bias, stride, padding) [+ residual])`, channels_last in and out, no autograd.
+
+    On CUDA this is one cuDNN call (`torch.cudnn_convolution_relu` / `torch.cudnn_convolution_add_relu`: bias,
+    residual and ReLU in the convolution's epilogue); elsewhere, or if cuDNN finds no fused kernel for the
+    shapes (logged once), the same ops one after another. A custom op, so that torch.compile keeps it whole.
+    """
+    if x.is_cuda and not _CUDNN_FUSION_FAILED:
+        try:
+            if residual is None:
+                out = torch.cudnn_convolution_relu(x, weight, bias, stride, padding, [1, 1], 1)
+            else:
+                out = torch.cudnn_convolution_add_relu(x, weight, residual, 1.0, bias, stride, padding, [1, 1], 1)
+            return out.contiguous(memory_format=torch.channels_last)
+        except RuntimeError as error:
+            _CUDNN_FUSION_FAILED.append(str(error))
+            logger.warning("cuDNN has no fused conv-bias-ReLU kernel here (%s); using separate kernels.", error)
+    out = F.conv2d(x, weight, bias, stride, padding)
+    if residual is not None:
+        out = out + residual
+    return out.relu_().contiguous(memory_format=torch.channels_last)
+
+
+def _conv2d_bias_relu_fake(x, weight, bias, residual, stride, padding):
+    n, _, height, width = x.shape
+    kh, kw = weight.shape[-2:]
+    out_h = (height + 2 * padding[0] - kh) // stride[0] + 1
+    out_w = (width + 2 * padding[1] - kw) // stride[1] + 1
+    shape = (n, weight.shape[0], out_h, out_w)
+    return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
+
+
+if hasattr(torch.ops.skeletonclip, "conv2d_bias_relu"):
+    # Already defined by another copy of this file in the process (the `trust_remote_code` module of a saved model).
+    conv2d_bias_relu = torch.ops.skeletonclip.conv2d_bias_relu
+else:
+    conv2d_bias_relu = torch.library.custom_op("skeletonclip::conv2d_bias_relu", _conv2d_bias_relu, mutates_args=())
+    conv2d_bias_relu.register_fake(_conv2d_bias_relu_fake)
+
+
+def _fused_conv2d(x, weight, bias, residual, stride, padding):
+    """`conv2d_bias_relu` in the dtype autocast would run the convolution in (the custom op is not autocast)."""
+    dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+    residual = residual.to(dtype) if residual is not None else None
+    return conv2d_bias_relu(x.to(dtype), weight.to(dtype), bias.to(dtype), residual, list(stride), list(padding))
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # Convolutions of the Conv3d modules as conv2d over frames (or over time), with a conv3d fallback.
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _conv(conv: nn.Conv3d, frames: torch.Tensor, batch: int, weight: torch.Tensor, bias):
+def _conv(conv: nn.Conv3d, frames: torch.Tensor, batch: int, weight: torch.Tensor, bias, epilogue=None):
     """Applies `conv` (with `weight`/`bias` replacing its own, e.g. BN-folded) to frames `[B * T, C, H, W]`.
 
     Frames with more channels than the weight expects carry zero padding channels (the stem's input, see
     `fast_video_encoder_forward`): the weight gets zero input channels to match, so the result is unchanged.
-    Returns frames `[B * T', C', H', W']` channels_last.
+    `epilogue=(residual or None,)` asks for `relu(conv + bias [+ residual])` fused into the convolution (inference
+    only; `bias` must be given); the caller applies ReLU and residual itself when it gets `fused=False` back.
+    Returns `(frames [B * T', C', H', W'] channels_last, fused)`.
     """
     extra_channels = frames.shape[1] - weight.shape[1]
     if extra_channels > 0:
@@ -166,24 +235,39 @@ def _conv(conv: nn.Conv3d, frames: torch.Tensor, batch: int, weight: torch.Tenso
     if simple and kt == 1 and pt == 0:
         # 1 x kh x kw: a conv2d over the (temporally subsampled) frames.
         frames = _subsample_frames(frames, batch, st)
-        return F.conv2d(frames, weight[:, :, 0], bias, stride=(sh, sw), padding=(ph, pw))
+        if epilogue is not None:
+            return _fused_conv2d(frames, weight[:, :, 0], bias, epilogue[0], (sh, sw), (ph, pw)), True
+        return F.conv2d(frames, weight[:, :, 0], bias, stride=(sh, sw), padding=(ph, pw)), False
     if simple and (kh, kw, sh, sw, ph, pw) == (1, 1, 1, 1, 0, 0):
         # kt x 1 x 1: a conv2d with kernel (kt, 1) over the [B, C, T, H * W] view (zero frames at the ends).
         height, width = frames.shape[-2:]
-        out = F.conv2d(_frames_to_time(frames, batch), weight[..., 0], bias, stride=(st, 1), padding=(pt, 0))
-        return _time_to_frames(out, height, width)
+        time_view = _frames_to_time(frames, batch)
+        if epilogue is not None:
+            residual = _frames_to_time(epilogue[0], batch) if epilogue[0] is not None else None
+            out = _fused_conv2d(time_view, weight[..., 0], bias, residual, (st, 1), (pt, 0))
+        else:
+            out = F.conv2d(time_view, weight[..., 0], bias, stride=(st, 1), padding=(pt, 0))
+        return _time_to_frames(out, height, width), epilogue is not None
     # Anything else: conv3d on the channels_last_3d view of the same storage.
-    return _video_to_frames(conv._conv_forward(_frames_to_video(frames, batch), weight, bias))
+    return _video_to_frames(conv._conv_forward(_frames_to_video(frames, batch), weight, bias)), False
 
 
-def _conv_bn(module, frames: torch.Tensor, batch: int, relu: bool) -> torch.Tensor:
-    """`SkeletonClipConvModule` (conv -> BN -> optional in-place ReLU) on frames."""
+def _conv_bn(module, frames: torch.Tensor, batch: int, relu: bool, fused: bool = False, residual=None):
+    """`SkeletonClipConvModule` (conv -> BN -> [+ residual] -> optional in-place ReLU) on frames.
+
+    `fused`: put bias, residual and ReLU into the convolution when BN can be folded and no gradient is needed.
+    """
     conv, bn = module.conv, module.bn
     if _can_fold(bn):
         weight, bias = _folded_weight_and_bias(conv, bn)
-        out = _conv(conv, frames, batch, weight, bias)
+        use_epilogue = fused and relu and not torch.is_grad_enabled()
+        out, done = _conv(conv, frames, batch, weight, bias, (residual,) if use_epilogue else None)
+        if done:
+            return out
     else:
-        out = _batch_norm(bn, _conv(conv, frames, batch, conv.weight, conv.bias))
+        out = _batch_norm(bn, _conv(conv, frames, batch, conv.weight, conv.bias)[0])
+    if residual is not None:
+        out = out.add_(residual)  # in place on the last conv/BN output (its backward does not need it)
     return out.relu_() if relu else out
 
 
@@ -191,22 +275,24 @@ def _has_relu(module) -> bool:
     return isinstance(getattr(module, "act", None), nn.ReLU)
 
 
-def _bottleneck(block, frames: torch.Tensor, batch: int) -> torch.Tensor:
+def _bottleneck(block, frames: torch.Tensor, batch: int, fused: bool = False) -> torch.Tensor:
     """`SkeletonClipBottleneck.forward` on frames."""
     identity = frames
     if block.downsample is not None:
-        identity = _conv_bn(block.downsample, frames, batch, _has_relu(block.downsample))
-    out = _conv_bn(block.conv1, frames, batch, _has_relu(block.conv1))
-    out = _conv_bn(block.conv2, out, batch, _has_relu(block.conv2))
-    out = _conv_bn(block.conv3, out, batch, _has_relu(block.conv3))
-    # Residual add + ReLU in place on the last conv/BN output (their backward passes do not need it).
-    return out.add_(identity).relu_()
+        identity = _conv_bn(block.downsample, frames, batch, _has_relu(block.downsample), fused)
+    out = _conv_bn(block.conv1, frames, batch, _has_relu(block.conv1), fused)
+    out = _conv_bn(block.conv2, out, batch, _has_relu(block.conv2), fused)
+    if _has_relu(block.conv3):  # not SlowOnly's layout: ReLU before the residual add
+        out = _conv_bn(block.conv3, out, batch, True, fused)
+        return out.add_(identity).relu_()
+    # Residual add + ReLU after conv3's BN (in its epilogue when fused).
+    return _conv_bn(block.conv3, out, batch, True, fused, residual=identity)
 
 
-def _run_block(block, frames: torch.Tensor, batch: int) -> torch.Tensor:
+def _run_block(block, frames: torch.Tensor, batch: int, fused: bool = False) -> torch.Tensor:
     if getattr(block, "gradient_checkpointing", False) and block.training and torch.is_grad_enabled():
         return block._gradient_checkpointing_func(partial(_bottleneck, block, batch=batch), frames)
-    return _bottleneck(block, frames, batch)
+    return _bottleneck(block, frames, batch, fused)
 
 
 def _max_pool(pool: nn.MaxPool3d, frames: torch.Tensor, batch: int) -> torch.Tensor:
@@ -223,7 +309,10 @@ def _max_pool(pool: nn.MaxPool3d, frames: torch.Tensor, batch: int) -> torch.Ten
 
 
 def fast_video_encoder_forward(
-    encoder: nn.Module, heatmaps: torch.Tensor, input_channel_multiple: int | None = None
+    encoder: nn.Module,
+    heatmaps: torch.Tensor,
+    input_channel_multiple: int | None = None,
+    fused_epilogues: bool = False,
 ) -> torch.Tensor:
     """`encoder.forward(heatmaps)` of a `SkeletonClipVideoEncoder`, computed with 2D convolutions over frames.
 
@@ -234,6 +323,9 @@ def fast_video_encoder_forward(
         input_channel_multiple: zero-pad the input channels (and the stem's weight) to a multiple of this.
             Default: 8 on CUDA, where cuDNN's tensor-core kernels need 16-byte aligned channels-last rows (17
             keypoint channels are not), else 1 (no padding). The result does not depend on it.
+        fused_epilogues: in eval mode without gradients, run each convolution with its folded BN bias, residual
+            add and ReLU as one op (`conv2d_bias_relu`; cuDNN's fused kernels on CUDA). Off by default until
+            measured on a GPU (NOTES.md); ignored in training and when gradients are needed.
 
     Returns:
         `[B, 512, T', H', W']` contiguous, equal to `encoder(heatmaps)` up to floating-point rounding.
@@ -244,9 +336,9 @@ def fast_video_encoder_forward(
     if input_channel_multiple is None:
         input_channel_multiple = 8 if heatmaps.is_cuda else 1
     frames = _video_to_frames(heatmaps, input_channel_multiple)  # [B * T, C', H, W] channels_last
-    frames = _conv_bn(encoder.conv1, frames, batch, _has_relu(encoder.conv1))
+    frames = _conv_bn(encoder.conv1, frames, batch, _has_relu(encoder.conv1), fused_epilogues)
     frames = _max_pool(encoder.maxpool, frames, batch)
     for i in range(encoder.num_stages):
         for block in getattr(encoder, f"layer{i + 1}"):
-            frames = _run_block(block, frames, batch)
+            frames = _run_block(block, frames, batch, fused_epilogues)
     return _frames_to_video(frames, batch).contiguous()

@@ -51,6 +51,7 @@ import os
 import platform
 import sys
 import time
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -122,49 +123,65 @@ def fmt(value, digits=1):
 # ----------------------------------------------------------------------------------------------------------------
 
 
+class EncoderVariant(NamedTuple):
+    name: str
+    impl: str  # "conv3d" (the encoder's own forward) or "fast" (`fast_video_encoder_forward`)
+    bf16: bool  # bf16 autocast
+    channels_last: bool  # channels_last_3d input and weights
+    compile_mode: str | None = None  # torch.compile mode, None = eager
+    channel_multiple: int | None = None  # the fast path's input-channel padding, None = its default
+    fused_epilogues: bool = False  # the fast path's fused conv-bias-ReLU inference (no train-step row)
+
+
 def encoder_variants(compile_modes, device):
-    """(name, impl, autocast bf16, channels_last_3d input/weights, torch.compile mode or None, input channel
-    multiple of the fast path or None for its default)."""
+    """The encoder rows, reference first."""
     variants = [
-        ("conv3d fp32 (reference)", "conv3d", False, False, None, None),
-        ("conv3d bf16 + channels_last_3d", "conv3d", True, True, None, None),
-        ("fast fp32", "fast", False, False, None, None),
+        EncoderVariant("conv3d fp32 (reference)", "conv3d", False, False),
+        EncoderVariant("conv3d bf16 + channels_last_3d", "conv3d", True, True),
+        EncoderVariant("fast fp32", "fast", False, False),
     ]
     if device.type == "cuda":  # what the default zero-padding of the 17 input channels to 24 buys on CUDA
-        variants.append(("fast bf16, input channels unpadded", "fast", True, False, None, 1))
-    variants.append(("fast bf16", "fast", True, False, None, None))
+        variants.append(EncoderVariant("fast bf16, input channels unpadded", "fast", True, False, channel_multiple=1))
+    variants.append(EncoderVariant("fast bf16", "fast", True, False))
+    if device.type == "cuda":  # cuDNN's fused epilogues; elsewhere the op is the plain ops (nothing to measure)
+        variants.append(EncoderVariant("fast bf16, fused epilogues (inference)", "fast", True, False,
+                                       fused_epilogues=True))
     for mode in compile_modes:
         suffix = "" if mode == "default" else f"(mode={mode})"
-        variants.append((f"fast bf16 + torch.compile{suffix}", "fast", True, False, mode, None))
+        variants.append(EncoderVariant(f"fast bf16 + torch.compile{suffix}", "fast", True, False, mode))
+        if device.type == "cuda":
+            variants.append(EncoderVariant(f"fast bf16 + torch.compile{suffix}, fused epilogues (inference)", "fast",
+                                           True, False, mode, fused_epilogues=True))
     return variants
 
 
-def make_forward(encoder, impl, compile_mode, channel_multiple=None):
-    if impl == "fast":
-        forward = lambda x: fast_video_encoder_forward(encoder, x, channel_multiple)  # noqa: E731
+def make_forward(encoder, variant):
+    if variant.impl == "fast":
+        def forward(x):
+            return fast_video_encoder_forward(encoder, x, variant.channel_multiple, variant.fused_epilogues)
     else:
         forward = encoder
-    if compile_mode is None:
+    if variant.compile_mode is None:
         return forward
-    # Every compiled row starts from empty caches: the rows share one code object (this lambda), and dynamo's
+    # Every compiled row starts from empty caches: the rows share one code object (`forward`), and dynamo's
     # recompile limit would otherwise make later rows fall back to eager silently.
     torch._dynamo.reset()
-    return torch.compile(forward, mode=None if compile_mode == "default" else compile_mode)
+    return torch.compile(forward, mode=None if variant.compile_mode == "default" else variant.compile_mode)
 
 
 def encoder_steps(base_encoder, x, device, variant):
-    """A fresh copy of the encoder set up as `variant` says, and its two workloads.
+    """A fresh copy of the encoder set up as `variant` says, and its workloads.
 
     Returns `(encoder, train_step, inference)`: `train_step()` is forward + backward + AdamW step (call
-    `encoder.train()` first), `inference()` a forward under `torch.inference_mode` (call `encoder.eval()` first).
+    `encoder.train()` first), `inference()` a forward under `torch.inference_mode` returning the output (call
+    `encoder.eval()` first).
     """
-    _, impl, bf16, channels_last, compile_mode, channel_multiple = variant
     encoder = copy.deepcopy(base_encoder).to(device)
-    inputs = x.contiguous(memory_format=torch.channels_last_3d) if channels_last else x
-    if channels_last:
+    inputs = x.contiguous(memory_format=torch.channels_last_3d) if variant.channels_last else x
+    if variant.channels_last:
         encoder = encoder.to(memory_format=torch.channels_last_3d)
-    forward = make_forward(encoder, impl, compile_mode, channel_multiple)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+    forward = make_forward(encoder, variant)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=variant.bf16)
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=1e-4)
 
     def train_step():
@@ -177,18 +194,28 @@ def encoder_steps(base_encoder, x, device, variant):
 
     def inference():
         with torch.inference_mode(), autocast:
-            forward(inputs)
+            return forward(inputs)
 
     return encoder, train_step, inference
 
 
 def bench_encoder_variant(base_encoder, x, device, variant, args):
+    """`(train, inference)` measurements; fused-epilogue rows have inference only, plus their output's relative
+    difference to the plain fast path under the same autocast (a check that the fused kernels compute the same)."""
     encoder, train_step, inference = encoder_steps(base_encoder, x, device, variant)
-    warmup = args.warmup + (2 if variant[4] is not None else 0)  # compiled rows: compilation stays out of the timing
-    encoder.train()
-    train = measure(train_step, device, args.steps, warmup, x.shape[0])
+    warmup = args.warmup + (2 if variant.compile_mode is not None else 0)  # compilation stays out of the timing
+    if variant.fused_epilogues:
+        train = {"clips_per_s": None, "peak_mem_gib": None, "note": "inference-only option"}
+    else:
+        encoder.train()
+        train = measure(train_step, device, args.steps, warmup, x.shape[0])
     encoder.eval()
     infer = measure(inference, device, args.steps, warmup, x.shape[0])
+    if variant.fused_epilogues:
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=variant.bf16):
+            plain = fast_video_encoder_forward(encoder, x, variant.channel_multiple).float()
+            fused = inference().float()
+        infer["rel_diff_vs_plain"] = ((fused - plain).norm() / plain.norm()).item()
     return train, infer
 
 
@@ -205,15 +232,14 @@ def bench_encoder(args, device, results, table):
         train, infer = bench_encoder_variant(encoder, x, device, variant, args)
         if reference is None:
             reference = (train["clips_per_s"], infer["clips_per_s"])
-        rows.append(encoder_row(variant[0], args.batch, train, infer, reference, table))
+        rows.append(encoder_row(variant.name, args.batch, train, infer, reference, table))
     # Other batch sizes of the fast bf16 rows; ratios are throughput against the reference at --batch.
     for batch in args.batch_sweep:
         xb = torch.rand(batch, config.in_channels, args.frames, args.size, args.size, device=device)
         for variant in variants:
-            name, impl, bf16, channel_multiple = variant[0], variant[1], variant[2], variant[5]
-            if impl == "fast" and bf16 and channel_multiple is None:
+            if variant.impl == "fast" and variant.bf16 and variant.channel_multiple is None:
                 train, infer = bench_encoder_variant(encoder, xb, device, variant, args)
-                rows.append(encoder_row(name, batch, train, infer, reference, table, label_batch=True))
+                rows.append(encoder_row(variant.name, batch, train, infer, reference, table, label_batch=True))
     results["encoder"] = {
         "batch": args.batch, "frames": args.frames, "size": args.size, "config": config.to_dict(), "rows": rows
     }
@@ -226,9 +252,12 @@ def encoder_row(name, batch, train, infer, reference, table, label_batch=False):
     row["train_ratio"] = ratio(train["clips_per_s"], reference[0])
     row["inference_ratio"] = ratio(infer["clips_per_s"], reference[1])
     label = f"encoder {name}" + (f", batch {batch}" if label_batch else "")
+    note = fmt(infer["peak_mem_gib"], 2)
+    if "rel_diff_vs_plain" in infer:
+        note += f"; output vs plain {infer['rel_diff_vs_plain']:.1e}"
     table.append(
         [label, fmt(train["clips_per_s"]), fmt(row["train_ratio"], 2) + "x", fmt(train["peak_mem_gib"], 2),
-         fmt(infer["clips_per_s"]), fmt(row["inference_ratio"], 2) + "x", fmt(infer["peak_mem_gib"], 2)]
+         fmt(infer["clips_per_s"]), fmt(row["inference_ratio"], 2) + "x", note]
     )
     print_progress(table[-1])
     return row
@@ -238,7 +267,7 @@ def bench_encoder_batch1(encoder, x1, device, args, table):
     encoder = copy.deepcopy(encoder).eval()
     out = {}
     for name, impl in (("conv3d fp32", "conv3d"), ("fast fp32", "fast")):
-        forward = make_forward(encoder, impl, None)
+        forward = make_forward(encoder, EncoderVariant(name, impl, False, False))
 
         def inference():
             with torch.inference_mode():

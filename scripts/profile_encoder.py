@@ -18,6 +18,7 @@ Flags:
                        input and weights (the conv3d path's fast layout).
   --compile MODE       torch.compile mode (default, reduce-overhead, max-autotune-no-cudagraphs, max-autotune).
   --channel-multiple N the fast path's input-channel padding (default: its own, 8 on CUDA).
+  --fused-epilogues    the fast path's fused conv-bias(-add)-ReLU ops (inference only).
   --mode train|inference, --batch / --frames / --size, --steps (profiled) / --warmup, --top (kernels listed).
   --json PATH          categories and top kernels as JSON; --trace PATH: a Chrome trace of the profiled steps.
 """
@@ -36,7 +37,14 @@ from torch.profiler import ProfilerActivity, profile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmark import COMPILE_MODES, REDUCED_VIDEO, encoder_steps, machine_description, sync  # noqa: E402
+from benchmark import (  # noqa: E402
+    COMPILE_MODES,
+    REDUCED_VIDEO,
+    EncoderVariant,
+    encoder_steps,
+    machine_description,
+    sync,
+)
 
 from modeling_skeletonclip.configuration_skeletonclip import SkeletonClipVideoConfig  # noqa: E402
 from modeling_skeletonclip.modeling_skeletonclip import SkeletonClipVideoEncoder  # noqa: E402
@@ -102,7 +110,8 @@ def profile_encoder(args) -> dict:
     torch.manual_seed(0)
     base = SkeletonClipVideoEncoder(config)
     x = torch.rand(args.batch, config.in_channels, args.frames, args.size, args.size, device=device)
-    variant = (args.impl, args.impl, not args.fp32, args.channels_last, args.compile, args.channel_multiple)
+    variant = EncoderVariant(args.impl, args.impl, not args.fp32, args.channels_last, args.compile,
+                             args.channel_multiple, args.fused_epilogues)
     encoder, train_step, inference = encoder_steps(base, x, device, variant)
     encoder.train(args.mode == "train")
     step = train_step if args.mode == "train" else inference
@@ -120,7 +129,8 @@ def profile_encoder(args) -> dict:
     result["machine"] = machine_description(device)
     result["settings"] = {
         key: getattr(args, key)
-        for key in ("impl", "mode", "batch", "frames", "size", "steps", "compile", "channels_last", "channel_multiple")
+        for key in ("impl", "mode", "batch", "frames", "size", "steps", "compile", "channels_last", "channel_multiple",
+                    "fused_epilogues")
     }
     result["settings"]["precision"] = "fp32" if args.fp32 else "bf16 autocast"
     return result
@@ -150,6 +160,7 @@ def parse_args(argv=None):
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--compile", choices=COMPILE_MODES)
     parser.add_argument("--channel-multiple", type=int)
+    parser.add_argument("--fused-epilogues", action="store_true")
     parser.add_argument("--mode", choices=("train", "inference"), default="train")
     parser.add_argument("--batch", type=int)
     parser.add_argument("--frames", type=int)
@@ -166,8 +177,11 @@ def parse_args(argv=None):
             setattr(args, key, value)
     if args.channel_multiple is not None and args.channel_multiple < 1:
         parser.error(f"--channel-multiple must be >= 1, got {args.channel_multiple}")
-    if args.channel_multiple is not None and args.impl != "fast":
-        parser.error("--channel-multiple applies to --impl fast only")
+    for flag, value in (("--channel-multiple", args.channel_multiple), ("--fused-epilogues", args.fused_epilogues)):
+        if value not in (None, False) and args.impl != "fast":
+            parser.error(f"{flag} applies to --impl fast only")
+    if args.fused_epilogues and args.mode != "inference":
+        parser.error("--fused-epilogues is an inference option: add --mode inference")
     return args
 
 

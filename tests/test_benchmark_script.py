@@ -53,12 +53,31 @@ def test_bad_flags_are_named(argv, message, capsys):
 
 def test_compile_flags_give_one_row_per_mode():
     args = benchmark.parse_args(["--quick", "--compile", "--compile-modes", "reduce-overhead,max-autotune"])
-    names = [v[0] for v in benchmark.encoder_variants(args.compile_modes, torch.device("cpu"))]
+    names = [v.name for v in benchmark.encoder_variants(args.compile_modes, torch.device("cpu"))]
     assert names[4:] == ["fast bf16 + torch.compile", "fast bf16 + torch.compile(mode=reduce-overhead)",
                          "fast bf16 + torch.compile(mode=max-autotune)"]
-    # On CUDA one more eager row shows what the default zero-padding of the input channels buys.
-    cuda_variants = benchmark.encoder_variants([], torch.device("cuda"))
-    assert [(v[0], v[5]) for v in cuda_variants[3:]] == [("fast bf16, input channels unpadded", 1), ("fast bf16", None)]
+    # On CUDA more rows show what the input-channel padding and cuDNN's fused epilogues (eager and compiled) buy.
+    cuda_variants = benchmark.encoder_variants(["default"], torch.device("cuda"))
+    assert [(v.name, v.channel_multiple, v.fused_epilogues, v.compile_mode) for v in cuda_variants[3:]] == [
+        ("fast bf16, input channels unpadded", 1, False, None),
+        ("fast bf16", None, False, None),
+        ("fast bf16, fused epilogues (inference)", None, True, None),
+        ("fast bf16 + torch.compile", None, False, "default"),
+        ("fast bf16 + torch.compile, fused epilogues (inference)", None, True, "default"),
+    ]
+
+
+def test_fused_epilogue_row_measures_inference_and_checks_its_output():
+    args = benchmark.parse_args(["--quick", "--steps", "1", "--warmup", "0", "--device", "cpu"])
+    encoder = benchmark.SkeletonClipVideoEncoder(benchmark.SkeletonClipVideoConfig(**benchmark.REDUCED_VIDEO))
+    x = torch.rand(2, 17, 8, 16, 16)
+    variant = benchmark.EncoderVariant("fused", "fast", True, False, fused_epilogues=True)
+    train, infer = benchmark.bench_encoder_variant(encoder, x, torch.device("cpu"), variant, args)
+    assert train["clips_per_s"] is None and infer["clips_per_s"] > 0
+    assert infer["rel_diff_vs_plain"] < 1e-2  # on CPU the op is the plain ops: same result up to bf16 rounding
+    table = []
+    row = benchmark.encoder_row("fused", 2, train, infer, (1.0, 1.0), table)
+    assert row["train_ratio"] is None and "output vs plain" in table[-1][-1] and table[-1][1] == "n/a"
 
 
 def test_cudnn_benchmark_flag():

@@ -263,3 +263,81 @@ def test_zero_padded_input_channels_change_nothing(variant, train):
     assert frames.shape == (12, 8, 10, 9) and frames.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(frames[:, 5:], torch.zeros_like(frames[:, 5:]))
     assert torch.equal(frames[:, :5].reshape(2, 6, 5, 10, 9).transpose(1, 2), x)
+
+
+@pytest.mark.parametrize("with_residual", [False, True], ids=["conv_relu", "conv_add_relu"])
+def test_conv2d_bias_relu_op(with_residual):
+    from modeling_skeletonclip.fast_slowonly import conv2d_bias_relu
+
+    torch.manual_seed(4)
+    x = torch.randn(3, 6, 9, 7).contiguous(memory_format=torch.channels_last)
+    weight, bias = torch.randn(5, 6, 3, 3), torch.randn(5)
+    residual = torch.randn(3, 5, 5, 4).contiguous(memory_format=torch.channels_last) if with_residual else None
+    out = conv2d_bias_relu(x, weight, bias, residual, [2, 2], [1, 1])
+    expected = torch.nn.functional.conv2d(x, weight, bias, stride=2, padding=1)
+    expected = (expected + residual if with_residual else expected).relu()
+    assert out.shape == (3, 5, 5, 4) and out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, expected)
+    # Schema, fake (meta) implementation and dispatch agree with the real one (what torch.compile relies on).
+    torch.library.opcheck(conv2d_bias_relu, (x, weight, bias, residual, [2, 2], [1, 1]))
+
+
+@pytest.mark.parametrize("variant", ["default", "temporal_stride_stage1", "temporal_stem_fallback"])
+def test_fused_epilogues_inference_matches_conv3d(variant):
+    # Eval mode, no gradients: every conv -> BN -> [+ residual] -> ReLU runs as one `conv2d_bias_relu` (the plain
+    # ops on CPU, one cuDNN call on CUDA); the result equals the conv3d reference, in float64 and under bf16.
+    encoder = _build_encoder(variant).double().eval()
+    x = torch.randn(2, encoder.config.in_channels, 7, 12, 10, dtype=torch.float64)
+    calls = []
+    import modeling_skeletonclip.fast_slowonly as fast_module
+
+    original = fast_module.conv2d_bias_relu
+
+    def counting(*args):
+        calls.append(args[3] is not None)
+        return original(*args)
+
+    with torch.no_grad():
+        reference = encoder(x)
+        fast_module.conv2d_bias_relu = counting
+        try:
+            fused = fast_video_encoder_forward(encoder, x, fused_epilogues=True)
+        finally:
+            fast_module.conv2d_bias_relu = original
+        assert _relative_error(fused, reference) < 1e-10
+        # SMALL has 6 bottlenecks: conv1, conv2 fused with ReLU, conv3 with residual + ReLU; the stem too unless it
+        # is the conv3d fallback. Downsample convs (no ReLU) stay plain.
+        stem = 0 if variant == "temporal_stem_fallback" else 1
+        assert calls.count(True) == 6 and calls.count(False) == 12 + stem
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            fused_bf16 = fast_video_encoder_forward(encoder.float(), x.float(), fused_epilogues=True)
+            plain_bf16 = fast_video_encoder_forward(encoder.float(), x.float())
+        assert fused_bf16.dtype == plain_bf16.dtype == torch.bfloat16
+        assert _norm_error(fused_bf16, plain_bf16) < 1e-2 and _norm_error(fused_bf16, reference) < 2e-2
+
+
+def test_fused_epilogues_only_without_gradients():
+    # With gradients needed (eval-mode fine-tuning) or in training the fused op (which has no backward) is not
+    # used: gradients equal the conv3d path's.
+    encoder = _build_encoder("default").double()
+    x = torch.randn(2, encoder.config.in_channels, 6, 12, 12, dtype=torch.float64)
+    grad_out = torch.randn_like(copy.deepcopy(encoder).eval()(x))
+    for train in (False, True):
+        encoder.train(train)
+        reference = _run(copy.deepcopy(encoder), x, False, grad_out)
+        fused = copy.deepcopy(encoder)
+        x_in = x.clone().requires_grad_(True)
+        out = fast_video_encoder_forward(fused, x_in, fused_epilogues=True)
+        out.backward(grad_out)
+        result = (out.detach(), x_in.grad, {n: p.grad for n, p in fused.named_parameters()},
+                  dict(fused.named_buffers()))
+        _compare(result, reference, 1e-10, f"fused_epilogues, train={train}")
+
+
+def test_fused_epilogues_compile_in_one_graph():
+    encoder = _build_encoder("default").eval()
+    x = torch.randn(2, encoder.config.in_channels, 6, 12, 12)
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda v: fast_video_encoder_forward(encoder, v, fused_epilogues=True), fullgraph=True)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), encoder(x), rtol=1e-4, atol=1e-5)

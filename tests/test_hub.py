@@ -81,6 +81,30 @@ def test_trust_remote_code_in_fresh_process_without_the_package(tmp_path):
     torch.testing.assert_close(torch.load(tmp_path / "out.pt"), expected, rtol=0, atol=0)
 
 
+def test_second_copy_of_the_code_shares_the_process():
+    # A `trust_remote_code` model's files are a second copy of the package's modules (`transformers_modules...`);
+    # both define the custom op `skeletonclip::conv2d_bias_relu`. Importing the copy must not fail, and both copies
+    # run the fused inference path to the same result.
+    import importlib.util
+
+    import modeling_skeletonclip.fast_slowonly as package_fast
+    from modeling_skeletonclip import SkeletonClipVideoConfig
+    from modeling_skeletonclip.modeling_skeletonclip import SkeletonClipVideoEncoder
+
+    spec = importlib.util.spec_from_file_location("copy_of_fast_slowonly", package_fast.__file__)
+    copy_fast = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(copy_fast)
+    assert copy_fast.fast_video_encoder_forward is not package_fast.fast_video_encoder_forward
+
+    torch.manual_seed(0)
+    encoder = SkeletonClipVideoEncoder(SkeletonClipVideoConfig(**TINY_VIDEO)).eval()
+    x = torch.rand(1, encoder.config.in_channels, 4, 16, 16)
+    with torch.no_grad():
+        expected = package_fast.fast_video_encoder_forward(encoder, x)
+        for module in (package_fast, copy_fast):
+            torch.testing.assert_close(module.fast_video_encoder_forward(encoder, x, fused_epilogues=True), expected)
+
+
 def test_classifier_registers_video_classification_auto_class(tmp_path, tiny_config):
     from transformers import AutoModelForVideoClassification
 

@@ -62,7 +62,9 @@ def test_cpu_profile_of_a_train_step(tmp_path, capsys):
     "argv, message",
     [(["--channel-multiple", "0"], "--channel-multiple must be >= 1"),
      (["--impl", "conv3d", "--channel-multiple", "8"], "--impl fast only"),
-     (["--compile", "fastest"], "invalid choice: 'fastest'")],
+     (["--compile", "fastest"], "invalid choice: 'fastest'"),
+     (["--fused-epilogues"], "add --mode inference"),
+     (["--impl", "conv3d", "--fused-epilogues", "--mode", "inference"], "--impl fast only")],
 )
 def test_bad_flags_are_named(argv, message, capsys):
     with pytest.raises(SystemExit):
