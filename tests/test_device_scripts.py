@@ -1,0 +1,42 @@
+"""The GPU check scripts (`scripts/device/`) run where device time is scarce: their shell syntax and every flag
+they pass to the benchmark and profile scripts are checked here, so a renamed flag fails in CI, not on the GPU."""
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEVICE = os.path.join(ROOT, "scripts", "device")
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+
+import benchmark  # noqa: E402
+import profile_encoder  # noqa: E402
+
+
+@pytest.mark.parametrize("name", sorted(os.listdir(DEVICE)))
+def test_shell_syntax(name):
+    subprocess.run(["bash", "-n", os.path.join(DEVICE, name)], check=True)
+
+
+def _python_calls(path):
+    """`(script, argv)` of every `python3 scripts/X.py ...` call in a shell script (continuation lines joined)."""
+    text = open(path).read().replace("\\\n", " ")
+    calls = []
+    for line in text.splitlines():
+        match = re.search(r"python3 scripts/(\w+)\.py(.*)", line)
+        if match:
+            argv = shlex.split(match.group(2).split("|")[0].split("2>&1")[0], comments=True)
+            calls.append((match.group(1), [arg.replace("$OUT", "/tmp") for arg in argv]))
+    return calls
+
+
+def test_issue6_check_uses_existing_flags():
+    calls = _python_calls(os.path.join(DEVICE, "issue6_check.sh"))
+    assert [script for script, _ in calls] == ["benchmark", "profile_encoder", "profile_encoder"]
+    parsers = {"benchmark": benchmark.parse_args, "profile_encoder": profile_encoder.parse_args}
+    for script, argv in calls:
+        parsers[script](argv)  # exits with the argparse error on an unknown or invalid flag
