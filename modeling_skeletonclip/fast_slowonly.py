@@ -24,8 +24,8 @@ updates in training), but with 2D convolutions over the `B * T` frames instead o
   plain ops elsewhere), saving the passes of a separate ReLU / add kernel over every activation.
 * Works under `torch.autocast` (bf16/fp16) and with `torch.compile`.
 * Gradient checkpointing: honoured per bottleneck when the encoder's blocks were switched to it
-  (`model.gradient_checkpointing_enable()`), with the same caveat as the conv3d path: the recomputation in the
-  backward pass runs the training-mode BatchNorms a second time (running statistics updated twice).
+  (`model.gradient_checkpointing_enable()`); as in the conv3d path (`SkeletonClipBatchNorm3d`), the recomputation
+  in the backward pass does not update the BatchNorm running statistics a second time.
 
 Convolutions outside the SlowOnly patterns (a stem with a temporal kernel, temporal padding without a temporal
 kernel, groups/dilation) fall back to `F.conv3d` on a `channels_last_3d` view of the same storage, so any config
@@ -107,18 +107,37 @@ def _subsample_frames(frames: torch.Tensor, batch: int, stride: int) -> torch.Te
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _batch_norm(bn: nn.modules.batchnorm._BatchNorm, hidden: torch.Tensor) -> torch.Tensor:
-    """`bn(hidden)` with `hidden` in any layout; mirrors `_BatchNorm.forward` (momentum None = cumulative average)."""
+def _recomputing_for_backward() -> bool:
+    """True while a forward runs inside the backward pass: activation checkpointing recomputing a block.
+
+    (Compiled graphs apply buffer updates once whatever they recompute, so the check is skipped there.)
+    """
+    return not torch.compiler.is_compiling() and torch._C._current_graph_task_id() != -1
+
+
+def batch_norm_forward(bn: nn.modules.batchnorm._BatchNorm, hidden: torch.Tensor) -> torch.Tensor:
+    """`bn(hidden)` with `hidden` in any layout; mirrors `_BatchNorm.forward` (momentum None = cumulative average).
+
+    One difference, on purpose: when activation checkpointing recomputes the forward in the backward pass, the
+    batch statistics normalise as before but the running statistics and `num_batches_tracked` are left alone, so
+    that a checkpointed step updates them once, like an ordinary step (plain BatchNorm updates them twice).
+    """
+    recomputing = bn.training and _recomputing_for_backward()
     factor = 0.0 if bn.momentum is None else bn.momentum
-    if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
+    if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None and not recomputing:
         bn.num_batches_tracked.add_(1)
         factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
     use_batch_stats = bn.training or (bn.running_mean is None and bn.running_var is None)
     keep_stats = not bn.training or bn.track_running_stats
+    running_mean, running_var = (bn.running_mean, bn.running_var) if keep_stats else (None, None)
+    if recomputing and running_mean is not None:
+        # The same op as in the first forward (checkpointing checks that the same tensors are saved), updating
+        # throw-away copies.
+        running_mean, running_var = running_mean.clone(), running_var.clone()
     return F.batch_norm(
         hidden,
-        bn.running_mean if keep_stats else None,
-        bn.running_var if keep_stats else None,
+        running_mean,
+        running_var,
         bn.weight,
         bn.bias,
         use_batch_stats,
@@ -265,7 +284,7 @@ def _conv_bn(module, frames: torch.Tensor, batch: int, relu: bool, fused: bool =
         if done:
             return out
     else:
-        out = _batch_norm(bn, _conv(conv, frames, batch, conv.weight, conv.bias)[0])
+        out = batch_norm_forward(bn, _conv(conv, frames, batch, conv.weight, conv.bias)[0])
     if residual is not None:
         out = out.add_(residual)  # in place on the last conv/BN output (its backward does not need it)
     return out.relu_() if relu else out

@@ -13,7 +13,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.utils import ModelOutput, logging
 
 from .configuration_skeletonclip import SkeletonClipConfig, SkeletonClipVideoConfig
-from .fast_slowonly import fast_video_encoder_forward
+from .fast_slowonly import batch_norm_forward, fast_video_encoder_forward
 from .heatmaps import render_heatmaps
 from .modeling_variants import (
     SkeletonClipFusionEncoder,
@@ -104,13 +104,23 @@ def label_aware_contrastive_loss(
 # ----------------------------------------------------------------------------------------------------------------
 
 
+class SkeletonClipBatchNorm3d(nn.BatchNorm3d):
+    """`nn.BatchNorm3d` (same parameters, buffers and state-dict keys) whose running statistics are updated once per
+    training step also under activation checkpointing: the recomputation in the backward pass normalises with the
+    batch statistics again but leaves the running statistics alone (`batch_norm_forward`)."""
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        self._check_input_dim(hidden_states)
+        return batch_norm_forward(self, hidden_states)
+
+
 class SkeletonClipConvModule(nn.Module):
     """Conv3d (no bias) + BatchNorm3d + optional ReLU; named `conv`/`bn` like pyskl's ConvModule."""
 
     def __init__(self, config, in_channels, out_channels, kernel_size, stride=(1, 1, 1), padding=(0, 0, 0), act=True):
         super().__init__()
         self.conv = nn.Conv3d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=False)
-        self.bn = nn.BatchNorm3d(out_channels, eps=config.batch_norm_eps, momentum=config.batch_norm_momentum)
+        self.bn = SkeletonClipBatchNorm3d(out_channels, eps=config.batch_norm_eps, momentum=config.batch_norm_momentum)
         self.act = nn.ReLU(inplace=True) if act else nn.Identity()
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:

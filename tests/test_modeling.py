@@ -1,3 +1,4 @@
+import copy
 import math
 
 import pytest
@@ -188,6 +189,33 @@ def test_gradient_checkpointing_gives_same_gradients(tiny_config):
     checkpointed = grads()
     for a, b in zip(plain, checkpointed):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("use_reentrant", [False, True], ids=["non_reentrant", "reentrant"])
+@pytest.mark.parametrize("conv_impl", ["conv3d", "fast"])
+def test_gradient_checkpointing_updates_batchnorm_statistics_once(tiny_config, conv_impl, use_reentrant):
+    # The recomputation in the backward pass runs every BatchNorm of a checkpointed block a second time; plain
+    # BatchNorm would move its running statistics (and num_batches_tracked) twice per step.
+    tiny_config.video_config.conv_impl = conv_impl
+    torch.manual_seed(0)
+    reference = SkeletonClipForActionRecognition(tiny_config).train()
+    checkpointed = copy.deepcopy(reference)
+    checkpointed.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": use_reentrant})
+    keypoints, scores = random_keypoints(2)
+    labels = torch.tensor([0, 1])
+    for model in (reference, checkpointed):
+        torch.manual_seed(1)  # the same dropout masks in both runs
+        for _ in range(2):
+            model(keypoints=keypoints, keypoint_scores=scores, labels=labels, heatmap_size=(16, 16)).loss.backward()
+    buffers = dict(checkpointed.video_encoder.named_buffers())
+    for name, expected in reference.video_encoder.named_buffers():
+        if name.endswith("num_batches_tracked"):
+            assert int(buffers[name]) == int(expected) == 2, name
+        else:
+            torch.testing.assert_close(buffers[name], expected, msg=name)
+    # The recomputed forward still normalised with the batch statistics: gradients equal the plain step's.
+    for (name, a), b in zip(reference.video_encoder.named_parameters(), checkpointed.video_encoder.parameters()):
+        torch.testing.assert_close(b.grad, a.grad, msg=name)
 
 
 def test_config_round_trip(tmp_path, tiny_config):
