@@ -122,6 +122,9 @@ def batch_norm_forward(bn: nn.modules.batchnorm._BatchNorm, hidden: torch.Tensor
     batch statistics normalise as before but the running statistics and `num_batches_tracked` are left alone, so
     that a checkpointed step updates them once, like an ordinary step (plain BatchNorm updates them twice).
     """
+    if isinstance(bn, nn.SyncBatchNorm):
+        # `--sync_batchnorm` converted it: its own forward gathers the statistics across processes (any layout).
+        return bn(hidden)
     recomputing = bn.training and _recomputing_for_backward()
     factor = 0.0 if bn.momentum is None else bn.momentum
     if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None and not recomputing:

@@ -341,3 +341,26 @@ def test_fused_epilogues_compile_in_one_graph():
     compiled = torch.compile(lambda v: fast_video_encoder_forward(encoder, v, fused_epilogues=True), fullgraph=True)
     with torch.no_grad():
         torch.testing.assert_close(compiled(x), encoder(x), rtol=1e-4, atol=1e-5)
+
+
+def test_sync_batchnorm_modules_run_their_own_forward(monkeypatch):
+    # `--sync_batchnorm` converts every BatchNorm3d to SyncBatchNorm; the fast path must go through its forward
+    # (which all-reduces the statistics across processes), not a plain F.batch_norm that would silently skip it.
+    encoder = _build_encoder("default").train()
+    synced = nn.SyncBatchNorm.convert_sync_batchnorm(copy.deepcopy(encoder))
+    calls = []
+    original = nn.SyncBatchNorm.forward
+
+    def recording(self, hidden):
+        calls.append(hidden.shape)
+        return original(self, hidden)
+
+    monkeypatch.setattr(nn.SyncBatchNorm, "forward", recording)
+    x = torch.randn(2, encoder.config.in_channels, 6, 12, 12)
+    out = fast_video_encoder_forward(synced, x)
+    bn_count = sum(isinstance(m, nn.SyncBatchNorm) for m in synced.modules())
+    assert len(calls) == bn_count > 0
+    # One process: SyncBatchNorm is plain BatchNorm, so the result equals the unconverted encoder's.
+    torch.testing.assert_close(out, fast_video_encoder_forward(encoder, x), rtol=1e-5, atol=1e-5)
+    for (name, a), b in zip(encoder.named_buffers(), synced.buffers()):
+        torch.testing.assert_close(a, b, msg=name)
