@@ -27,6 +27,9 @@ updates in training), but with 2D convolutions over the `B * T` frames instead o
   (`model.gradient_checkpointing_enable()`); as in the conv3d path (`SkeletonClipBatchNorm3d`), the recomputation
   in the backward pass does not update the BatchNorm running statistics a second time.
 
+A conv or BatchNorm module with a forward of its own (a LoRA wrapper, `SyncBatchNorm` after `--sync_batchnorm`, a
+subclass) runs that forward on the `[B, C, T, H, W]` view, so nothing it adds is lost.
+
 Convolutions outside the SlowOnly patterns (a stem with a temporal kernel, temporal padding without a temporal
 kernel, groups/dilation) fall back to `F.conv3d` on a `channels_last_3d` view of the same storage, so any config
 gives the same result as the conv3d path.
@@ -45,7 +48,7 @@ from torch import nn
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["conv2d_bias_relu", "fast_video_encoder_forward"]
+__all__ = ["SkeletonClipBatchNorm3d", "conv2d_bias_relu", "fast_video_encoder_forward"]
 
 
 def _triple(value):
@@ -122,9 +125,6 @@ def batch_norm_forward(bn: nn.modules.batchnorm._BatchNorm, hidden: torch.Tensor
     batch statistics normalise as before but the running statistics and `num_batches_tracked` are left alone, so
     that a checkpointed step updates them once, like an ordinary step (plain BatchNorm updates them twice).
     """
-    if isinstance(bn, nn.SyncBatchNorm):
-        # `--sync_batchnorm` converted it: its own forward gathers the statistics across processes (any layout).
-        return bn(hidden)
     recomputing = bn.training and _recomputing_for_backward()
     factor = 0.0 if bn.momentum is None else bn.momentum
     if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None and not recomputing:
@@ -147,6 +147,28 @@ def batch_norm_forward(bn: nn.modules.batchnorm._BatchNorm, hidden: torch.Tensor
         factor,
         bn.eps,
     )
+
+
+class SkeletonClipBatchNorm3d(nn.BatchNorm3d):
+    """`nn.BatchNorm3d` (same parameters, buffers and state-dict keys) whose running statistics are updated once per
+    training step also under activation checkpointing: the recomputation in the backward pass normalises with the
+    batch statistics again but leaves the running statistics alone (`batch_norm_forward`)."""
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        self._check_input_dim(hidden_states)
+        return batch_norm_forward(self, hidden_states)
+
+
+def _is_plain_conv(conv: nn.Module) -> bool:
+    """A Conv3d whose forward is the stock one (also under `torch.nn.utils.parametrize`), so that its weight and
+    settings say everything it computes; not a wrapper such as a LoRA layer or a subclass with its own forward."""
+    return type(conv).forward is nn.Conv3d.forward
+
+
+def _is_plain_bn(bn: nn.Module) -> bool:
+    """A BatchNorm computing `batch_norm_forward`; not `SyncBatchNorm` (its forward syncs across processes) or a
+    subclass with its own forward."""
+    return type(bn).forward in (nn.BatchNorm3d.forward, SkeletonClipBatchNorm3d.forward)
 
 
 def _can_fold(bn: nn.modules.batchnorm._BatchNorm) -> bool:
@@ -278,16 +300,26 @@ def _conv_bn(module, frames: torch.Tensor, batch: int, relu: bool, fused: bool =
     """`SkeletonClipConvModule` (conv -> BN -> [+ residual] -> optional in-place ReLU) on frames.
 
     `fused`: put bias, residual and ReLU into the convolution when BN can be folded and no gradient is needed.
+    A conv or BN that is not the plain module (a LoRA wrapper, SyncBatchNorm, ...) runs its own forward on the
+    `[B, C, T, H, W]` view, so that whatever it adds is kept.
     """
     conv, bn = module.conv, module.bn
-    if _can_fold(bn):
+    plain_conv, plain_bn = _is_plain_conv(conv), _is_plain_bn(bn)
+    if plain_conv and plain_bn and _can_fold(bn):
         weight, bias = _folded_weight_and_bias(conv, bn)
         use_epilogue = fused and relu and not torch.is_grad_enabled()
         out, done = _conv(conv, frames, batch, weight, bias, (residual,) if use_epilogue else None)
         if done:
             return out
     else:
-        out = batch_norm_forward(bn, _conv(conv, frames, batch, conv.weight, conv.bias)[0])
+        if plain_conv:
+            out = _conv(conv, frames, batch, conv.weight, conv.bias)[0]
+        else:
+            out = _video_to_frames(conv(_frames_to_video(frames, batch)))
+        if plain_bn:
+            out = batch_norm_forward(bn, out)
+        else:
+            out = _video_to_frames(bn(_frames_to_video(out, batch)))
     if residual is not None:
         out = out.add_(residual)  # in place on the last conv/BN output (its backward does not need it)
     return out.relu_() if relu else out
@@ -357,6 +389,8 @@ def fast_video_encoder_forward(
     batch = heatmaps.shape[0]
     if input_channel_multiple is None:
         input_channel_multiple = 8 if heatmaps.is_cuda else 1
+    if not _is_plain_conv(encoder.conv1.conv):  # a wrapped stem takes the channels it was built for
+        input_channel_multiple = 1
     frames = _video_to_frames(heatmaps, input_channel_multiple)  # [B * T, C', H, W] channels_last
     frames = _conv_bn(encoder.conv1, frames, batch, _has_relu(encoder.conv1), fused_epilogues)
     frames = _max_pool(encoder.maxpool, frames, batch)

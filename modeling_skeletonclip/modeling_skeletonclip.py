@@ -13,7 +13,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.utils import ModelOutput, logging
 
 from .configuration_skeletonclip import SkeletonClipConfig, SkeletonClipVideoConfig
-from .fast_slowonly import batch_norm_forward, fast_video_encoder_forward
+from .fast_slowonly import SkeletonClipBatchNorm3d, fast_video_encoder_forward
 from .heatmaps import render_heatmaps
 from .modeling_variants import (
     SkeletonClipFusionEncoder,
@@ -102,16 +102,6 @@ def label_aware_contrastive_loss(
 # ----------------------------------------------------------------------------------------------------------------
 # Video encoder: ResNet3dSlowOnly as in PoseC3D. Module names follow pyskl so checkpoints map by prefix alone.
 # ----------------------------------------------------------------------------------------------------------------
-
-
-class SkeletonClipBatchNorm3d(nn.BatchNorm3d):
-    """`nn.BatchNorm3d` (same parameters, buffers and state-dict keys) whose running statistics are updated once per
-    training step also under activation checkpointing: the recomputation in the backward pass normalises with the
-    batch statistics again but leaves the running statistics alone (`batch_norm_forward`)."""
-
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        self._check_input_dim(hidden_states)
-        return batch_norm_forward(self, hidden_states)
 
 
 class SkeletonClipConvModule(nn.Module):

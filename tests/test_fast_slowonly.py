@@ -54,16 +54,25 @@ def _build_encoder(variant, seed=0):
     return encoder
 
 
-def _run(encoder, x, fast, grad_out, autocast=False):
-    """Forward + backward; returns (output, input grad, parameter grads, buffers) as detached copies."""
+def _run(encoder, x, fast, grad_out, autocast=False, **fast_kwargs):
+    """Forward + backward; returns (output, input grad, parameter grads, buffers) as detached copies.
+
+    `fast_kwargs` go to `fast_video_encoder_forward` (`fast=True`)."""
     x = x.clone().requires_grad_(True)
     encoder.zero_grad(set_to_none=True)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-        out = fast_video_encoder_forward(encoder, x) if fast else encoder(x)
+        out = fast_video_encoder_forward(encoder, x, **fast_kwargs) if fast else encoder(x)
     out.backward(grad_out.to(out.dtype))
     grads = {name: p.grad.detach().clone() for name, p in encoder.named_parameters()}
     buffers = {name: b.detach().clone() for name, b in encoder.named_buffers()}
     return out.detach(), x.grad.detach(), grads, buffers
+
+
+def _assert_exact(encoder, x, what, **fast_kwargs):
+    """The fast path with `fast_kwargs` equals the conv3d path (float64: output, gradients, BN buffers)."""
+    grad_out = torch.randn_like(copy.deepcopy(encoder).eval()(x))
+    reference = _run(copy.deepcopy(encoder), x, False, grad_out)
+    _compare(_run(copy.deepcopy(encoder), x, True, grad_out, **fast_kwargs), reference, 1e-10, what)
 
 
 def _errors(result, ref_result, what):
@@ -246,19 +255,8 @@ def test_zero_padded_input_channels_change_nothing(variant, train):
     encoder = _build_encoder(variant).double().train(train)
     torch.manual_seed(3)
     x = torch.randn(2, encoder.config.in_channels, 6, 10, 9, dtype=torch.float64)
-    grad_out = torch.randn_like(copy.deepcopy(encoder).eval()(x))
-    reference = _run(copy.deepcopy(encoder), x, False, grad_out)
     for multiple in (8, 16):
-        padded = copy.deepcopy(encoder)
-        x_in = x.clone().requires_grad_(True)
-        out = fast_video_encoder_forward(padded, x_in, input_channel_multiple=multiple)
-        out.backward(grad_out)
-        result = (
-            out.detach(), x_in.grad,
-            {name: p.grad for name, p in padded.named_parameters()},
-            {name: b for name, b in padded.named_buffers()},
-        )
-        _compare(result, reference, 1e-10, f"{variant} padded to a multiple of {multiple}")
+        _assert_exact(encoder, x, f"{variant} padded to a multiple of {multiple}", input_channel_multiple=multiple)
     frames = _video_to_frames(x, 8)
     assert frames.shape == (12, 8, 10, 9) and frames.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(frames[:, 5:], torch.zeros_like(frames[:, 5:]))
@@ -321,17 +319,8 @@ def test_fused_epilogues_only_without_gradients():
     # used: gradients equal the conv3d path's.
     encoder = _build_encoder("default").double()
     x = torch.randn(2, encoder.config.in_channels, 6, 12, 12, dtype=torch.float64)
-    grad_out = torch.randn_like(copy.deepcopy(encoder).eval()(x))
     for train in (False, True):
-        encoder.train(train)
-        reference = _run(copy.deepcopy(encoder), x, False, grad_out)
-        fused = copy.deepcopy(encoder)
-        x_in = x.clone().requires_grad_(True)
-        out = fast_video_encoder_forward(fused, x_in, fused_epilogues=True)
-        out.backward(grad_out)
-        result = (out.detach(), x_in.grad, {n: p.grad for n, p in fused.named_parameters()},
-                  dict(fused.named_buffers()))
-        _compare(result, reference, 1e-10, f"fused_epilogues, train={train}")
+        _assert_exact(encoder.train(train), x, f"fused_epilogues, train={train}", fused_epilogues=True)
 
 
 def test_fused_epilogues_compile_in_one_graph():
@@ -364,3 +353,45 @@ def test_sync_batchnorm_modules_run_their_own_forward(monkeypatch):
     torch.testing.assert_close(out, fast_video_encoder_forward(encoder, x), rtol=1e-5, atol=1e-5)
     for (name, a), b in zip(encoder.named_buffers(), synced.buffers()):
         torch.testing.assert_close(a, b, msg=name)
+
+
+class _LowRankDeltaConv(nn.Module):
+    """A LoRA-style wrapper: the frozen Conv3d plus a trainable low-rank 1x1x1 delta (not a Conv3d itself)."""
+
+    def __init__(self, base: nn.Conv3d, rank: int = 2):
+        super().__init__()
+        self.base_layer = base
+        self.down = nn.Parameter(torch.randn(rank, base.in_channels, 1, 1, 1) * 0.1)
+        self.up = nn.Parameter(torch.randn(base.out_channels, rank, 1, 1, 1) * 0.1)
+
+    def __getattr__(self, name):  # like peft's layers: the base layer's weight, kernel_size, ... show through
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.base_layer, name)
+
+    def forward(self, x):
+        delta = torch.nn.functional.conv3d(torch.nn.functional.conv3d(x, self.down), self.up,
+                                           stride=self.base_layer.stride)
+        return self.base_layer(x) + delta
+
+
+class _ShiftedBatchNorm3d(nn.BatchNorm3d):
+    def forward(self, x):
+        return super().forward(x) + 0.5
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+def test_wrapped_convs_and_custom_batchnorms_run_their_own_forward(train):
+    # A LoRA-wrapped conv (also the stem, whose input the fast path would otherwise pad) and a BatchNorm subclass
+    # with its own forward: the fast path must not compute around them with the bare weights.
+    encoder = _build_encoder("default").double()
+    encoder.conv1.conv = _LowRankDeltaConv(encoder.conv1.conv).double()
+    encoder.layer1[0].conv2.conv = _LowRankDeltaConv(encoder.layer1[0].conv2.conv).double()
+    old_bn = encoder.layer2[0].conv1.bn
+    encoder.layer2[0].conv1.bn = _ShiftedBatchNorm3d(old_bn.num_features).double()
+    encoder.layer2[0].conv1.bn.load_state_dict(old_bn.state_dict())
+    encoder.train(train)
+    x = torch.randn(2, encoder.config.in_channels, 6, 12, 12, dtype=torch.float64)
+    for multiple in (1, 8):
+        _assert_exact(encoder, x, f"wrapped modules, train={train}, multiple {multiple}", input_channel_multiple=multiple)
