@@ -28,7 +28,9 @@ updates in training), but with 2D convolutions over the `B * T` frames instead o
   in the backward pass does not update the BatchNorm running statistics a second time.
 
 A conv or BatchNorm module with a forward of its own (a LoRA wrapper, `SyncBatchNorm` after `--sync_batchnorm`, a
-subclass) runs that forward on the `[B, C, T, H, W]` view, so nothing it adds is lost.
+subclass) runs that forward on the `[B, C, T, H, W]` view, so nothing it adds is lost; so does any module that
+has forward/backward hooks (the block or stage holding it, for hooks on a ReLU or a block), so that feature
+extraction and Grad-CAM hooks fire with the tensors of the conv3d path.
 
 Convolutions outside the SlowOnly patterns (a stem with a temporal kernel, temporal padding without a temporal
 kernel, groups/dilation) fall back to `F.conv3d` on a `channels_last_3d` view of the same storage, so any config
@@ -159,16 +161,34 @@ class SkeletonClipBatchNorm3d(nn.BatchNorm3d):
         return batch_norm_forward(self, hidden_states)
 
 
+def _own_hooks(module: nn.Module) -> bool:
+    return bool(
+        module._forward_hooks or module._forward_pre_hooks or module._backward_hooks or module._backward_pre_hooks
+    )
+
+
+def _has_hooks(module: nn.Module) -> bool:
+    """Whether the module or one of its submodules has forward/backward hooks (feature extraction, Grad-CAM):
+    such a module runs its own forward so that the hooks fire with the tensors they expect."""
+    return any(_own_hooks(m) for m in module.modules())
+
+
 def _is_plain_conv(conv: nn.Module) -> bool:
     """A Conv3d whose forward is the stock one (also under `torch.nn.utils.parametrize`), so that its weight and
-    settings say everything it computes; not a wrapper such as a LoRA layer or a subclass with its own forward."""
-    return type(conv).forward is nn.Conv3d.forward
+    settings say everything it computes; not a wrapper such as a LoRA layer, a subclass with its own forward, or
+    a module with hooks."""
+    return type(conv).forward is nn.Conv3d.forward and not _has_hooks(conv)
 
 
 def _is_plain_bn(bn: nn.Module) -> bool:
-    """A BatchNorm computing `batch_norm_forward`; not `SyncBatchNorm` (its forward syncs across processes) or a
-    subclass with its own forward."""
-    return type(bn).forward in (nn.BatchNorm3d.forward, SkeletonClipBatchNorm3d.forward)
+    """A BatchNorm computing `batch_norm_forward`; not `SyncBatchNorm` (its forward syncs across processes), a
+    subclass with its own forward, or a module with hooks."""
+    return type(bn).forward in (nn.BatchNorm3d.forward, SkeletonClipBatchNorm3d.forward) and not _has_hooks(bn)
+
+
+def _module_on_frames(module: nn.Module, frames: torch.Tensor, batch: int) -> torch.Tensor:
+    """`module`'s own forward on the `[B, C, T, H, W]` view of the frames (no copy), back as frames."""
+    return _video_to_frames(module(_frames_to_video(frames, batch)))
 
 
 def _can_fold(bn: nn.modules.batchnorm._BatchNorm) -> bool:
@@ -315,11 +335,8 @@ def _conv_bn(module, frames: torch.Tensor, batch: int, relu: bool, fused: bool =
         if plain_conv:
             out = _conv(conv, frames, batch, conv.weight, conv.bias)[0]
         else:
-            out = _video_to_frames(conv(_frames_to_video(frames, batch)))
-        if plain_bn:
-            out = batch_norm_forward(bn, out)
-        else:
-            out = _video_to_frames(bn(_frames_to_video(out, batch)))
+            out = _module_on_frames(conv, frames, batch)
+        out = batch_norm_forward(bn, out) if plain_bn else _module_on_frames(bn, out, batch)
     if residual is not None:
         out = out.add_(residual)  # in place on the last conv/BN output (its backward does not need it)
     return out.relu_() if relu else out
@@ -344,6 +361,8 @@ def _bottleneck(block, frames: torch.Tensor, batch: int, fused: bool = False) ->
 
 
 def _run_block(block, frames: torch.Tensor, batch: int, fused: bool = False) -> torch.Tensor:
+    if _has_hooks(block):  # e.g. Grad-CAM on `layer3[-1].relu`: the block's own forward fires them
+        return _module_on_frames(block, frames, batch)
     if getattr(block, "gradient_checkpointing", False) and block.training and torch.is_grad_enabled():
         return block._gradient_checkpointing_func(partial(_bottleneck, block, batch=batch), frames)
     return _bottleneck(block, frames, batch, fused)
@@ -352,9 +371,10 @@ def _run_block(block, frames: torch.Tensor, batch: int, fused: bool = False) -> 
 def _max_pool(pool: nn.MaxPool3d, frames: torch.Tensor, batch: int) -> torch.Tensor:
     kernel, stride, padding = _triple(pool.kernel_size), _triple(pool.stride or pool.kernel_size), _triple(pool.padding)
     dilation = _triple(pool.dilation)
-    if kernel[0] == 1 and stride[0] == 1 and padding[0] == 0 and not pool.return_indices:
+    plain = type(pool).forward is nn.MaxPool3d.forward and not _has_hooks(pool)
+    if plain and kernel[0] == 1 and stride[0] == 1 and padding[0] == 0 and not pool.return_indices:
         return F.max_pool2d(frames, kernel[1:], stride[1:], padding[1:], dilation[1:], pool.ceil_mode)
-    return _video_to_frames(pool(_frames_to_video(frames, batch)))
+    return _module_on_frames(pool, frames, batch)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -389,12 +409,19 @@ def fast_video_encoder_forward(
     batch = heatmaps.shape[0]
     if input_channel_multiple is None:
         input_channel_multiple = 8 if heatmaps.is_cuda else 1
-    if not _is_plain_conv(encoder.conv1.conv):  # a wrapped stem takes the channels it was built for
-        input_channel_multiple = 1
+    if not _is_plain_conv(encoder.conv1.conv) or _has_hooks(encoder.conv1):
+        input_channel_multiple = 1  # a wrapped or hooked stem gets the channels it was built for
     frames = _video_to_frames(heatmaps, input_channel_multiple)  # [B * T, C', H, W] channels_last
-    frames = _conv_bn(encoder.conv1, frames, batch, _has_relu(encoder.conv1), fused_epilogues)
+    if _has_hooks(encoder.conv1):
+        frames = _module_on_frames(encoder.conv1, frames, batch)
+    else:
+        frames = _conv_bn(encoder.conv1, frames, batch, _has_relu(encoder.conv1), fused_epilogues)
     frames = _max_pool(encoder.maxpool, frames, batch)
     for i in range(encoder.num_stages):
-        for block in getattr(encoder, f"layer{i + 1}"):
+        layer = getattr(encoder, f"layer{i + 1}")
+        if _own_hooks(layer):
+            frames = _module_on_frames(layer, frames, batch)  # hooks on the stage itself
+            continue
+        for block in layer:
             frames = _run_block(block, frames, batch, fused_epilogues)
     return _frames_to_video(frames, batch).contiguous()

@@ -395,3 +395,36 @@ def test_wrapped_convs_and_custom_batchnorms_run_their_own_forward(train):
     x = torch.randn(2, encoder.config.in_channels, 6, 12, 12, dtype=torch.float64)
     for multiple in (1, 8):
         _assert_exact(encoder, x, f"wrapped modules, train={train}, multiple {multiple}", input_channel_multiple=multiple)
+
+
+def test_hooks_fire_with_the_conv3d_paths_tensors():
+    # Feature-extraction and Grad-CAM hooks on inner modules (a conv, a block's final ReLU with a backward hook,
+    # a whole stage, the stem's BN) fire under the fast path with the same tensors as under the conv3d path.
+    encoder = _build_encoder("default").double().train()
+    x = torch.randn(2, encoder.config.in_channels, 6, 12, 12, dtype=torch.float64)
+
+    def hooked_run(model, fast):
+        seen = {}
+        targets = {"conv": model.layer1[1].conv2.conv, "relu": model.layer2[1].relu, "stage": model.layer3,
+                   "stem_bn": model.conv1.bn}
+        for name, module in targets.items():
+            module.register_forward_hook(lambda m, i, o, name=name: seen.__setitem__(name, o.detach().clone()))
+        # Grad-CAM: the gradient at the ReLU's output (a tensor hook: the ReLU is in place) and a module backward hook.
+        def keep_relu_grad(module, inputs, output):  # returns None: the output stays as it is
+            output.register_hook(lambda g: seen.__setitem__("relu_grad", g.detach().clone()))
+
+        model.layer2[1].relu.register_forward_hook(keep_relu_grad)
+        model.layer1[1].conv2.conv.register_full_backward_hook(
+            lambda m, gi, go: seen.__setitem__("conv_grad", go[0].detach().clone()))
+        out = fast_video_encoder_forward(model, x, input_channel_multiple=8) if fast else model(x)
+        out.square().sum().backward()
+        return out.detach(), seen
+
+    ref_out, ref_seen = hooked_run(copy.deepcopy(encoder), False)
+    fast_out, fast_seen = hooked_run(copy.deepcopy(encoder), True)
+    assert fast_seen.keys() == ref_seen.keys() == {"conv", "relu", "stage", "stem_bn", "relu_grad",
+                                                        "conv_grad"}
+    for name in ref_seen:
+        assert fast_seen[name].shape == ref_seen[name].shape, name
+        assert _relative_error(fast_seen[name], ref_seen[name]) < 1e-10, name
+    assert _relative_error(fast_out, ref_out) < 1e-10
