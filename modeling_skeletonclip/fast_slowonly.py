@@ -177,13 +177,13 @@ def _is_plain_conv(conv: nn.Module) -> bool:
     """A Conv3d whose forward is the stock one (also under `torch.nn.utils.parametrize`), so that its weight and
     settings say everything it computes; not a wrapper such as a LoRA layer, a subclass with its own forward, or
     a module with hooks."""
-    return type(conv).forward is nn.Conv3d.forward and not _has_hooks(conv)
+    return type(conv).forward is nn.Conv3d.forward and not _own_hooks(conv)
 
 
 def _is_plain_bn(bn: nn.Module) -> bool:
     """A BatchNorm computing `batch_norm_forward`; not `SyncBatchNorm` (its forward syncs across processes), a
     subclass with its own forward, or a module with hooks."""
-    return type(bn).forward in (nn.BatchNorm3d.forward, SkeletonClipBatchNorm3d.forward) and not _has_hooks(bn)
+    return type(bn).forward in (nn.BatchNorm3d.forward, SkeletonClipBatchNorm3d.forward) and not _own_hooks(bn)
 
 
 def _module_on_frames(module: nn.Module, frames: torch.Tensor, batch: int) -> torch.Tensor:
@@ -371,7 +371,7 @@ def _run_block(block, frames: torch.Tensor, batch: int, fused: bool = False) -> 
 def _max_pool(pool: nn.MaxPool3d, frames: torch.Tensor, batch: int) -> torch.Tensor:
     kernel, stride, padding = _triple(pool.kernel_size), _triple(pool.stride or pool.kernel_size), _triple(pool.padding)
     dilation = _triple(pool.dilation)
-    plain = type(pool).forward is nn.MaxPool3d.forward and not _has_hooks(pool)
+    plain = type(pool).forward is nn.MaxPool3d.forward and not _own_hooks(pool)
     if plain and kernel[0] == 1 and stride[0] == 1 and padding[0] == 0 and not pool.return_indices:
         return F.max_pool2d(frames, kernel[1:], stride[1:], padding[1:], dilation[1:], pool.ceil_mode)
     return _module_on_frames(pool, frames, batch)
