@@ -330,6 +330,10 @@ def test_fused_epilogues_compile_in_one_graph():
     compiled = torch.compile(lambda v: fast_video_encoder_forward(encoder, v, fused_epilogues=True), fullgraph=True)
     with torch.no_grad():
         torch.testing.assert_close(compiled(x), encoder(x), rtol=1e-4, atol=1e-5)
+        # Under autocast the op gets the autocast dtype (it is not autocast-aware itself), also when compiled.
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out, plain = compiled(x), fast_video_encoder_forward(encoder, x)
+        assert out.dtype == plain.dtype == torch.bfloat16 and _norm_error(out, plain) < 1e-2
 
 
 def test_sync_batchnorm_modules_run_their_own_forward(monkeypatch):
