@@ -275,13 +275,13 @@ def _fused_conv2d(x, weight, bias, residual, stride, padding):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _conv(conv: nn.Conv3d, frames: torch.Tensor, batch: int, weight: torch.Tensor, bias, epilogue=None):
+def _conv(conv: nn.Conv3d, frames: torch.Tensor, batch: int, weight: torch.Tensor, bias, fuse=False, residual=None):
     """Applies `conv` (with `weight`/`bias` replacing its own, e.g. BN-folded) to frames `[B * T, C, H, W]`.
 
     Frames with more channels than the weight expects carry zero padding channels (the stem's input, see
     `fast_video_encoder_forward`): the weight gets zero input channels to match, so the result is unchanged.
-    `epilogue=(residual or None,)` asks for `relu(conv + bias [+ residual])` fused into the convolution (inference
-    only; `bias` must be given); the caller applies ReLU and residual itself when it gets `fused=False` back.
+    `fuse=True` asks for `relu(conv + bias [+ residual])` as one op (inference only; `bias` must be given); the
+    caller applies ReLU and residual itself when it gets `fused=False` back (`residual` is only read when fusing).
     Returns `(frames [B * T', C', H', W'] channels_last, fused)`.
     """
     extra_channels = frames.shape[1] - weight.shape[1]
@@ -299,19 +299,19 @@ def _conv(conv: nn.Conv3d, frames: torch.Tensor, batch: int, weight: torch.Tenso
     if simple and kt == 1 and pt == 0:
         # 1 x kh x kw: a conv2d over the (temporally subsampled) frames.
         frames = _subsample_frames(frames, batch, st)
-        if epilogue is not None:
-            return _fused_conv2d(frames, weight[:, :, 0], bias, epilogue[0], (sh, sw), (ph, pw)), True
+        if fuse:
+            return _fused_conv2d(frames, weight[:, :, 0], bias, residual, (sh, sw), (ph, pw)), True
         return F.conv2d(frames, weight[:, :, 0], bias, stride=(sh, sw), padding=(ph, pw)), False
     if simple and (kh, kw, sh, sw, ph, pw) == (1, 1, 1, 1, 0, 0):
         # kt x 1 x 1: a conv2d with kernel (kt, 1) over the [B, C, T, H * W] view (zero frames at the ends).
         height, width = frames.shape[-2:]
         time_view = _frames_to_time(frames, batch)
-        if epilogue is not None:
-            residual = _frames_to_time(epilogue[0], batch) if epilogue[0] is not None else None
+        if fuse:
+            residual = _frames_to_time(residual, batch) if residual is not None else None
             out = _fused_conv2d(time_view, weight[..., 0], bias, residual, (st, 1), (pt, 0))
         else:
             out = F.conv2d(time_view, weight[..., 0], bias, stride=(st, 1), padding=(pt, 0))
-        return _time_to_frames(out, height, width), epilogue is not None
+        return _time_to_frames(out, height, width), fuse
     # Anything else: conv3d on the channels_last_3d view of the same storage.
     return _video_to_frames(conv._conv_forward(_frames_to_video(frames, batch), weight, bias)), False
 
@@ -327,8 +327,8 @@ def _conv_bn(module, frames: torch.Tensor, batch: int, relu: bool, fused: bool =
     plain_conv, plain_bn = _is_plain_conv(conv), _is_plain_bn(bn)
     if plain_conv and plain_bn and _can_fold(bn):
         weight, bias = _folded_weight_and_bias(conv, bn)
-        use_epilogue = fused and relu and not torch.is_grad_enabled()
-        out, done = _conv(conv, frames, batch, weight, bias, (residual,) if use_epilogue else None)
+        fuse = fused and relu and not torch.is_grad_enabled()
+        out, done = _conv(conv, frames, batch, weight, bias, fuse, residual)
         if done:
             return out
     else:
