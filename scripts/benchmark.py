@@ -32,6 +32,8 @@ Flags:
                       max-autotune-no-cudagraphs, max-autotune (e.g. --compile-modes default,max-autotune).
   --cudnn-benchmark   torch.backends.cudnn.benchmark = True for every row (cuDNN times its algorithms per shape
                       on first use instead of picking them by heuristics).
+  --inductor-options K=V[,K=V]  after each compiled row, the same row with these torch._inductor.config settings
+                      (e.g. coordinate_descent_tuning=True: inductor tunes each generated kernel's launch config).
   --batch-sweep LIST  also run the fast bf16 rows (and their compiled rows) at these batch sizes, e.g. 64,192,256.
   --rows LIST         comma-separated subset of rows to run: encoder,heatmaps,pipeline,model,eval,variants (default all).
   --pipeline-clips N  clips through the CPU data pipeline.
@@ -54,6 +56,7 @@ import time
 from typing import NamedTuple
 
 import torch
+import torch._inductor.config  # noqa: F401  (torch._inductor.config.patch for --inductor-options)
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -131,10 +134,11 @@ class EncoderVariant(NamedTuple):
     compile_mode: str | None = None  # torch.compile mode, None = eager
     channel_multiple: int | None = None  # the fast path's input-channel padding, None = its default
     fused_epilogues: bool = False  # the fast path's fused conv-bias-ReLU inference (no train-step row)
+    inductor_options: tuple = ()  # (key, value) pairs of torch._inductor.config set while the row compiles and runs
 
 
-def encoder_variants(compile_modes, device):
-    """The encoder rows, reference first."""
+def encoder_variants(compile_modes, device, inductor_options=()):
+    """The encoder rows, reference first. With `inductor_options`, each compiled row is followed by one with them."""
     variants = [
         EncoderVariant("conv3d fp32 (reference)", "conv3d", False, False),
         EncoderVariant("conv3d bf16 + channels_last_3d", "conv3d", True, True),
@@ -152,6 +156,10 @@ def encoder_variants(compile_modes, device):
         if device.type == "cuda":
             variants.append(EncoderVariant(f"fast bf16 + torch.compile{suffix}, fused epilogues (inference)", "fast",
                                            True, False, mode, fused_epilogues=True))
+        if inductor_options:
+            options = ", ".join(f"{key}={value}" for key, value in inductor_options)
+            variants.append(EncoderVariant(f"fast bf16 + torch.compile{suffix}, inductor {options}", "fast", True,
+                                           False, mode, inductor_options=tuple(inductor_options)))
     return variants
 
 
@@ -202,6 +210,12 @@ def encoder_steps(base_encoder, x, device, variant):
 def bench_encoder_variant(base_encoder, x, device, variant, args):
     """`(train, inference)` measurements; fused-epilogue rows have inference only, plus their output's relative
     difference to the plain fast path under the same autocast (a check that the fused kernels compute the same)."""
+    # Compilation happens in the first calls, so the inductor options must hold for the whole measurement.
+    with torch._inductor.config.patch(dict(variant.inductor_options)):
+        return _bench_encoder_variant(base_encoder, x, device, variant, args)
+
+
+def _bench_encoder_variant(base_encoder, x, device, variant, args):
     encoder, train_step, inference = encoder_steps(base_encoder, x, device, variant)
     warmup = args.warmup + (2 if variant.compile_mode is not None else 0)  # compilation stays out of the timing
     if variant.fused_epilogues:
@@ -227,7 +241,7 @@ def bench_encoder(args, device, results, table):
     x = torch.rand(args.batch, config.in_channels, args.frames, args.size, args.size, device=device)
     rows = []
     reference = None
-    variants = encoder_variants(args.compile_modes, device)
+    variants = encoder_variants(args.compile_modes, device, args.inductor_options)
     for variant in variants:
         train, infer = bench_encoder_variant(encoder, x, device, variant, args)
         if reference is None:
@@ -493,6 +507,30 @@ def machine_description(device):
             f"{torch.get_num_threads()} torch threads (torch {torch.__version__})")
 
 
+def parse_inductor_options(text: str) -> list[tuple[str, object]]:
+    """"key=value,key=value" -> [(key, value)] for `torch._inductor.config.patch`; values True/False, ints and floats
+    are converted. Unknown keys raise ValueError (a typo would otherwise measure the plain compiled row again)."""
+    options = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"expected key=value, got {item!r}")
+        if not hasattr(torch._inductor.config, key):
+            raise ValueError(f"torch._inductor.config has no option {key!r}")
+        raw = raw.strip()
+        value: object = {"true": True, "false": False}.get(raw.lower(), raw)
+        if isinstance(value, str):
+            for convert in (int, float):
+                try:
+                    value = convert(raw)
+                    break
+                except ValueError:
+                    pass
+        options.append((key, value))
+    return options
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
     parser.add_argument("--quick", action="store_true")
@@ -507,6 +545,7 @@ def parse_args(argv=None):
     parser.add_argument("--compile-modes", default="")
     parser.add_argument("--batch-sweep", default="")
     parser.add_argument("--cudnn-benchmark", action="store_true")
+    parser.add_argument("--inductor-options", default="")
     parser.add_argument("--rows", default="encoder,heatmaps,pipeline,model,eval,variants")
     parser.add_argument("--pipeline-clips", type=int)
     parser.add_argument("--json")
@@ -527,6 +566,12 @@ def parse_args(argv=None):
         args.batch_sweep = [int(b) for b in args.batch_sweep.split(",") if b]
     except ValueError:
         parser.error(f"--batch-sweep: expected comma-separated integers, got {args.batch_sweep!r}")
+    try:
+        args.inductor_options = parse_inductor_options(args.inductor_options)
+    except ValueError as error:
+        parser.error(f"--inductor-options: {error}")
+    if args.inductor_options and not args.compile_modes:
+        parser.error("--inductor-options adds compiled rows: add --compile or --compile-modes")
     args.bf16 = torch.device(args.device).type == "cuda"  # the full model rows: bf16 autocast on GPU
     return args
 

@@ -19,6 +19,7 @@ Flags:
   --compile MODE       torch.compile mode (default, reduce-overhead, max-autotune-no-cudagraphs, max-autotune).
   --channel-multiple N the fast path's input-channel padding (default: its own, 8 on CUDA).
   --fused-epilogues    the fast path's fused conv-bias(-add)-ReLU ops (inference only).
+  --inductor-options K=V[,K=V]  torch._inductor.config settings while compiling (e.g. coordinate_descent_tuning=True).
   --mode train|inference, --batch / --frames / --size, --steps (profiled) / --warmup, --top (kernels listed).
   --json PATH          categories and top kernels as JSON; --trace PATH: a Chrome trace of the profiled steps.
 """
@@ -43,6 +44,8 @@ from benchmark import (  # noqa: E402
     EncoderVariant,
     encoder_steps,
     machine_description,
+    parse_inductor_options,
+    seconds_per_iter,
     sync,
 )
 
@@ -111,13 +114,17 @@ def profile_encoder(args) -> dict:
     base = SkeletonClipVideoEncoder(config)
     x = torch.rand(args.batch, config.in_channels, args.frames, args.size, args.size, device=device)
     variant = EncoderVariant(args.impl, args.impl, not args.fp32, args.channels_last, args.compile,
-                             args.channel_multiple, args.fused_epilogues)
+                             args.channel_multiple, args.fused_epilogues, tuple(args.inductor_options))
+    with torch._inductor.config.patch(dict(variant.inductor_options)):  # compilation happens in the first steps
+        return _profile_encoder(args, base, x, device, variant)
+
+
+def _profile_encoder(args, base, x, device, variant) -> dict:
     encoder, train_step, inference = encoder_steps(base, x, device, variant)
     encoder.train(args.mode == "train")
     step = train_step if args.mode == "train" else inference
-    for _ in range(args.warmup + (2 if args.compile else 0)):
-        step()
-    sync(device)
+    # Wall-clock time outside the profiler (whose bookkeeping slows the host side), warm-up and compilation first.
+    wall_seconds = seconds_per_iter(step, device, args.steps, args.warmup + (2 if args.compile else 0))
     activities = [ProfilerActivity.CUDA] if device.type == "cuda" else [ProfilerActivity.CPU]
     with profile(activities=activities) as prof:
         for _ in range(args.steps):
@@ -126,11 +133,13 @@ def profile_encoder(args) -> dict:
     if args.trace:
         prof.export_chrome_trace(args.trace)
     result = breakdown(kernel_times(prof, device), args.steps, args.top)
+    result["wall_ms_per_step"] = 1e3 * wall_seconds
+    result["clips_per_s"] = args.batch / wall_seconds
     result["machine"] = machine_description(device)
     result["settings"] = {
         key: getattr(args, key)
         for key in ("impl", "mode", "batch", "frames", "size", "steps", "compile", "channels_last", "channel_multiple",
-                    "fused_epilogues")
+                    "fused_epilogues", "inductor_options")
     }
     result["settings"]["precision"] = "fp32" if args.fp32 else "bf16 autocast"
     return result
@@ -141,6 +150,10 @@ def print_breakdown(result: dict) -> None:
     compiled = f" + torch.compile({settings['compile']})" if settings["compile"] else ""
     print(f"\n{result['machine']}: encoder {settings['impl']} {settings['precision']}{compiled}, {settings['mode']}, "
           f"batch {settings['batch']}, {settings['frames']}x{settings['size']}x{settings['size']}")
+    if settings["inductor_options"]:
+        print("inductor options: " + ", ".join(f"{key}={value}" for key, value in settings["inductor_options"]))
+    print(f"wall-clock time per step: {result['wall_ms_per_step']:.2f} ms ({result['clips_per_s']:,.1f} clips/s, "
+          "outside the profiler)")
     print(f"profiled time per step: {result['total_ms_per_step']:.2f} ms (kernel self times; profiler overhead "
           "included on CPU)")
     print(f"{'category':<22} {'ms/step':>10} {'share':>7}")
@@ -161,6 +174,7 @@ def parse_args(argv=None):
     parser.add_argument("--compile", choices=COMPILE_MODES)
     parser.add_argument("--channel-multiple", type=int)
     parser.add_argument("--fused-epilogues", action="store_true")
+    parser.add_argument("--inductor-options", default="")
     parser.add_argument("--mode", choices=("train", "inference"), default="train")
     parser.add_argument("--batch", type=int)
     parser.add_argument("--frames", type=int)
@@ -180,6 +194,12 @@ def parse_args(argv=None):
     for flag, value in (("--channel-multiple", args.channel_multiple), ("--fused-epilogues", args.fused_epilogues)):
         if value not in (None, False) and args.impl != "fast":
             parser.error(f"{flag} applies to --impl fast only")
+    try:
+        args.inductor_options = parse_inductor_options(args.inductor_options)
+    except ValueError as error:
+        parser.error(f"--inductor-options: {error}")
+    if args.inductor_options and not args.compile:
+        parser.error("--inductor-options applies to compiled code: add --compile MODE")
     if args.fused_epilogues and args.mode != "inference":
         parser.error("--fused-epilogues is an inference option: add --mode inference")
     return args

@@ -43,7 +43,10 @@ def test_encoder_rows_batch_sweep_and_json(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     "argv, message",
-    [(["--compile-modes", "fastest"], "unknown mode(s) ['fastest']"), (["--batch-sweep", "64,x"], "--batch-sweep")],
+    [(["--compile-modes", "fastest"], "unknown mode(s) ['fastest']"), (["--batch-sweep", "64,x"], "--batch-sweep"),
+     (["--compile", "--inductor-options", "coordinate_descent_tunning=True"], "no option 'coordinate_descent_tunning'"),
+     (["--compile", "--inductor-options", "coordinate_descent_tuning"], "expected key=value"),
+     (["--inductor-options", "coordinate_descent_tuning=True"], "add --compile")],
 )
 def test_bad_flags_are_named(argv, message, capsys):
     with pytest.raises(SystemExit):
@@ -83,3 +86,27 @@ def test_fused_epilogue_row_measures_inference_and_checks_its_output():
 def test_cudnn_benchmark_flag():
     assert benchmark.parse_args(["--quick", "--cudnn-benchmark"]).cudnn_benchmark
     assert not benchmark.parse_args(["--quick"]).cudnn_benchmark
+
+
+def test_inductor_options_parse_and_add_a_compiled_row():
+    args = benchmark.parse_args(["--quick", "--compile", "--inductor-options",
+                                 "coordinate_descent_tuning=True, max_autotune_pointwise=false,realize_reads_threshold=8"])
+    assert args.inductor_options == [("coordinate_descent_tuning", True), ("max_autotune_pointwise", False),
+                                     ("realize_reads_threshold", 8)]
+    variants = benchmark.encoder_variants(args.compile_modes, torch.device("cpu"), args.inductor_options[:1])
+    assert [(v.name, v.compile_mode, v.inductor_options) for v in variants[-2:]] == [
+        ("fast bf16 + torch.compile", "default", ()),
+        ("fast bf16 + torch.compile, inductor coordinate_descent_tuning=True", "default",
+         (("coordinate_descent_tuning", True),)),
+    ]
+
+
+def test_inductor_options_hold_while_the_row_runs_and_only_then(monkeypatch):
+    seen = []
+    monkeypatch.setattr(benchmark, "_bench_encoder_variant",
+                        lambda *args: seen.append(torch._inductor.config.coordinate_descent_tuning))
+    before = torch._inductor.config.coordinate_descent_tuning
+    variant = benchmark.EncoderVariant("cd", "fast", True, False, "default",
+                                       inductor_options=(("coordinate_descent_tuning", not before),))
+    benchmark.bench_encoder_variant(None, None, torch.device("cpu"), variant, None)
+    assert seen == [not before] and torch._inductor.config.coordinate_descent_tuning == before

@@ -29,7 +29,14 @@ def _python_calls(path):
     for line in text.splitlines():
         match = re.search(r"python3 scripts/(\w+)\.py(.*)", line)
         if match:
-            argv = shlex.split(match.group(2).split("|")[0].split("2>&1")[0], comments=True)
+            lexer = shlex.shlex(match.group(2), posix=True, punctuation_chars=True)
+            lexer.whitespace_split = True
+            argv = []
+            for token in lexer:  # the arguments end where a pipe or redirection starts ("2>&1" lexes as "2", ">&")
+                if token[0] in "|>&<;":
+                    argv = argv[:-1] if argv and argv[-1].isdigit() else argv
+                    break
+                argv.append(token)
             calls.append((match.group(1), [arg.replace("$OUT", "/tmp") for arg in argv]))
     return calls
 

@@ -55,7 +55,9 @@ def test_cpu_profile_of_a_train_step(tmp_path, capsys):
     categories = result["categories_ms_per_step"]
     assert categories["convolution"] > 0 and categories["batch norm"] > 0
     assert sum(categories.values()) == pytest.approx(result["total_ms_per_step"])
-    assert "convolution" in capsys.readouterr().out
+    assert result["clips_per_s"] == pytest.approx(2 / (result["wall_ms_per_step"] / 1e3))
+    printed = capsys.readouterr().out
+    assert "convolution" in printed and "wall-clock time per step" in printed
 
 
 @pytest.mark.parametrize(
@@ -64,7 +66,9 @@ def test_cpu_profile_of_a_train_step(tmp_path, capsys):
      (["--impl", "conv3d", "--channel-multiple", "8"], "--impl fast only"),
      (["--compile", "fastest"], "invalid choice: 'fastest'"),
      (["--fused-epilogues"], "add --mode inference"),
-     (["--impl", "conv3d", "--fused-epilogues", "--mode", "inference"], "--impl fast only")],
+     (["--impl", "conv3d", "--fused-epilogues", "--mode", "inference"], "--impl fast only"),
+     (["--inductor-options", "coordinate_descent_tuning=True"], "add --compile MODE"),
+     (["--compile", "default", "--inductor-options", "no_such_option=1"], "no option 'no_such_option'")],
 )
 def test_bad_flags_are_named(argv, message, capsys):
     with pytest.raises(SystemExit):
