@@ -34,6 +34,7 @@ Flags:
                       on first use instead of picking them by heuristics).
   --inductor-options K=V[,K=V]  after each compiled row, the same row with these torch._inductor.config settings
                       (e.g. coordinate_descent_tuning=True: inductor tunes each generated kernel's launch config).
+  --inference-only    encoder rows: inference only (no train steps, no compiled backward graphs: much quicker).
   --batch-sweep LIST  also run the fast bf16 rows (and their compiled rows) at these batch sizes, e.g. 64,192,256.
   --rows LIST         comma-separated subset of rows to run: encoder,heatmaps,pipeline,model,eval,variants (default all).
   --pipeline-clips N  clips through the CPU data pipeline.
@@ -218,8 +219,9 @@ def bench_encoder_variant(base_encoder, x, device, variant, args):
 def _bench_encoder_variant(base_encoder, x, device, variant, args):
     encoder, train_step, inference = encoder_steps(base_encoder, x, device, variant)
     warmup = args.warmup + (2 if variant.compile_mode is not None else 0)  # compilation stays out of the timing
-    if variant.fused_epilogues:
-        train = {"clips_per_s": None, "peak_mem_gib": None, "note": "inference-only option"}
+    if variant.fused_epilogues or args.inference_only:
+        note = "inference-only option" if variant.fused_epilogues else "--inference-only"
+        train = {"clips_per_s": None, "peak_mem_gib": None, "note": note}
     else:
         encoder.train()
         train = measure(train_step, device, args.steps, warmup, x.shape[0])
@@ -546,6 +548,7 @@ def parse_args(argv=None):
     parser.add_argument("--batch-sweep", default="")
     parser.add_argument("--cudnn-benchmark", action="store_true")
     parser.add_argument("--inductor-options", default="")
+    parser.add_argument("--inference-only", action="store_true")
     parser.add_argument("--rows", default="encoder,heatmaps,pipeline,model,eval,variants")
     parser.add_argument("--pipeline-clips", type=int)
     parser.add_argument("--json")

@@ -47,3 +47,9 @@ def test_issue6_check_uses_existing_flags():
     parsers = {"benchmark": benchmark.parse_args, "profile_encoder": profile_encoder.parse_args}
     for script, argv in calls:
         parsers[script](argv)  # exits with the argparse error on an unknown or invalid flag
+
+
+def test_issue6_inference_uses_existing_flags():
+    calls = _python_calls(os.path.join(DEVICE, "issue6_inference.sh"))
+    assert [script for script, _ in calls] == ["benchmark"]
+    assert benchmark.parse_args(calls[0][1]).inference_only

@@ -303,10 +303,9 @@ def test_fused_epilogues_inference_matches_conv3d(variant):
         finally:
             fast_module.conv2d_bias_relu = original
         assert _relative_error(fused, reference) < 1e-10
-        # SMALL has 6 bottlenecks: conv1, conv2 fused with ReLU, conv3 with residual + ReLU; the stem too unless it
-        # is the conv3d fallback. Downsample convs (no ReLU) stay plain.
-        stem = 0 if variant == "temporal_stem_fallback" else 1
-        assert calls.count(True) == 6 and calls.count(False) == 12 + stem
+        # SMALL has 6 bottlenecks: conv1, conv2 fused with ReLU, conv3 with residual + ReLU. The stem (cuDNN's fused
+        # kernel is slower there) and the downsample convs (no ReLU) stay plain.
+        assert calls.count(True) == 6 and calls.count(False) == 12
         with torch.autocast("cpu", dtype=torch.bfloat16):
             fused_bf16 = fast_video_encoder_forward(encoder.float(), x.float(), fused_epilogues=True)
             plain_bf16 = fast_video_encoder_forward(encoder.float(), x.float())
