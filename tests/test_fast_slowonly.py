@@ -431,3 +431,35 @@ def test_hooks_fire_with_the_conv3d_paths_tensors():
         assert fast_seen[name].shape == ref_seen[name].shape, name
         assert _relative_error(fast_seen[name], ref_seen[name]) < 1e-10, name
     assert _relative_error(fast_out, ref_out) < 1e-10
+
+
+def test_fused_epilogues_default_follows_the_conv_dtype():
+    # Default (None): fused on CUDA when the convolutions run in bf16/fp16 (measured faster there), else plain.
+    # The dtype part is checked here on CPU tensors; the CUDA part is `heatmaps.is_cuda`.
+    from modeling_skeletonclip.fast_slowonly import _runs_in_half_precision
+
+    x = torch.zeros(1)
+    assert not _runs_in_half_precision(x)
+    assert _runs_in_half_precision(x.bfloat16()) and _runs_in_half_precision(x.half())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert _runs_in_half_precision(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=False):
+        assert not _runs_in_half_precision(x)
+
+
+def test_fused_epilogues_are_off_by_default_on_cpu():
+    import modeling_skeletonclip.fast_slowonly as fast_module
+
+    encoder = _build_encoder("default").eval()
+    x = torch.randn(2, encoder.config.in_channels, 6, 12, 12)
+    calls = []
+    original = fast_module.conv2d_bias_relu
+    fast_module.conv2d_bias_relu = lambda *args: calls.append(1) or original(*args)
+    try:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            fast_video_encoder_forward(encoder, x)
+            assert calls == []
+            fast_video_encoder_forward(encoder, x, fused_epilogues=True)
+            assert len(calls) == 18  # 6 bottlenecks x 3 convs; not the stem, not the downsample convs
+    finally:
+        fast_module.conv2d_bias_relu = original
