@@ -257,10 +257,31 @@ def bench_encoder(args, device, results, table):
                 train, infer = bench_encoder_variant(encoder, xb, device, variant, args)
                 rows.append(encoder_row(variant.name, batch, train, infer, reference, table, label_batch=True))
     results["encoder"] = {
-        "batch": args.batch, "frames": args.frames, "size": args.size, "config": config.to_dict(), "rows": rows
+        "batch": args.batch, "frames": args.frames, "size": args.size, "config": config.to_dict(), "rows": rows,
+        "best_vs_conv3d_bf16_channels_last": best_fast_rows(rows, args.batch),
     }
     if device.type == "cpu":
         results["encoder"]["batch1_inference"] = bench_encoder_batch1(encoder, x[:1], device, args, table)
+
+
+def best_fast_rows(rows, batch):
+    """The fastest fast-path row at `batch` for training and for inference, against the conv3d bf16 channels-last
+    row of the same run (the comparison the performance targets are stated in); printed and returned."""
+    baseline = next((row for row in rows if row["name"] == "conv3d bf16 + channels_last_3d"), None)
+    if baseline is None:
+        return None
+    best = {}
+    for mode in ("train", "inference"):
+        candidates = [row for row in rows if row["name"].startswith("fast") and row["batch"] == batch
+                      and row[mode]["clips_per_s"] is not None]
+        if not candidates or baseline[mode]["clips_per_s"] is None:
+            continue
+        top = max(candidates, key=lambda row: row[mode]["clips_per_s"])
+        best[mode] = {"name": top["name"], "clips_per_s": top[mode]["clips_per_s"],
+                      "ratio": top[mode]["clips_per_s"] / baseline[mode]["clips_per_s"]}
+        print(f"  best {mode}: {top['name']}, {fmt(best[mode]['clips_per_s'])} clips/s = "
+              f"{best[mode]['ratio']:.2f}x conv3d bf16 + channels_last_3d", flush=True)
+    return best
 
 
 def encoder_row(name, batch, train, infer, reference, table, label_batch=False):

@@ -37,6 +37,13 @@ def test_encoder_rows_batch_sweep_and_json(tmp_path, capsys):
         assert row["train"]["clips_per_s"] > 0 and row["inference"]["clips_per_s"] > 0
         assert row["train_ratio"] == pytest.approx(row["train"]["clips_per_s"] / rows[0]["train"]["clips_per_s"])
     assert results["encoder"]["batch1_inference"]["ratio"] > 0
+    # The fastest fast row per mode against conv3d bf16 channels-last (the batch-3 sweep row is not a candidate).
+    best, by_name = results["encoder"]["best_vs_conv3d_bf16_channels_last"], {r["name"]: r for r in rows[:4]}
+    for mode in ("train", "inference"):
+        fastest = max(("fast fp32", "fast bf16"), key=lambda name: by_name[name][mode]["clips_per_s"])
+        assert best[mode]["name"] == fastest
+        assert best[mode]["ratio"] == pytest.approx(
+            by_name[fastest][mode]["clips_per_s"] / by_name["conv3d bf16 + channels_last_3d"][mode]["clips_per_s"])
     table = capsys.readouterr().out
     assert "encoder fast bf16, batch 3" in table and "batch-1 inference conv3d / fast" in table
 
