@@ -41,15 +41,27 @@ def _python_calls(path):
     return calls
 
 
-def test_issue6_check_uses_existing_flags():
-    calls = _python_calls(os.path.join(DEVICE, "issue6_check.sh"))
-    assert [script for script, _ in calls] == ["benchmark", "profile_encoder", "profile_encoder"]
-    parsers = {"benchmark": benchmark.parse_args, "profile_encoder": profile_encoder.parse_args}
+PARSERS = {"benchmark": benchmark.parse_args, "profile_encoder": profile_encoder.parse_args}
+
+
+@pytest.mark.parametrize(
+    "name, scripts",
+    [("issue6_check.sh", ["benchmark", "profile_encoder", "profile_encoder"]),
+     ("issue6_inference.sh", ["benchmark"]),
+     ("issue6_train_check.sh", ["profile_encoder"] * 3)],
+)
+def test_device_scripts_use_existing_flags(name, scripts):
+    calls = _python_calls(os.path.join(DEVICE, name))
+    assert [script for script, _ in calls] == scripts
     for script, argv in calls:
-        parsers[script](argv)  # exits with the argparse error on an unknown or invalid flag
+        PARSERS[script](argv)  # exits with the argparse error on an unknown or invalid flag
 
 
-def test_issue6_inference_uses_existing_flags():
-    calls = _python_calls(os.path.join(DEVICE, "issue6_inference.sh"))
-    assert [script for script, _ in calls] == ["benchmark"]
-    assert benchmark.parse_args(calls[0][1]).inference_only
+def test_every_device_script_is_checked():
+    checked = {"issue6_check.sh", "issue6_inference.sh", "issue6_train_check.sh", "prepare_packages.sh",
+               "fused_default_check.sh"}  # the last two call no script of ours with flags
+    assert set(os.listdir(DEVICE)) == checked
+
+
+def test_issue6_inference_runs_inference_only():
+    assert benchmark.parse_args(_python_calls(os.path.join(DEVICE, "issue6_inference.sh"))[0][1]).inference_only

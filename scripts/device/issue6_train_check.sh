@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Issue 6, the training target, on one GPU in one call (~8 min): why the compiled train step of the fast path
+# (fast bf16 + torch.compile, batch 128, 48x56x56) takes ~165 ms. Each step is a separate process, so compare
+# their wall-clock clips/s (printed outside the profiler) with each other, not with another day's table.
+#  1. every inductor kernel's achieved memory bandwidth (inductor's profile_bandwidth; the card does ~3 TB/s):
+#     which of the ~54 % of generated kernels (BatchNorm, max-pool, adds) run far below it;
+#  2. the same step with inductor's coordinate-descent tuning of those kernels (minutes of compile time);
+#  3. the kernel-category breakdown with more kernels listed than before.
+# Prepare once on the dev machine: bash scripts/device/prepare_packages.sh
+# Then: run(command="bash scripts/device/issue6_train_check.sh", carry=[".whl"], timeout_s=600)
+python3 -m pip uninstall -q -y peft  # the image's peft does not import with transformers 5.23
+python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+timeout 150 python3 scripts/profile_encoder.py --compile default --mode train --steps 1 --warmup 0 --top 40 \
+  --inductor-options profile_bandwidth=True,profile_bandwidth_output=$OUT/bandwidth.txt \
+  --json "$OUT/prof_train_bandwidth.json" > "$OUT/prof_train_bandwidth.log" 2>&1
+grep "wall-clock\|rror" "$OUT/prof_train_bandwidth.log" | head -5
+# The file has one section per compiled-graph call (forward, backward, forward, ...), kernels sorted by time:
+# the first forward and backward sections, 18 kernels each, and their summaries.
+awk '/^TRITON KERNELS/{n++; c=0} n>=1 && n<=2 && c++<19' "$OUT/bandwidth.txt"
+grep -m2 -A1 "^SUMMARY" "$OUT/bandwidth.txt"
+timeout 330 python3 scripts/profile_encoder.py --compile default --mode train --top 40 \
+  --inductor-options coordinate_descent_tuning=True --json "$OUT/prof_train_cd.json" 2>&1 | grep -v -i warn | head -12
+timeout 100 python3 scripts/profile_encoder.py --compile default --mode train --top 40 \
+  --json "$OUT/prof_train.json" 2>&1 | grep -v -i warn | head -12
