@@ -19,10 +19,10 @@ updates in training), but with 2D convolutions over the `B * T` frames instead o
 * Training mode: BatchNorm stays separate (`F.batch_norm` with the module's weight, bias, running stats, momentum
   and eps, `training=True`; `num_batches_tracked` is incremented like `nn.BatchNorm3d` does).
 * ReLUs are in place; the residual add and the ReLU after it happen in place on the last BN output.
-* Inference with fused epilogues (eval mode, no gradients; the default on CUDA in bf16/fp16): each convolution's bias (the folded BN), ReLU
-  and residual add run inside the convolution (`skeletonclip::conv2d_bias_relu`: one cuDNN call on CUDA, the
-  plain ops elsewhere), saving the passes of a separate ReLU / add kernel over every activation; not the stem's
-  (slower there, see `fast_video_encoder_forward`).
+* Inference with fused epilogues (eval mode, no gradients; the default on CUDA in bf16/fp16): each convolution's
+  bias (the folded BN), ReLU and residual add run inside the convolution (`skeletonclip::conv2d_bias_relu`: one
+  cuDNN call on CUDA, the plain ops elsewhere), saving the passes of a separate ReLU / add kernel over every
+  activation; not the stem's (slower there, see `fast_video_encoder_forward`).
 * Works under `torch.autocast` (bf16/fp16) and with `torch.compile`.
 * Gradient checkpointing: honoured per bottleneck when the encoder's blocks were switched to it
   (`model.gradient_checkpointing_enable()`); as in the conv3d path (`SkeletonClipBatchNorm3d`), the recomputation

@@ -5,7 +5,10 @@ Rows:
   1. video encoder (SlowOnly, SPEC §3): train step (forward + backward + AdamW step) and inference clips/s, peak
      memory, for conv3d fp32 (the reference), conv3d bf16 autocast + channels_last_3d, the fast 2D path
      (`fast_video_encoder_forward`) in fp32 and bf16, and fast bf16 + torch.compile (`--compile`); each with its
-     ratio to the reference. On CPU also inference at batch 1 (conv3d vs fast).
+     ratio to the reference. On CUDA also the fast path without input-channel padding and with fused
+     conv-bias-ReLU epilogues (inference; what the model runs by default on CUDA in bf16, the other fast rows
+     force them off). The fastest fast rows are then compared with conv3d bf16 + channels_last_3d (the targets'
+     baseline). On CPU also inference at batch 1 (conv3d vs fast).
   2. heatmap rendering: torch `render_heatmaps` vs the numpy reference (`_benchmark_heatmaps.benchmark_rendering`);
      on GPU also `render_heatmaps` for 128 clips x 2 persons x 48 frames at 56x56.
   3. CPU data pipeline: train transform + collator, one thread (`_benchmark_pipeline.benchmark_pipeline`); the
@@ -532,15 +535,16 @@ def machine_description(device):
 
 def parse_inductor_options(text: str) -> list[tuple[str, object]]:
     """"key=value,key=value" -> [(key, value)] for `torch._inductor.config.patch`; values True/False, ints and floats
-    are converted. Unknown keys raise ValueError (a typo would otherwise measure the plain compiled row again)."""
+    are converted. Unknown keys are refused (a typo would otherwise measure the plain compiled row again). An
+    argparse `type`, so a bad value is reported as an error of the flag."""
     options = []
     for item in filter(None, (part.strip() for part in text.split(","))):
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ValueError(f"expected key=value, got {item!r}")
+            raise argparse.ArgumentTypeError(f"expected key=value, got {item!r}")
         if not hasattr(torch._inductor.config, key):
-            raise ValueError(f"torch._inductor.config has no option {key!r}")
+            raise argparse.ArgumentTypeError(f"torch._inductor.config has no option {key!r}")
         raw = raw.strip()
         value: object = {"true": True, "false": False}.get(raw.lower(), raw)
         if isinstance(value, str):
@@ -568,7 +572,7 @@ def parse_args(argv=None):
     parser.add_argument("--compile-modes", default="")
     parser.add_argument("--batch-sweep", default="")
     parser.add_argument("--cudnn-benchmark", action="store_true")
-    parser.add_argument("--inductor-options", default="")
+    parser.add_argument("--inductor-options", type=parse_inductor_options, default=[])
     parser.add_argument("--inference-only", action="store_true")
     parser.add_argument("--rows", default="encoder,heatmaps,pipeline,model,eval,variants")
     parser.add_argument("--pipeline-clips", type=int)
@@ -590,10 +594,6 @@ def parse_args(argv=None):
         args.batch_sweep = [int(b) for b in args.batch_sweep.split(",") if b]
     except ValueError:
         parser.error(f"--batch-sweep: expected comma-separated integers, got {args.batch_sweep!r}")
-    try:
-        args.inductor_options = parse_inductor_options(args.inductor_options)
-    except ValueError as error:
-        parser.error(f"--inductor-options: {error}")
     if args.inductor_options and not args.compile_modes:
         parser.error("--inductor-options adds compiled rows: add --compile or --compile-modes")
     args.bf16 = torch.device(args.device).type == "cuda"  # the full model rows: bf16 autocast on GPU

@@ -174,7 +174,7 @@ def parse_args(argv=None):
     parser.add_argument("--compile", choices=COMPILE_MODES)
     parser.add_argument("--channel-multiple", type=int)
     parser.add_argument("--fused-epilogues", action="store_true")
-    parser.add_argument("--inductor-options", default="")
+    parser.add_argument("--inductor-options", type=parse_inductor_options, default=[])
     parser.add_argument("--mode", choices=("train", "inference"), default="train")
     parser.add_argument("--batch", type=int)
     parser.add_argument("--frames", type=int)
@@ -194,10 +194,6 @@ def parse_args(argv=None):
     for flag, value in (("--channel-multiple", args.channel_multiple), ("--fused-epilogues", args.fused_epilogues)):
         if value not in (None, False) and args.impl != "fast":
             parser.error(f"{flag} applies to --impl fast only")
-    try:
-        args.inductor_options = parse_inductor_options(args.inductor_options)
-    except ValueError as error:
-        parser.error(f"--inductor-options: {error}")
     if args.inductor_options and not args.compile:
         parser.error("--inductor-options applies to compiled code: add --compile MODE")
     if args.fused_epilogues and args.mode != "inference":
