@@ -2,9 +2,7 @@
 # On one GPU (~1-2 min): the default fast path in eval mode (fused conv-bias-ReLU epilogues in bf16 on CUDA) gives
 # the conv3d path's output, cuDNN's fused kernels are really used (no logged fallback), fp32 stays plain, and
 # torch.compile of the encoder agrees. Run: run(command="bash scripts/device/fused_default_check.sh", carry=[".whl"])
-python3 -m pip uninstall -q -y peft
-python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+source "$(dirname "$0")/install_packages.sh"
 timeout 170 python3 - <<'PY' 2>&1 | grep -v -i warn
 import torch
 import modeling_skeletonclip.fast_slowonly as fs

@@ -5,9 +5,7 @@
 # compiled train step and of compiled fused inference (scripts/profile_encoder.py).
 # Prepare once on the dev machine: bash scripts/device/prepare_packages.sh
 # Then: run(command="bash scripts/device/issue6_check.sh", carry=[".whl"], timeout_s=600)
-python3 -m pip uninstall -q -y peft  # the image's peft does not import with transformers 5.23
-python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+source "$(dirname "$0")/install_packages.sh"
 nvidia-smi --query-gpu=name,memory.total,clocks.sm --format=csv
 python3 -c "import torch, transformers, datasets; print(torch.__version__, transformers.__version__, datasets.__version__)"
 timeout 420 python3 scripts/benchmark.py --rows encoder --compile --inductor-options coordinate_descent_tuning=True \

@@ -3,9 +3,7 @@
 # torch.compile, inference only (no train steps), so the fused-epilogue rows are measured against the conv3d bf16
 # channels-last path in the same run. Prepare once on the dev machine: bash scripts/device/prepare_packages.sh
 # Then: run(command="bash scripts/device/issue6_inference.sh", carry=[".whl"], timeout_s=300)
-python3 -m pip uninstall -q -y peft  # the image's peft does not import with transformers 5.23
-python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+source "$(dirname "$0")/install_packages.sh"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 timeout 250 python3 scripts/benchmark.py --rows encoder --compile --inference-only \
   --json "$OUT/bench_inference.json" > "$OUT/bench_inference.log" 2>&1

@@ -11,9 +11,7 @@
 #     input zero-padded beforehand (which the fast path's input copy could do for free), and in NCHW.
 # Prepare once on the dev machine: bash scripts/device/prepare_packages.sh
 # Then: run(command="bash scripts/device/issue6_train_check.sh", carry=[".whl"], timeout_s=600)
-python3 -m pip uninstall -q -y peft  # the image's peft does not import with transformers 5.23
-python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+source "$(dirname "$0")/install_packages.sh"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 timeout 60 python3 - <<'PY'
 import torch, torch.nn.functional as F
