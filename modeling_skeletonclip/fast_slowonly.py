@@ -49,6 +49,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .fused_conv_bn import batch_norm_scale_shift, conv2d_genstats
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["SkeletonClipBatchNorm3d", "conv2d_bias_relu", "fast_video_encoder_forward"]
@@ -379,6 +381,102 @@ def _max_pool(pool: nn.MaxPool3d, frames: torch.Tensor, batch: int) -> torch.Ten
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Training with the BatchNorm passes inside the convolutions (`fused_conv_bn`; experimental, off by default).
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _conv_kind(conv: nn.Module) -> str | None:
+    """"spatial" (1 x kh x kw), "temporal" (kt x 1 x 1) or None (a conv the fused path does not take)."""
+    if not _is_plain_conv(conv) or conv.groups != 1 or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+        return None
+    if conv.bias is not None or _triple(conv.dilation) != (1, 1, 1):
+        return None
+    kt, kh, kw = _triple(conv.kernel_size)
+    pt, ph, pw = _triple(conv.padding)
+    _, sh, sw = _triple(conv.stride)
+    if kt == 1 and pt == 0:
+        return "spatial"
+    if (kh, kw, sh, sw, ph, pw) == (1, 1, 1, 1, 0, 0):
+        return "temporal"
+    return None
+
+
+def _takes_fused_training(module, relu: bool) -> bool:
+    """A conv -> BN [-> ReLU] module of the SlowOnly layout with plain, unhooked parts and a training BN."""
+    return (
+        module is not None
+        and not _has_hooks(module)
+        and _conv_kind(module.conv) is not None
+        and _is_plain_bn(module.bn)
+        and module.bn.training
+        and _has_relu(module) == relu
+    )
+
+
+def _block_takes_fused_training(block) -> bool:
+    return (
+        not _has_hooks(block)
+        and not getattr(block, "gradient_checkpointing", False)
+        and _takes_fused_training(block.conv1, True)
+        and _takes_fused_training(block.conv2, True)
+        and _takes_fused_training(block.conv3, False)
+        and (block.downsample is None or _takes_fused_training(block.downsample, False))
+    )
+
+
+def _genstats_conv_bn(module, frames: torch.Tensor, batch: int, dtype, in_affine=None):
+    """conv (with the previous BN-ReLU `in_affine = (scale, shift)` as its prologue) and its BN as an affine map.
+
+    Returns `(y, scale, shift)`: the raw conv output as frames and `bn(y) = y * scale + shift` per channel.
+    """
+    conv = module.conv
+    weight = conv.weight.to(dtype)
+    extra_channels = frames.shape[1] - weight.shape[1]
+    if extra_channels > 0:  # zero-padded input channels (the stem's), see `_conv`
+        weight = F.pad(weight, (0, 0, 0, 0, 0, 0, 0, extra_channels))
+    in_scale, in_shift = in_affine if in_affine is not None else (None, None)
+    (kt, _, _), (st, sh, sw), (pt, ph, pw) = _triple(conv.kernel_size), _triple(conv.stride), _triple(conv.padding)
+    if _conv_kind(conv) == "spatial":
+        frames = _subsample_frames(frames, batch, st)
+        y, total, total_sq = conv2d_genstats(frames, in_scale, in_shift, weight[:, :, 0], [sh, sw], [ph, pw])
+    else:
+        height, width = frames.shape[-2:]
+        y, total, total_sq = conv2d_genstats(
+            _frames_to_time(frames, batch), in_scale, in_shift, weight[..., 0], [st, 1], [pt, 0]
+        )
+        y = _time_to_frames(y, height, width)
+    scale, shift = batch_norm_scale_shift(module.bn, total, total_sq, y.numel() // y.shape[1])
+    return y, scale, shift
+
+
+def _apply_affine(y: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, residual=None, relu=True):
+    """`relu(y * scale + shift [+ residual])` per channel (fp32 math, y's dtype out)."""
+    out = y.to(scale.dtype) * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
+    if residual is not None:
+        out = out + residual.to(scale.dtype)
+    return (out.relu_() if relu else out).to(y.dtype)
+
+
+def _fused_training_bottleneck(block, frames: torch.Tensor, batch: int) -> torch.Tensor:
+    """`_bottleneck` in training with conv1 -> conv2 -> conv3 chained through `conv2d_genstats` prologues."""
+    dtype = frames.dtype
+    y1, scale1, shift1 = _genstats_conv_bn(block.conv1, frames, batch, dtype)
+    y2, scale2, shift2 = _genstats_conv_bn(block.conv2, y1, batch, dtype, (scale1, shift1))
+    y3, scale3, shift3 = _genstats_conv_bn(block.conv3, y2, batch, dtype, (scale2, shift2))
+    identity = frames
+    if block.downsample is not None:
+        y_down, scale_down, shift_down = _genstats_conv_bn(block.downsample, frames, batch, dtype)
+        identity = _apply_affine(y_down, scale_down, shift_down, relu=False)
+    return _apply_affine(y3, scale3, shift3, identity)
+
+
+def _conv_dtype(frames: torch.Tensor):
+    """The dtype the convolutions run in: autocast's where it is on, else the input's."""
+    device = frames.device.type
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else frames.dtype
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # Public entry point
 # ----------------------------------------------------------------------------------------------------------------
 
@@ -395,6 +493,7 @@ def fast_video_encoder_forward(
     heatmaps: torch.Tensor,
     input_channel_multiple: int | None = None,
     fused_epilogues: bool | None = None,
+    fused_training: bool = False,
 ) -> torch.Tensor:
     """`encoder.forward(heatmaps)` of a `SkeletonClipVideoEncoder`, computed with 2D convolutions over frames.
 
@@ -410,6 +509,10 @@ def fast_video_encoder_forward(
             when gradients are needed. Default: on for CUDA in bf16/fp16 (autocast or half inputs), where it was
             measured faster (H100, batch 128: 2,944 -> 3,516 clips/s compiled, 1,433 -> 2,405 eager; NOTES.md);
             off elsewhere (on CPU the op is the plain ops anyway; fp32 on CUDA is not measured).
+        fused_training: in training with gradients, compute each plain bottleneck (and the stem) with the BatchNorm
+            passes inside the convolutions (`fused_conv_bn`: statistics in the conv's epilogue, BN-apply + ReLU in
+            the next conv's prologue; cuDNN fused graphs on CUDA). Same result up to rounding. Experimental and
+            off by default: not yet measured on a GPU. Blocks with hooks, wrappers or checkpointing run as usual.
 
     Returns:
         `[B, 512, T', H', W']` contiguous, equal to `encoder(heatmaps)` up to floating-point rounding.
@@ -424,7 +527,12 @@ def fast_video_encoder_forward(
     if not _is_plain_conv(encoder.conv1.conv) or _has_hooks(encoder.conv1):
         input_channel_multiple = 1  # a wrapped or hooked stem gets the channels it was built for
     frames = _video_to_frames(heatmaps, input_channel_multiple)  # [B * T, C', H, W] channels_last
-    if _has_hooks(encoder.conv1):
+    fused_training = fused_training and encoder.training and torch.is_grad_enabled()
+    if fused_training and _takes_fused_training(encoder.conv1, _has_relu(encoder.conv1)):
+        frames = frames.to(_conv_dtype(frames))
+        y, scale, shift = _genstats_conv_bn(encoder.conv1, frames, batch, frames.dtype)
+        frames = _apply_affine(y, scale, shift, relu=_has_relu(encoder.conv1))
+    elif _has_hooks(encoder.conv1):
         frames = _module_on_frames(encoder.conv1, frames, batch)
     else:
         # The stem is never fused: for its 7x7 kernel over 24 (padded) channels cuDNN's fused kernel took 16.8 ms
@@ -438,5 +546,8 @@ def fast_video_encoder_forward(
             frames = _module_on_frames(layer, frames, batch)  # hooks on the stage itself
             continue
         for block in layer:
-            frames = _run_block(block, frames, batch, fused_epilogues)
+            if fused_training and _block_takes_fused_training(block):
+                frames = _fused_training_bottleneck(block, frames.to(_conv_dtype(frames)), batch)
+            else:
+                frames = _run_block(block, frames, batch, fused_epilogues)
     return _frames_to_video(frames, batch).contiguous()

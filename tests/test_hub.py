@@ -30,7 +30,8 @@ def test_save_pretrained_writes_weights_config_code_and_tokenizer(tmp_path):
     model.save_pretrained(tmp_path)
     files = set(os.listdir(tmp_path))
     assert "model.safetensors" in files
-    assert {"configuration_skeletonclip.py", "modeling_skeletonclip.py", "heatmaps.py", "pose_layouts.py"} <= files
+    assert {"configuration_skeletonclip.py", "modeling_skeletonclip.py", "heatmaps.py", "pose_layouts.py",
+            "fast_slowonly.py", "fused_conv_bn.py", "_cudnn_conv_bn_graphs.py"} <= files
     assert {"tokenizer_config.json", "tokenizer.json"} <= files
     config = json.load(open(tmp_path / "config.json"))
     assert config["auto_map"]["AutoConfig"] == "configuration_skeletonclip.SkeletonClipConfig"
@@ -81,19 +82,24 @@ def test_trust_remote_code_in_fresh_process_without_the_package(tmp_path):
     torch.testing.assert_close(torch.load(tmp_path / "out.pt"), expected, rtol=0, atol=0)
 
 
-def test_second_copy_of_the_code_shares_the_process():
+def test_second_copy_of_the_code_shares_the_process(tmp_path, monkeypatch):
     # A `trust_remote_code` model's files are a second copy of the package's modules (`transformers_modules...`);
-    # both define the custom op `skeletonclip::conv2d_bias_relu`. Importing the copy must not fail, and both copies
-    # run the fused inference path to the same result.
-    import importlib.util
+    # both define the custom ops `skeletonclip::*`. Importing the copy must not fail, and both copies run the fused
+    # inference path and the fused training path (whose op's autograd is registered once) to the same result.
+    import importlib
+    import shutil
 
     import modeling_skeletonclip.fast_slowonly as package_fast
     from modeling_skeletonclip import SkeletonClipVideoConfig
     from modeling_skeletonclip.modeling_skeletonclip import SkeletonClipVideoEncoder
 
-    spec = importlib.util.spec_from_file_location("copy_of_fast_slowonly", package_fast.__file__)
-    copy_fast = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(copy_fast)
+    copy_dir = tmp_path / "copy_of_skeletonclip"
+    copy_dir.mkdir()
+    for name in ("fast_slowonly.py", "fused_conv_bn.py", "_cudnn_conv_bn_graphs.py"):
+        shutil.copy(os.path.join(os.path.dirname(package_fast.__file__), name), copy_dir / name)
+    (copy_dir / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    copy_fast = importlib.import_module("copy_of_skeletonclip.fast_slowonly")
     assert copy_fast.fast_video_encoder_forward is not package_fast.fast_video_encoder_forward
 
     torch.manual_seed(0)
@@ -103,6 +109,16 @@ def test_second_copy_of_the_code_shares_the_process():
         expected = package_fast.fast_video_encoder_forward(encoder, x)
         for module in (package_fast, copy_fast):
             torch.testing.assert_close(module.fast_video_encoder_forward(encoder, x, fused_epilogues=True), expected)
+    encoder.train()
+    for module in encoder.modules():  # plain BatchNorm3d: the copy's own BN class is a different class
+        if isinstance(module, torch.nn.BatchNorm3d):
+            module.__class__ = torch.nn.BatchNorm3d
+    grads = []
+    for module in (package_fast, copy_fast):
+        encoder.zero_grad(set_to_none=True)
+        module.fast_video_encoder_forward(encoder, x, fused_training=True).square().sum().backward()
+        grads.append(encoder.layer1[0].conv2.bn.weight.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1])
 
 
 def test_classifier_registers_video_classification_auto_class(tmp_path, tiny_config):

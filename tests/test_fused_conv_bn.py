@@ -1,0 +1,272 @@
+"""Training with the BatchNorm passes inside the convolutions (`fused_conv_bn`, `fused_training=True`).
+
+The ops' own gradients are checked numerically (gradcheck, float64); the fused encoder against the conv3d path in
+float64 (output, input and parameter gradients, BN running statistics, `num_batches_tracked`), under bf16
+autocast (as accurate as the conv3d path under the same autocast), and where it must step aside (hooks,
+checkpointing, eval, no gradients). On CPU the ops run their torch reference implementations; the cuDNN graphs
+behind them on CUDA are checked on a GPU by `scripts/device/fused_training_check.sh`.
+"""
+
+import copy
+from functools import partial
+
+import pytest
+import torch
+import torch.utils.checkpoint
+from torch import nn
+
+import modeling_skeletonclip.fast_slowonly as fast_slowonly
+from modeling_skeletonclip.fast_slowonly import fast_video_encoder_forward
+from modeling_skeletonclip.fused_conv_bn import batch_norm_scale_shift, conv2d_genstats
+from test_fast_slowonly import VARIANTS, _build_encoder, _compare, _norm_error, _run
+
+
+@pytest.mark.parametrize("prologue", [True, False], ids=["prologue", "no_prologue"])
+@pytest.mark.parametrize("stride, padding, kernel", [([1, 1], [0, 0], 1), ([2, 2], [1, 1], 3), ([2, 1], [1, 0], 3)])
+def test_conv2d_genstats_gradients_are_the_numerical_ones(prologue, stride, padding, kernel):
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 7, 6, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(4, 3, kernel, kernel if stride[1] == 2 else 1, dtype=torch.float64)
+    scale = torch.rand(3, dtype=torch.float64) + 0.5 if prologue else None
+    shift = torch.randn(3, dtype=torch.float64) if prologue else None
+    inputs = [t.requires_grad_() if t is not None else None for t in (x, scale, shift, weight)]
+
+    def function(x, scale, shift, weight):
+        y, total, total_sq = conv2d_genstats(x, scale, shift, weight, stride, padding)
+        # Weighted so that each output's gradient differs (a plain sum would hide a wrong factor).
+        return (y * torch.linspace(0.5, 1.5, y.numel(), dtype=y.dtype).view_as(y)).sum(), total, total_sq
+
+    assert torch.autograd.gradcheck(function, inputs, eps=1e-6, atol=1e-6)
+
+
+def test_conv2d_genstats_forward_is_conv_and_statistics():
+    torch.manual_seed(1)
+    x = torch.randn(3, 4, 9, 8, dtype=torch.float64)
+    weight, scale, shift = torch.randn(5, 4, 3, 3, dtype=torch.float64), torch.rand(4) + 0.5, torch.randn(4)
+    y, total, total_sq = conv2d_genstats(x, scale.double(), shift.double(), weight, [2, 2], [1, 1])
+    expected = torch.nn.functional.conv2d((x * scale.double().view(1, -1, 1, 1) + shift.double().view(1, -1, 1, 1))
+                                          .relu(), weight, stride=2, padding=1)
+    torch.testing.assert_close(y, expected)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(total, expected.sum(dim=(0, 2, 3)))
+    torch.testing.assert_close(total_sq, expected.square().sum(dim=(0, 2, 3)))
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_batch_norm_scale_shift_is_training_batch_norm(momentum):
+    torch.manual_seed(2)
+    y = torch.randn(4, 6, 5, 7, dtype=torch.float64) * 3 + 1
+    bn, reference = nn.BatchNorm2d(6, momentum=momentum).double(), nn.BatchNorm2d(6, momentum=momentum).double()
+    for module in (bn, reference):
+        module.weight.data = torch.linspace(0.5, 2.0, 6, dtype=torch.float64)
+        module.bias.data = torch.linspace(-1.0, 1.0, 6, dtype=torch.float64)
+    for _ in range(2):
+        scale, shift = batch_norm_scale_shift(bn, y.sum(dim=(0, 2, 3)), y.square().sum(dim=(0, 2, 3)), y.numel() // 6)
+        expected = reference(y)
+        torch.testing.assert_close(y * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1), expected)
+    for name, buffer in reference.named_buffers():
+        torch.testing.assert_close(dict(bn.named_buffers())[name], buffer, rtol=1e-12, atol=0, msg=name)
+
+
+# The default SlowOnly pattern and a stage-1 temporal stride by default; the other patterns with `-m slow`.
+@pytest.mark.parametrize(
+    "variant",
+    [v if v in ("default", "temporal_stride_stage1") else pytest.param(v, marks=pytest.mark.slow) for v in VARIANTS],
+)
+def test_fused_training_matches_conv3d_float64(variant):
+    encoder = _build_encoder(variant).train()
+    for shape in VARIANTS[variant][4]:
+        b, t, h, w = shape
+        torch.manual_seed(1)
+        x = torch.randn(b, encoder.config.in_channels, t, h, w, dtype=torch.float64)
+        with torch.no_grad():
+            grad_out = torch.randn_like(copy.deepcopy(encoder).eval().double()(x))
+        reference = _run(copy.deepcopy(encoder).double(), x, False, grad_out)
+        fused = _run(copy.deepcopy(encoder).double(), x, True, grad_out, fused_training=True)
+        _compare(fused, reference, 1e-10, f"{variant} {shape} fused training, float64")
+
+
+def test_fused_training_bf16_autocast_is_as_accurate_as_conv3d():
+    encoder = _build_encoder("default").train()
+    torch.manual_seed(2)
+    x = torch.randn(2, encoder.config.in_channels, 8, 12, 12)
+    with torch.no_grad():
+        grad_out = torch.randn_like(copy.deepcopy(encoder).eval().double()(x.double()))
+    reference = _run(copy.deepcopy(encoder).double(), x.double(), False, grad_out)
+    fused = _run(copy.deepcopy(encoder), x, True, grad_out.float(), autocast=True, fused_training=True)
+    conv3d = _run(copy.deepcopy(encoder), x, False, grad_out.float(), autocast=True)
+    assert fused[0].dtype == torch.bfloat16
+
+    def flat_grads(result):
+        return torch.cat([result[2][name].flatten().double() for name in reference[2]])
+
+    for what, pick in (("output", lambda r: r[0]), ("input_grad", lambda r: r[1]), ("param_grads", flat_grads)):
+        fused_err, conv_err = _norm_error(pick(fused), pick(reference)), _norm_error(pick(conv3d), pick(reference))
+        assert fused_err <= 1.25 * conv_err + 1e-2, (what, fused_err, conv_err)
+    for name in reference[3]:
+        if name.endswith("num_batches_tracked"):
+            assert torch.equal(fused[3][name], reference[3][name]), name
+        else:
+            limit = 1.25 * _norm_error(conv3d[3][name], reference[3][name]) + 1e-2
+            assert _norm_error(fused[3][name], reference[3][name]) <= limit, name
+
+
+def _count_genstats_calls(monkeypatch):
+    calls = []
+
+    def counting(*args):
+        calls.append(args[0].shape)
+        return conv2d_genstats(*args)
+
+    monkeypatch.setattr(fast_slowonly, "conv2d_genstats", counting)
+    return calls
+
+
+def test_fused_training_steps_aside_for_hooks_checkpointing_eval_and_no_grad(monkeypatch):
+    calls = _count_genstats_calls(monkeypatch)
+    encoder = _build_encoder("default").train()
+    x = torch.randn(2, encoder.config.in_channels, 6, 12, 12, dtype=torch.float64)
+    # Every block and the stem: 1 + 6 blocks x 3 convs + 3 downsamples.
+    fast_video_encoder_forward(encoder.double(), x, fused_training=True)
+    assert len(calls) == 1 + 6 * 3 + 3
+
+    for train, grad in ((False, True), (True, False)):
+        calls.clear()
+        with torch.set_grad_enabled(grad):
+            fast_video_encoder_forward(encoder.train(train), x, fused_training=True)
+        assert not calls, (train, grad)
+
+    # A hooked block, a checkpointed block and a hooked stem conv take their usual paths; the result is unchanged.
+    encoder = _build_encoder("default").train().double()
+    captured = []
+    encoder.layer2[1].conv2.act.register_forward_hook(lambda module, args, out: captured.append(out.shape))
+    encoder.layer3[0].gradient_checkpointing = True
+    encoder.layer3[0]._gradient_checkpointing_func = partial(torch.utils.checkpoint.checkpoint, use_reentrant=False)
+    encoder.conv1.conv.register_forward_hook(lambda module, args, out: None)
+    with torch.no_grad():
+        grad_out = torch.randn_like(copy.deepcopy(encoder).eval()(x))
+    reference = _run(copy.deepcopy(encoder), x, False, grad_out)
+    calls.clear()
+    fused = _run(encoder, x, True, grad_out, fused_training=True)
+    assert len(calls) == 4 * 3 + 2  # layer1.0 and .1, layer2.0, layer3.1: two downsamples; not the stem
+    assert captured, "the hook of the hooked block fired"
+    _compare(fused, reference, 1e-10, "hooked / checkpointed blocks")
+
+
+@pytest.mark.slow
+def test_fused_training_compiles_in_one_graph():
+    encoder = _build_encoder("default").train()
+    x = torch.randn(2, encoder.config.in_channels, 6, 12, 12)
+    eager, compiled = copy.deepcopy(encoder), copy.deepcopy(encoder)
+    forward = torch.compile(lambda e, v: fast_video_encoder_forward(e, v, fused_training=True), fullgraph=True)
+    out = forward(compiled, x)
+    out.square().sum().backward()
+    expected = fast_video_encoder_forward(eager, x, fused_training=True)
+    expected.square().sum().backward()
+    # float32 with another summation order: norm-relative agreement (measured ~1e-6; eager vs plain ~2e-5).
+    assert _norm_error(out, expected) < 1e-5
+    for (name, a), (_, b) in zip(compiled.named_parameters(), eager.named_parameters()):
+        assert _norm_error(a.grad, b.grad) < 1e-4, name
+    for (name, a), (_, b) in zip(compiled.named_buffers(), eager.named_buffers()):
+        assert _norm_error(a, b) < 1e-5, name
+
+
+class _FakeNode:
+    def __init__(self, graph, name):
+        self.graph, self.name = graph, name
+
+    def __getattr__(self, attribute):  # set_output / set_data_type / set_dim / set_stride: chainable
+        if attribute.startswith("set_"):
+            return lambda *args: self
+        raise AttributeError(attribute)
+
+
+class _FakeGraph:
+    """Records the nodes a backend function builds; `check_support` fails for the variants named in `unsupported`."""
+
+    unsupported: tuple = ()
+    built: list = []
+
+    def __init__(self, **kwargs):
+        self.kwargs, self.ops, self.inputs = kwargs, [], []
+        _FakeGraph.built.append(self)
+
+    def tensor(self, name, dim, stride, data_type):
+        self.inputs.append(name)
+        return _FakeNode(self, name)
+
+    def __getattr__(self, op):
+        def add(**kwargs):
+            self.ops.append(op)
+            return [_FakeNode(self, op), _FakeNode(self, op)] if op == "genstats" else _FakeNode(self, op)
+        return add
+
+    def validate(self, *args):
+        pass
+
+    build_operation_graph = create_execution_plans = build_plans = validate
+
+    def check_support(self):
+        intermediate = self.kwargs["intermediate_data_type"]
+        if any(part in self.ops or part == intermediate for part in _FakeGraph.unsupported):
+            raise RuntimeError("not supported")
+
+    def get_workspace_size(self):
+        return 0
+
+    def execute(self, buffers, workspace, handle=None):
+        self.executed = {node.name: tensor for node, tensor in buffers.items()}
+
+
+def test_cudnn_backend_tries_variants_records_them_and_wires_every_tensor(monkeypatch):
+    """The graph-building logic of `_cudnn_conv_bn_graphs` against a recording fake of cudnn-frontend (this machine
+    has no GPU): which variant each graph gets, the fallback to None when none is supported, and that every graph
+    tensor gets a buffer at execution."""
+    import types
+
+    import modeling_skeletonclip._cudnn_conv_bn_graphs as graphs
+
+    fake = types.SimpleNamespace(
+        pygraph=_FakeGraph,
+        data_type=types.SimpleNamespace(BFLOAT16="bf16", HALF="fp16", FLOAT="fp32"),
+        heur_mode=types.SimpleNamespace(A="A", FALLBACK="FALLBACK"),
+        reduction_mode=types.SimpleNamespace(ADD="ADD"),
+    )
+    monkeypatch.setattr(graphs, "cudnn", fake)
+    monkeypatch.setattr(graphs, "_handle", lambda device: None)
+    monkeypatch.setattr(graphs, "_GRAPHS", {})
+    monkeypatch.setattr(graphs, "GRAPH_STATUS", {})
+    monkeypatch.setattr(_FakeGraph, "built", [])
+    x = torch.randn(2, 8, 6, 6, dtype=torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    weight, grad = torch.randn(16, 8, 3, 3, dtype=torch.bfloat16), torch.randn(2, 16, 3, 3, dtype=torch.bfloat16)
+    scale, shift = torch.rand(8), torch.randn(8)
+
+    # fp32 intermediates unsupported: the io-dtype variant is built, cached and executed with every tensor bound.
+    monkeypatch.setattr(_FakeGraph, "unsupported", ("fp32",))
+    y, total, total_sq = graphs.conv_genstats(x, scale, shift, weight, [2, 2], [1, 1])
+    assert y.shape == (2, 16, 3, 3) and total.shape == total_sq.shape == (16,)
+    graph = _FakeGraph.built[-1]
+    assert graph.ops == ["scale", "bias", "relu", "conv_fprop", "genstats"]
+    assert set(graph.executed) == {"x", "w", "scale", "shift", "conv_fprop", "genstats"}
+    assert graph.executed["scale"].dtype == torch.bfloat16  # the variant's scale dtype
+    graphs.conv_genstats(x, scale, shift, weight, [2, 2], [1, 1])
+    assert len(_FakeGraph.built) == 2  # two variants tried once; the second call reused the built graph
+    assert list(graphs.GRAPH_STATUS.values()) == ["cudnn (io-dtype scale/shift)"]
+
+    # The data gradient: with the sums in the graph unless reductions are unsupported.
+    dz, sum_dz_x, sum_dz = graphs.dgrad_drelu(grad, weight, x, scale, shift, [2, 2], [1, 1])
+    assert dz.shape == x.shape and sum_dz_x.shape == sum_dz.shape == (8,)
+    assert _FakeGraph.built[-1].ops == ["conv_dgrad", "scale", "bias", "relu_backward", "mul", "reduction",
+                                        "reduction"]
+    monkeypatch.setattr(_FakeGraph, "unsupported", ("reduction",))
+    dz, sum_dz_x, sum_dz = graphs.dgrad_drelu(grad, weight, x, scale, shift, [1, 1], [1, 1])
+    assert "reduction" not in _FakeGraph.built[-1].ops and sum_dz.shape == (8,)
+
+    # Nothing supported: None (the caller runs its torch reference), and the reasons are recorded.
+    monkeypatch.setattr(_FakeGraph, "unsupported", ("conv_wgrad",))
+    assert graphs.sbr_wgrad(x, scale, shift, grad, weight, [2, 2], [1, 1]) is None
+    status = [v for k, v in graphs.GRAPH_STATUS.items() if k[0] == "sbr-wgrad"]
+    assert status == ["reference (fp32 scale/shift: not supported; io-dtype scale/shift: not supported)"]
+    # Other dtypes never reach cuDNN.
+    assert graphs.conv_genstats(x.float(), scale, shift, weight.float(), [1, 1], [1, 1]) is None
+
