@@ -7,7 +7,8 @@ Rows:
      (`fast_video_encoder_forward`) in fp32 and bf16, and fast bf16 + torch.compile (`--compile`); each with its
      ratio to the reference. On CUDA also the fast path without input-channel padding and with fused
      conv-bias-ReLU epilogues (inference; what the model runs by default on CUDA in bf16, the other fast rows
-     force them off). The fastest fast rows are then compared with conv3d bf16 + channels_last_3d (the targets'
+     force them off), and with fused conv-BN training graphs (`fused_training`, training only; experimental).
+     The fastest fast rows are then compared with conv3d bf16 + channels_last_3d (the targets'
      baseline). On CPU also inference at batch 1 (conv3d vs fast).
   2. heatmap rendering: torch `render_heatmaps` vs the numpy reference (`_benchmark_heatmaps.benchmark_rendering`);
      on GPU also `render_heatmaps` for 128 clips x 2 persons x 48 frames at 56x56.
@@ -38,6 +39,7 @@ Flags:
   --inductor-options K=V[,K=V]  after each compiled row, the same row with these torch._inductor.config settings
                       (e.g. coordinate_descent_tuning=True: inductor tunes each generated kernel's launch config).
   --inference-only    encoder rows: inference only (no train steps, no compiled backward graphs: much quicker).
+  --train-only        encoder rows: train steps only (no inference measurement, no inference-only rows).
   --batch-sweep LIST  also run the fast bf16 rows (and their compiled rows) at these batch sizes, e.g. 64,192,256.
   --rows LIST         comma-separated subset of rows to run: encoder,heatmaps,pipeline,model,eval,variants (default all).
   --pipeline-clips N  clips through the CPU data pipeline.
@@ -141,6 +143,7 @@ class EncoderVariant(NamedTuple):
     channel_multiple: int | None = None  # the fast path's input-channel padding, None = its default
     fused_epilogues: bool = False  # the fast path's fused conv-bias-ReLU inference (no train-step row)
     inductor_options: tuple = ()  # (key, value) pairs of torch._inductor.config set while the row compiles and runs
+    fused_training: bool = False  # the fast path's conv-BN training graphs (`fused_conv_bn`; no inference row)
 
 
 def encoder_variants(compile_modes, device, inductor_options=()):
@@ -153,15 +156,19 @@ def encoder_variants(compile_modes, device, inductor_options=()):
     if device.type == "cuda":  # what the default zero-padding of the 17 input channels to 24 buys on CUDA
         variants.append(EncoderVariant("fast bf16, input channels unpadded", "fast", True, False, channel_multiple=1))
     variants.append(EncoderVariant("fast bf16", "fast", True, False))
-    if device.type == "cuda":  # cuDNN's fused epilogues; elsewhere the op is the plain ops (nothing to measure)
+    if device.type == "cuda":  # cuDNN's fused kernels; elsewhere the ops are the plain ops (nothing to measure)
         variants.append(EncoderVariant("fast bf16, fused epilogues (inference)", "fast", True, False,
                                        fused_epilogues=True))
+        variants.append(EncoderVariant("fast bf16, fused conv-BN (training)", "fast", True, False,
+                                       fused_training=True))
     for mode in compile_modes:
         suffix = "" if mode == "default" else f"(mode={mode})"
         variants.append(EncoderVariant(f"fast bf16 + torch.compile{suffix}", "fast", True, False, mode))
         if device.type == "cuda":
             variants.append(EncoderVariant(f"fast bf16 + torch.compile{suffix}, fused epilogues (inference)", "fast",
                                            True, False, mode, fused_epilogues=True))
+            variants.append(EncoderVariant(f"fast bf16 + torch.compile{suffix}, fused conv-BN (training)", "fast",
+                                           True, False, mode, fused_training=True))
         if inductor_options:
             options = ", ".join(f"{key}={value}" for key, value in inductor_options)
             variants.append(EncoderVariant(f"fast bf16 + torch.compile{suffix}, inductor {options}", "fast", True,
@@ -172,7 +179,8 @@ def encoder_variants(compile_modes, device, inductor_options=()):
 def make_forward(encoder, variant):
     if variant.impl == "fast":
         def forward(x):
-            return fast_video_encoder_forward(encoder, x, variant.channel_multiple, variant.fused_epilogues)
+            return fast_video_encoder_forward(encoder, x, variant.channel_multiple, variant.fused_epilogues,
+                                              variant.fused_training)
     else:
         forward = encoder
     if variant.compile_mode is None:
@@ -230,6 +238,11 @@ def _bench_encoder_variant(base_encoder, x, device, variant, args):
     else:
         encoder.train()
         train = measure(train_step, device, args.steps, warmup, x.shape[0])
+    if variant.fused_training:
+        train["rel_diff_vs_plain"] = _train_output_difference(encoder, x, variant)
+    if variant.fused_training or args.train_only:
+        note = "training-only option" if variant.fused_training else "--train-only"
+        return train, {"clips_per_s": None, "peak_mem_gib": None, "note": note}
     encoder.eval()
     infer = measure(inference, device, args.steps, warmup, x.shape[0])
     if variant.fused_epilogues:
@@ -240,6 +253,16 @@ def _bench_encoder_variant(base_encoder, x, device, variant, args):
     return train, infer
 
 
+def _train_output_difference(encoder, x, variant) -> float:
+    """Relative difference of one training-mode forward (batch statistics) of the fused conv-BN path to the plain
+    fast path under the same autocast, on copies (their BN running statistics move)."""
+    with torch.no_grad(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=variant.bf16):
+        plain = fast_video_encoder_forward(copy.deepcopy(encoder).train(), x, variant.channel_multiple).float()
+        fused = fast_video_encoder_forward(copy.deepcopy(encoder).train(), x, variant.channel_multiple,
+                                           fused_training=True).float()
+    return ((fused - plain).norm() / plain.norm()).item()
+
+
 def bench_encoder(args, device, results, table):
     # conv_impl="conv3d": the encoder's own forward is the reference path; the fast rows call the fast function.
     config = SkeletonClipVideoConfig(conv_impl="conv3d", **({} if not args.quick else REDUCED_VIDEO))
@@ -248,7 +271,10 @@ def bench_encoder(args, device, results, table):
     x = torch.rand(args.batch, config.in_channels, args.frames, args.size, args.size, device=device)
     rows = []
     reference = None
-    variants = encoder_variants(args.compile_modes, device, args.inductor_options)
+    variants = [
+        variant for variant in encoder_variants(args.compile_modes, device, args.inductor_options)
+        if not (args.inference_only and variant.fused_training) and not (args.train_only and variant.fused_epilogues)
+    ]
     for variant in variants:
         train, infer = bench_encoder_variant(encoder, x, device, variant, args)
         if reference is None:
@@ -295,8 +321,9 @@ def encoder_row(name, batch, train, infer, reference, table, label_batch=False):
     row["inference_ratio"] = ratio(infer["clips_per_s"], reference[1])
     label = f"encoder {name}" + (f", batch {batch}" if label_batch else "")
     note = fmt(infer["peak_mem_gib"], 2)
-    if "rel_diff_vs_plain" in infer:
-        note += f"; output vs plain {infer['rel_diff_vs_plain']:.1e}"
+    for what, measured in (("output", infer), ("train output", train)):
+        if "rel_diff_vs_plain" in measured:
+            note += f"; {what} vs plain {measured['rel_diff_vs_plain']:.1e}"
     table.append(
         [label, fmt(train["clips_per_s"]), fmt(row["train_ratio"], 2) + "x", fmt(train["peak_mem_gib"], 2),
          fmt(infer["clips_per_s"]), fmt(row["inference_ratio"], 2) + "x", note]
@@ -575,7 +602,9 @@ def parse_args(argv=None):
     parser.add_argument("--batch-sweep", default="")
     parser.add_argument("--cudnn-benchmark", action="store_true")
     parser.add_argument("--inductor-options", type=parse_inductor_options, default=[])
-    parser.add_argument("--inference-only", action="store_true")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--inference-only", action="store_true")
+    mode.add_argument("--train-only", action="store_true")
     parser.add_argument("--rows", default="encoder,heatmaps,pipeline,model,eval,variants")
     parser.add_argument("--pipeline-clips", type=int)
     parser.add_argument("--json")

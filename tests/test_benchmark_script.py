@@ -66,14 +66,18 @@ def test_compile_flags_give_one_row_per_mode():
     names = [v.name for v in benchmark.encoder_variants(args.compile_modes, torch.device("cpu"))]
     assert names[4:] == ["fast bf16 + torch.compile", "fast bf16 + torch.compile(mode=reduce-overhead)",
                          "fast bf16 + torch.compile(mode=max-autotune)"]
-    # On CUDA more rows show what the input-channel padding and cuDNN's fused epilogues (eager and compiled) buy.
+    # On CUDA more rows show what the input-channel padding, cuDNN's fused epilogues and the fused conv-BN training
+    # graphs (eager and compiled) buy.
     cuda_variants = benchmark.encoder_variants(["default"], torch.device("cuda"))
-    assert [(v.name, v.channel_multiple, v.fused_epilogues, v.compile_mode) for v in cuda_variants[3:]] == [
-        ("fast bf16, input channels unpadded", 1, False, None),
-        ("fast bf16", None, False, None),
-        ("fast bf16, fused epilogues (inference)", None, True, None),
-        ("fast bf16 + torch.compile", None, False, "default"),
-        ("fast bf16 + torch.compile, fused epilogues (inference)", None, True, "default"),
+    assert [(v.name, v.channel_multiple, v.fused_epilogues, v.fused_training, v.compile_mode)
+            for v in cuda_variants[3:]] == [
+        ("fast bf16, input channels unpadded", 1, False, False, None),
+        ("fast bf16", None, False, False, None),
+        ("fast bf16, fused epilogues (inference)", None, True, False, None),
+        ("fast bf16, fused conv-BN (training)", None, False, True, None),
+        ("fast bf16 + torch.compile", None, False, False, "default"),
+        ("fast bf16 + torch.compile, fused epilogues (inference)", None, True, False, "default"),
+        ("fast bf16 + torch.compile, fused conv-BN (training)", None, False, True, "default"),
     ]
 
 
@@ -88,6 +92,19 @@ def test_fused_epilogue_row_measures_inference_and_checks_its_output():
     table = []
     row = benchmark.encoder_row("fused", 2, train, infer, (1.0, 1.0), table)
     assert row["train_ratio"] is None and "output vs plain" in table[-1][-1] and table[-1][1] == "n/a"
+
+
+def test_fused_training_row_measures_training_and_checks_its_output():
+    args = benchmark.parse_args(["--quick", "--steps", "1", "--warmup", "0", "--device", "cpu"])
+    encoder = benchmark.SkeletonClipVideoEncoder(benchmark.SkeletonClipVideoConfig(**benchmark.REDUCED_VIDEO))
+    x = torch.rand(2, 17, 8, 16, 16)
+    variant = benchmark.EncoderVariant("fused training", "fast", True, False, fused_training=True)
+    train, infer = benchmark.bench_encoder_variant(encoder, x, torch.device("cpu"), variant, args)
+    assert infer["clips_per_s"] is None and train["clips_per_s"] > 0
+    assert train["rel_diff_vs_plain"] < 2e-2  # bf16 batch-statistics forward: same result up to rounding
+    table = []
+    row = benchmark.encoder_row("fused training", 2, train, infer, (1.0, 1.0), table)
+    assert row["inference_ratio"] is None and "train output vs plain" in table[-1][-1] and table[-1][4] == "n/a"
 
 
 def test_cudnn_benchmark_flag():
@@ -117,3 +134,13 @@ def test_inductor_options_hold_while_the_row_runs_and_only_then(monkeypatch):
                                        inductor_options=(("coordinate_descent_tuning", not before),))
     benchmark.bench_encoder_variant(None, None, torch.device("cpu"), variant, None)
     assert seen == [not before] and torch._inductor.config.coordinate_descent_tuning == before
+
+
+def test_train_only_measures_no_inference(tmp_path):
+    out = tmp_path / "bench.json"
+    benchmark.main(["--quick", "--device", "cpu", "--rows", "encoder", "--train-only", "--steps", "1", "--warmup", "0",
+                    "--json", str(out)])
+    rows = json.loads(out.read_text())["encoder"]["rows"]
+    assert rows and all(row["train"]["clips_per_s"] > 0 and row["inference"]["clips_per_s"] is None for row in rows)
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(["--quick", "--train-only", "--inference-only"])

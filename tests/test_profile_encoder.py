@@ -67,6 +67,8 @@ def test_cpu_profile_of_a_train_step(tmp_path, capsys):
      (["--compile", "fastest"], "invalid choice: 'fastest'"),
      (["--fused-epilogues"], "add --mode inference"),
      (["--impl", "conv3d", "--fused-epilogues", "--mode", "inference"], "--impl fast only"),
+     (["--fused-training", "--mode", "inference"], "use --mode train"),
+     (["--impl", "conv3d", "--fused-training"], "--impl fast only"),
      (["--inductor-options", "coordinate_descent_tuning=True"], "add --compile MODE"),
      (["--compile", "default", "--inductor-options", "no_such_option=1"], "no option 'no_such_option'")],
 )
