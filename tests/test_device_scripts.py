@@ -14,6 +14,7 @@ DEVICE = os.path.join(ROOT, "scripts", "device")
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
 import benchmark  # noqa: E402
+import check_fused_training  # noqa: E402
 import profile_encoder  # noqa: E402
 
 
@@ -41,14 +42,16 @@ def _python_calls(path):
     return calls
 
 
-PARSERS = {"benchmark": benchmark.parse_args, "profile_encoder": profile_encoder.parse_args}
+PARSERS = {"benchmark": benchmark.parse_args, "profile_encoder": profile_encoder.parse_args,
+           "check_fused_training": check_fused_training.parse_args}
 
 
 @pytest.mark.parametrize(
     "name, scripts",
     [("issue6_check.sh", ["benchmark", "profile_encoder", "profile_encoder"]),
      ("issue6_inference.sh", ["benchmark"]),
-     ("issue6_train_check.sh", ["profile_encoder"] * 3)],
+     ("issue6_train_check.sh", ["profile_encoder"] * 3),
+     ("fused_training_check.sh", ["check_fused_training", "benchmark", "profile_encoder"])],
 )
 def test_device_scripts_use_existing_flags(name, scripts):
     calls = _python_calls(os.path.join(DEVICE, name))
@@ -58,10 +61,18 @@ def test_device_scripts_use_existing_flags(name, scripts):
 
 
 def test_every_device_script_is_checked():
-    checked = {"issue6_check.sh", "issue6_inference.sh", "issue6_train_check.sh", "prepare_packages.sh",
-               "fused_default_check.sh", "install_packages.sh"}  # the last three call no script of ours with flags
+    checked = {"issue6_check.sh", "issue6_inference.sh", "issue6_train_check.sh", "fused_training_check.sh",
+               "prepare_packages.sh", "fused_default_check.sh", "install_packages.sh"}  # the last three call no
+    # script of ours with flags
     assert set(os.listdir(DEVICE)) == checked
 
 
 def test_issue6_inference_runs_inference_only():
     assert benchmark.parse_args(_python_calls(os.path.join(DEVICE, "issue6_inference.sh"))[0][1]).inference_only
+
+
+def test_fused_training_check_installs_cudnn_frontend_and_measures_train_only():
+    prepare = open(os.path.join(DEVICE, "prepare_packages.sh")).read()
+    assert "nvidia-cudnn-frontend==" in prepare  # the cuDNN graphs' Python API, carried in .whl/
+    calls = _python_calls(os.path.join(DEVICE, "fused_training_check.sh"))
+    assert benchmark.parse_args(calls[1][1]).train_only and profile_encoder.parse_args(calls[2][1]).fused_training
