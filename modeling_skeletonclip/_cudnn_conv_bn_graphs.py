@@ -6,7 +6,7 @@ Three graphs per convolution shape, the ones NVIDIA's MLPerf ResNet-50 is built 
 * dgrad: `relu_backward(conv_dgrad(dy), x * scale + shift)` with the two per-channel sums of the BatchNorm
   backward as reductions in the same graph (or, where cuDNN does not take those, computed in torch afterwards).
 
-Every graph is built once per shape and tried in a few variants (fp32 or io-dtype scale/shift); a shape for which
+Every graph is built once per shape and tried in a few variants (fp32 or io-dtype intermediates); a shape for which
 cuDNN supports none of them returns None, and the caller uses its torch reference. `GRAPH_STATUS` records what
 each shape got, so that a device check can print which layers really ran fused.
 Requires bf16/fp16 channels-last tensors (other dtypes go to the reference) and the `cudnn` Python package
@@ -129,8 +129,9 @@ def _key(kind, x, weight, stride, padding, prologue):
 
 
 def _scale_dtypes(io_dtype):
-    """Variants tried in order: fp32 scale/shift and intermediates (more precise), then both in the I/O dtype."""
-    return [("fp32 scale/shift", torch.float32), ("io-dtype scale/shift", io_dtype)]
+    """Variants tried in order: fp32 intermediates (and scale/shift; more precise), then both in the I/O dtype
+    (as cudnn-frontend's own conv-genstats sample has them)."""
+    return [("fp32 intermediates", torch.float32), ("io-dtype intermediates", io_dtype)]
 
 
 def conv_genstats(x, in_scale, in_shift, weight, stride, padding):
@@ -147,7 +148,7 @@ def conv_genstats(x, in_scale, in_shift, weight, stride, padding):
 
     def builder(scale_dtype):
         def build():
-            graph = _new_graph(x.dtype, handle, scale_dtype or torch.float32)
+            graph = _new_graph(x.dtype, handle, scale_dtype)
             x_node, w_node = _tensor(graph, "x", x), _tensor(graph, "w", weight)
             image, extra = _prologue(graph, x_node, scale_dtype, channels, prologue)
             y_node = graph.conv_fprop(name="fprop", image=image, weight=w_node, padding=list(padding),
@@ -159,7 +160,7 @@ def conv_genstats(x, in_scale, in_shift, weight, stride, padding):
             return graph, {"x": x_node, "w": w_node, "y": y_node, "sum": total, "sum_sq": total_sq, **extra}
         return build
 
-    variants = [(name, builder(dtype)) for name, dtype in (_scale_dtypes(x.dtype) if prologue else [("plain", None)])]
+    variants = [(name, builder(dtype)) for name, dtype in _scale_dtypes(x.dtype)]
     built = _build(_key("fprop+genstats", x, weight, stride, padding, prologue), variants, handle)
     if built is None:
         return None

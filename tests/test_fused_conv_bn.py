@@ -251,7 +251,7 @@ def test_cudnn_backend_tries_variants_records_them_and_wires_every_tensor(monkey
     assert graph.executed["scale"].dtype == torch.bfloat16  # the variant's scale dtype
     graphs.conv_genstats(x, scale, shift, weight, [2, 2], [1, 1])
     assert len(_FakeGraph.built) == 2  # two variants tried once; the second call reused the built graph
-    assert list(graphs.GRAPH_STATUS.values()) == ["cudnn (io-dtype scale/shift)"]
+    assert list(graphs.GRAPH_STATUS.values()) == ["cudnn (io-dtype intermediates)"]
 
     # The data gradient: with the sums in the graph unless reductions are unsupported.
     dz, sum_dz_x, sum_dz = graphs.dgrad_drelu(grad, weight, x, scale, shift, [2, 2], [1, 1])
@@ -266,7 +266,7 @@ def test_cudnn_backend_tries_variants_records_them_and_wires_every_tensor(monkey
     monkeypatch.setattr(_FakeGraph, "unsupported", ("conv_wgrad",))
     assert graphs.sbr_wgrad(x, scale, shift, grad, weight, [2, 2], [1, 1]) is None
     status = [v for k, v in graphs.GRAPH_STATUS.items() if k[0] == "sbr-wgrad"]
-    assert status == ["reference (fp32 scale/shift: not supported; io-dtype scale/shift: not supported)"]
+    assert status == ["reference (fp32 intermediates: not supported; io-dtype intermediates: not supported)"]
     # Other dtypes never reach cuDNN.
     assert graphs.conv_genstats(x.float(), scale, shift, weight.float(), [1, 1], [1, 1]) is None
 
