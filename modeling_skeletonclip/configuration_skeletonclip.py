@@ -55,6 +55,9 @@ class SkeletonClipVideoConfig(PreTrainedConfig):
         conv_impl (`str`): "fast" (default: the same weights run as 2D convolutions over frames, channels-last;
             faster on the H100 and on CPU, see NOTES.md) or "conv3d" (the plain reference path). Checkpoints are
             identical for both.
+        fused_training (`bool`): with `conv_impl="fast"`, train with the BatchNorm passes inside the convolutions
+            (`fused_conv_bn`: cuDNN fused conv-BN graphs on CUDA with the `cudnn` extra installed, their torch
+            reference elsewhere). Same result up to rounding. Experimental, off: not yet measured on a GPU.
         classifier_dropout (`float`): dropout before the classification head of the PoseC3D baseline.
     """
 
@@ -74,6 +77,7 @@ class SkeletonClipVideoConfig(PreTrainedConfig):
     batch_norm_momentum: float = 0.1
     zero_init_residual: bool = True
     conv_impl: str = "fast"
+    fused_training: bool = False
     classifier_dropout: float = 0.5
 
     def __post_init__(self, **kwargs):

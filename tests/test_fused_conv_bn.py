@@ -290,3 +290,24 @@ def test_check_script_runs_every_shape_and_the_encoder_on_cpu(tmp_path, capsys):
     assert {"dz", "sum_dz_x"} <= set(result["ops"][1]["errors"])  # prologue shapes check the data gradient too
     assert result["encoder"]["ok"] and result["encoder"]["param_grads"] < 1e-4
     assert "not available" in capsys.readouterr().out
+
+
+def test_video_config_switch_trains_the_model_with_the_fused_ops(monkeypatch):
+    """`SkeletonClipVideoConfig(fused_training=True)`: the model's encoder trains through the fused ops, with the
+    gradients of the plain path (fp32 rounding), and saves the switch in its config."""
+    from modeling_skeletonclip import SkeletonClipVideoConfig
+    from modeling_skeletonclip.modeling_skeletonclip import SkeletonClipVideoEncoder
+
+    calls = _count_genstats_calls(monkeypatch)
+    small = dict(in_channels=5, base_channels=8, stage_planes=[8, 8, 8], stage_blocks=[1, 1, 1])
+    torch.manual_seed(0)
+    plain = SkeletonClipVideoEncoder(SkeletonClipVideoConfig(**small)).train()
+    fused = SkeletonClipVideoEncoder(SkeletonClipVideoConfig(**small, fused_training=True)).train()
+    fused.load_state_dict(plain.state_dict())
+    assert SkeletonClipVideoConfig.from_dict(fused.config.to_dict()).fused_training
+    x = torch.randn(2, 5, 6, 12, 12)
+    for encoder in (plain, fused):
+        encoder(x).square().mean().backward()
+    assert len(calls) == 1 + 3 * 3 + 3
+    for (name, a), (_, b) in zip(fused.named_parameters(), plain.named_parameters()):
+        assert _norm_error(a.grad, b.grad) < 1e-4, name
