@@ -4,6 +4,8 @@
 1. Each op of `fused_conv_bn` on the convolution shapes of the full-size SlowOnly encoder (48x56x56): the cuDNN
    graph (where cudnn-frontend is installed and cuDNN supports it) against the op's torch reference, with the
    variant cuDNN took or why it took none.
+   On CUDA also each op's time against the plain cuDNN convolution it replaces (same shapes, no fusion): where
+   the fused graph costs about what the plain convolution does, the BatchNorm passes it absorbs are a pure gain.
 2. The whole encoder's training step under bf16 autocast (CUDA) or fp32: output, parameter gradients and BN
    running statistics of the fused path against the plain fast path (norm-relative differences), and both steps'
    eager wall-clock time as a first hint (the benchmark's `fused conv-BN (training)` rows are the measurement).
@@ -73,12 +75,17 @@ def check_ops(args, device, dtype):
         with mock.patch.object(fused_conv_bn, "_on_cudnn", lambda tensor: False):
             reference = run_ops(x, weight, scale, shift, stride, padding)
         errors = {key: relative(fused[key], reference[key]) for key in reference}
+        timings = time_ops(x, weight, scale, shift, stride, padding) if device.type == "cuda" else {}
         status = [f"{key[0]}: {cudnn_graphs.GRAPH_STATUS[key]}" for key in cudnn_graphs.GRAPH_STATUS
                   if key not in before]
         bad = {key: value for key, value in errors.items() if value > LIMITS[key]}
-        results.append({"name": shape[0], "shape": list(x.shape), "errors": errors, "graphs": status, "ok": not bad})
+        results.append({"name": shape[0], "shape": list(x.shape), "errors": errors, "graphs": status, "ok": not bad,
+                        "ms": timings})
         print(f"{shape[0]} {list(x.shape)}: " + ", ".join(f"{k} {v:.1e}" for k, v in errors.items())
               + ("" if not bad else f"  ABOVE LIMITS {bad}"), flush=True)
+        if timings:
+            print("    ms (fused op / plain conv): " + ", ".join(
+                f"{op} {fused_ms:.3f} / {plain_ms:.3f}" for op, (fused_ms, plain_ms) in timings.items()), flush=True)
         for line in status or ["no cuDNN graph tried (cudnn-frontend unavailable, CPU, or not bf16/fp16)"]:
             print(f"    {line}", flush=True)
     return results
@@ -94,6 +101,31 @@ def run_ops(x, weight, scale, shift, stride, padding):
         dz, sum_dz_x, sum_dz = fused_conv_bn._conv2d_dgrad_drelu(grad, weight, x, scale, shift, stride, padding)
         out.update(dz=dz, sum_dz_x=sum_dz_x, sum_dz=sum_dz)
     return out
+
+
+def time_ops(x, weight, scale, shift, stride, padding):
+    """Milliseconds of each fused op against the plain convolution it replaces (cuDNN via aten, same shapes)."""
+    from torch.utils.benchmark import Timer
+
+    def ms(function):
+        return Timer("f()", globals={"f": function}).blocked_autorange(min_run_time=0.2).median * 1e3
+
+    y = torch.nn.functional.conv2d(x, weight, None, stride, padding)
+    grad = torch.randn_like(y).contiguous(memory_format=torch.channels_last)
+    backward = torch.ops.aten.convolution_backward
+    timings = {
+        "fprop": (ms(lambda: fused_conv_bn._conv2d_genstats(x, scale, shift, weight, stride, padding)),
+                  ms(lambda: torch.nn.functional.conv2d(x, weight, None, stride, padding))),
+        "wgrad": (ms(lambda: fused_conv_bn._conv2d_sbr_wgrad(x, scale, shift, grad, weight, stride, padding)),
+                  ms(lambda: backward(grad, x, weight, None, stride, padding, [1, 1], False, [0, 0], 1,
+                                      [False, True, False]))),
+    }
+    if scale is not None:
+        timings["dgrad"] = (
+            ms(lambda: fused_conv_bn._conv2d_dgrad_drelu(grad, weight, x, scale, shift, stride, padding)),
+            ms(lambda: backward(grad, x, weight, None, stride, padding, [1, 1], False, [0, 0], 1,
+                                [True, False, False])))
+    return timings
 
 
 def train_step(encoder, x, fused, autocast):
