@@ -4,7 +4,7 @@ Three graphs per convolution shape, the ones NVIDIA's MLPerf ResNet-50 is built 
 * fprop: `conv_fprop(relu(x * scale + shift))` with `genstats` (per-channel sum / sum of squares) on its output;
 * wgrad: `conv_wgrad(relu(x * scale + shift), dy)` (the prologue recomputed, its output never stored);
 * dgrad: `relu_backward(conv_dgrad(dy), x * scale + shift)` with the two per-channel sums of the BatchNorm
-  backward as reductions in the same graph (or, where cuDNN does not take those, computed in torch afterwards).
+  backward as reductions in the same graph (or, where cuDNN does not take those, left to the caller).
 
 Every graph is built once per shape and tried in a few variants (fp32 or io-dtype intermediates); a shape for which
 cuDNN supports none of them returns None, and the caller uses its torch reference. `GRAPH_STATUS` records what
@@ -209,7 +209,8 @@ def sbr_wgrad(x, in_scale, in_shift, grad, weight, stride, padding):
 
 
 def dgrad_drelu(grad, weight, x, in_scale, in_shift, stride, padding):
-    """`conv2d_dgrad_drelu` as one cuDNN graph, with or without the two sums in it; None where unsupported."""
+    """`conv2d_dgrad_drelu` as one cuDNN graph: `(dz_masked, sum_dz_x, sum_dz)`, the sums None where cuDNN took
+    the graph without them; None where unsupported."""
     if x.dtype not in _HALF or grad.dtype != x.dtype or weight.dtype != x.dtype:
         return None
     x, grad, weight = _channels_last(x), _channels_last(grad), _channels_last(weight)
@@ -256,5 +257,4 @@ def dgrad_drelu(grad, weight, x, in_scale, in_shift, stride, padding):
     _execute(built, buffers, handle)
     if with_sums:
         return dz, buffers["sum_dz_x"].view(channels), buffers["sum_dz"].view(channels)
-    dz32 = dz.float()
-    return dz, (dz32 * x.float()).sum(dim=(0, 2, 3)), dz32.sum(dim=(0, 2, 3))
+    return dz, None, None  # the caller reduces

@@ -278,37 +278,49 @@ def _fused_conv2d(x, weight, bias, residual, stride, padding):
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def _conv_kind(conv: nn.Module) -> str | None:
+    """How the fast path runs a Conv3d's pattern: "spatial" (1 x kh x kw: a conv2d over frames), "temporal"
+    (kt x 1 x 1: a conv2d with kernel (kt, 1) over time) or None (anything else: conv3d)."""
+    if conv.groups != 1 or _triple(conv.dilation) != (1, 1, 1) or conv.padding_mode != "zeros":
+        return None
+    if isinstance(conv.padding, str):
+        return None
+    (kt, kh, kw), (_, sh, sw), (pt, ph, pw) = _triple(conv.kernel_size), _triple(conv.stride), _triple(conv.padding)
+    if kt == 1 and pt == 0:
+        return "spatial"
+    if (kh, kw, sh, sw, ph, pw) == (1, 1, 1, 1, 0, 0):
+        return "temporal"
+    return None
+
+
+def _weight_for(frames: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """`weight` with zero input channels added where the frames carry zero padding channels (the stem's input, see
+    `fast_video_encoder_forward`), so that the result is unchanged."""
+    extra_channels = frames.shape[1] - weight.shape[1]
+    if extra_channels > 0:
+        weight = F.pad(weight, (0, 0, 0, 0, 0, 0, 0, extra_channels))  # [C_out, C_in + extra, kt, kh, kw]
+    return weight
+
+
 def _conv(conv: nn.Conv3d, frames: torch.Tensor, batch: int, weight: torch.Tensor, bias, fuse=False, residual=None):
     """Applies `conv` (with `weight`/`bias` replacing its own, e.g. BN-folded) to frames `[B * T, C, H, W]`.
 
-    Frames with more channels than the weight expects carry zero padding channels (the stem's input, see
-    `fast_video_encoder_forward`): the weight gets zero input channels to match, so the result is unchanged.
     `fuse=True` asks for `relu(conv + bias [+ residual])` as one op (inference only; `bias` must be given); the
     caller applies ReLU and residual itself when it gets `fused=False` back (`residual` is only read when fusing).
     Returns `(frames [B * T', C', H', W'] channels_last, fused)`.
     """
-    extra_channels = frames.shape[1] - weight.shape[1]
-    if extra_channels > 0:
-        weight = F.pad(weight, (0, 0, 0, 0, 0, 0, 0, extra_channels))  # [C_out, C_in + extra, kt, kh, kw]
-    kt, kh, kw = _triple(conv.kernel_size)
-    st, sh, sw = _triple(conv.stride)
-    pt, ph, pw = _triple(conv.padding) if not isinstance(conv.padding, str) else (None, None, None)
-    simple = (
-        conv.groups == 1
-        and _triple(conv.dilation) == (1, 1, 1)
-        and conv.padding_mode == "zeros"
-        and pt is not None
-    )
-    if simple and kt == 1 and pt == 0:
-        # 1 x kh x kw: a conv2d over the (temporally subsampled) frames.
+    weight = _weight_for(frames, weight)
+    (st, sh, sw), kind = _triple(conv.stride), _conv_kind(conv)
+    if kind == "spatial":
+        _, ph, pw = _triple(conv.padding)
         frames = _subsample_frames(frames, batch, st)
         if fuse:
             return _fused_conv2d(frames, weight[:, :, 0], bias, residual, (sh, sw), (ph, pw)), True
         return F.conv2d(frames, weight[:, :, 0], bias, stride=(sh, sw), padding=(ph, pw)), False
-    if simple and (kh, kw, sh, sw, ph, pw) == (1, 1, 1, 1, 0, 0):
-        # kt x 1 x 1: a conv2d with kernel (kt, 1) over the [B, C, T, H * W] view (zero frames at the ends).
+    if kind == "temporal":
+        pt = _triple(conv.padding)[0]
         height, width = frames.shape[-2:]
-        time_view = _frames_to_time(frames, batch)
+        time_view = _frames_to_time(frames, batch)  # zero frames at the ends, as the 3D convolution pads
         if fuse:
             residual = _frames_to_time(residual, batch) if residual is not None else None
             out = _fused_conv2d(time_view, weight[..., 0], bias, residual, (st, 1), (pt, 0))
@@ -385,27 +397,13 @@ def _max_pool(pool: nn.MaxPool3d, frames: torch.Tensor, batch: int) -> torch.Ten
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _conv_kind(conv: nn.Module) -> str | None:
-    """"spatial" (1 x kh x kw), "temporal" (kt x 1 x 1) or None (a conv the fused path does not take)."""
-    if not _is_plain_conv(conv) or conv.groups != 1 or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
-        return None
-    if conv.bias is not None or _triple(conv.dilation) != (1, 1, 1):
-        return None
-    kt, kh, kw = _triple(conv.kernel_size)
-    pt, ph, pw = _triple(conv.padding)
-    _, sh, sw = _triple(conv.stride)
-    if kt == 1 and pt == 0:
-        return "spatial"
-    if (kh, kw, sh, sw, ph, pw) == (1, 1, 1, 1, 0, 0):
-        return "temporal"
-    return None
-
-
 def _takes_fused_training(module, relu: bool) -> bool:
     """A conv -> BN [-> ReLU] module of the SlowOnly layout with plain, unhooked parts and a training BN."""
     return (
         module is not None
         and not _has_hooks(module)
+        and _is_plain_conv(module.conv)
+        and module.conv.bias is None
         and _conv_kind(module.conv) is not None
         and _is_plain_bn(module.bn)
         and module.bn.training
@@ -430,12 +428,9 @@ def _genstats_conv_bn(module, frames: torch.Tensor, batch: int, dtype, in_affine
     Returns `(y, scale, shift)`: the raw conv output as frames and `bn(y) = y * scale + shift` per channel.
     """
     conv = module.conv
-    weight = conv.weight.to(dtype)
-    extra_channels = frames.shape[1] - weight.shape[1]
-    if extra_channels > 0:  # zero-padded input channels (the stem's), see `_conv`
-        weight = F.pad(weight, (0, 0, 0, 0, 0, 0, 0, extra_channels))
+    weight = _weight_for(frames, conv.weight.to(dtype))
     in_scale, in_shift = in_affine if in_affine is not None else (None, None)
-    (kt, _, _), (st, sh, sw), (pt, ph, pw) = _triple(conv.kernel_size), _triple(conv.stride), _triple(conv.padding)
+    (st, sh, sw), (pt, ph, pw) = _triple(conv.stride), _triple(conv.padding)
     if _conv_kind(conv) == "spatial":
         frames = _subsample_frames(frames, batch, st)
         y, total, total_sq = conv2d_genstats(frames, in_scale, in_shift, weight[:, :, 0], [sh, sw], [ph, pw])

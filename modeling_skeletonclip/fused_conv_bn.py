@@ -46,12 +46,22 @@ def _wide(t: torch.Tensor) -> torch.Tensor:
     return t.to(torch.promote_types(t.dtype, torch.float32))
 
 
+def _pre_activation(x: torch.Tensor, in_scale: torch.Tensor, in_shift: torch.Tensor) -> torch.Tensor:
+    """`x * in_scale + in_shift` per channel, in fp32 (fp64 for fp64)."""
+    return _wide(x) * in_scale.view(1, -1, 1, 1) + in_shift.view(1, -1, 1, 1)
+
+
 def _prologue(x: torch.Tensor, in_scale: torch.Tensor | None, in_shift: torch.Tensor | None) -> torch.Tensor:
-    """`relu(x * in_scale + in_shift)` per channel (fp32 math, rounded to x's dtype), or x without a prologue."""
+    """`relu(x * in_scale + in_shift)` per channel (rounded to x's dtype), or x without a prologue."""
     if in_scale is None:
         return x
-    pre = _wide(x) * in_scale.view(1, -1, 1, 1) + in_shift.view(1, -1, 1, 1)
-    return pre.relu_().to(x.dtype)
+    return _pre_activation(x, in_scale, in_shift).relu_().to(x.dtype)
+
+
+def _masked_sums(dz_masked: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`sum(dz_masked * x)` and `sum(dz_masked)` per channel, in fp32 (fp64 for fp64)."""
+    dz = _wide(dz_masked)
+    return (dz * _wide(x)).sum(dim=(0, 2, 3)), dz.sum(dim=(0, 2, 3))
 
 
 def _out_size(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -129,14 +139,16 @@ def _conv2d_dgrad_drelu(
     """
     result = _cudnn_dgrad_drelu(grad, weight, x, in_scale, in_shift, stride, padding) if _on_cudnn(x) else None
     if result is not None:
-        return result
+        dz_masked, sum_dz_x, sum_dz = result
+        if sum_dz is None:  # cuDNN took the graph without the reductions
+            sum_dz_x, sum_dz = _masked_sums(dz_masked, x)
+        return dz_masked, sum_dz_x, sum_dz
     dz = torch.ops.aten.convolution_backward(
         grad, x, weight, None, stride, padding, [1, 1], False, [0, 0], 1, [True, False, False]
     )[0]
-    keep = (_wide(x) * in_scale.view(1, -1, 1, 1) + in_shift.view(1, -1, 1, 1)) > 0
+    keep = _pre_activation(x, in_scale, in_shift) > 0
     dz_masked = (_wide(dz) * keep).to(x.dtype).contiguous(memory_format=torch.channels_last)
-    dz32 = _wide(dz_masked)
-    return dz_masked, (dz32 * _wide(x)).sum(dim=(0, 2, 3)), dz32.sum(dim=(0, 2, 3))
+    return (dz_masked, *_masked_sums(dz_masked, x))
 
 
 def _conv2d_dgrad_drelu_fake(grad, weight, x, in_scale, in_shift, stride, padding):

@@ -260,7 +260,7 @@ def test_cudnn_backend_tries_variants_records_them_and_wires_every_tensor(monkey
                                         "reduction"]
     monkeypatch.setattr(_FakeGraph, "unsupported", ("reduction",))
     dz, sum_dz_x, sum_dz = graphs.dgrad_drelu(grad, weight, x, scale, shift, [1, 1], [1, 1])
-    assert "reduction" not in _FakeGraph.built[-1].ops and sum_dz.shape == (8,)
+    assert "reduction" not in _FakeGraph.built[-1].ops and sum_dz_x is None and sum_dz is None  # caller reduces
 
     # Nothing supported: None (the caller runs its torch reference), and the reasons are recorded.
     monkeypatch.setattr(_FakeGraph, "unsupported", ("conv_wgrad",))
@@ -311,3 +311,23 @@ def test_video_config_switch_trains_the_model_with_the_fused_ops(monkeypatch):
     assert len(calls) == 1 + 3 * 3 + 3
     for (name, a), (_, b) in zip(fused.named_parameters(), plain.named_parameters()):
         assert _norm_error(a.grad, b.grad) < 1e-4, name
+
+
+def test_ops_take_cudnn_results_and_reduce_what_the_graph_left_out(monkeypatch):
+    """Where a cuDNN graph answers, the op returns its tensors; a data-gradient graph without the reductions
+    (`sums None`) gets them from the op; a graph that declines (None) leaves the torch reference to run."""
+    import modeling_skeletonclip.fused_conv_bn as fused_ops
+
+    torch.manual_seed(3)
+    x = torch.randn(2, 4, 6, 6, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    weight, grad = torch.randn(3, 4, 3, 3, dtype=torch.float64), torch.randn(2, 3, 6, 6, dtype=torch.float64)
+    scale, shift = torch.rand(4, dtype=torch.float64) + 0.5, torch.randn(4, dtype=torch.float64)
+    expected = fused_ops._conv2d_dgrad_drelu(grad, weight, x, scale, shift, [1, 1], [1, 1])
+    monkeypatch.setattr(fused_ops, "_on_cudnn", lambda tensor: True)
+    monkeypatch.setattr(fused_ops, "_cudnn_dgrad_drelu", lambda *args: (expected[0], None, None))
+    monkeypatch.setattr(fused_ops, "_cudnn_conv_genstats", lambda *args: None)
+    got = fused_ops._conv2d_dgrad_drelu(grad, weight, x, scale, shift, [1, 1], [1, 1])
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b)
+    y, total, _ = fused_ops._conv2d_genstats(x, scale, shift, weight, [1, 1], [1, 1])  # declined: the reference
+    torch.testing.assert_close(total, y.sum(dim=(0, 2, 3)))
