@@ -8,12 +8,13 @@
 #  3. the kernel-category breakdown with more kernels listed than before;
 #  0. first (30 s): the stem conv alone (its weight gradient is the largest kernel of the step, 15.2 ms, an sm80
 #     "indexed" kernel): forward and forward + weight gradient with the padding in the conv (as now), with the
-#     input zero-padded beforehand (which the fast path's input copy could do for free), and in NCHW.
+#     input zero-padded beforehand (which the fast path's input copy could do for free), in NCHW, and with the 7
+#     horizontal taps unfolded into channels (a 7x1 conv over 120 channels).
 # Prepare once on the dev machine: bash scripts/device/prepare_packages.sh
 # Then: run(command="bash scripts/device/issue6_train_check.sh", carry=[".whl"], timeout_s=600)
 source "$(dirname "$0")/install_packages.sh"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-timeout 60 python3 - <<'PY'
+timeout 90 python3 - <<'PY'
 import torch, torch.nn.functional as F
 from torch.utils.benchmark import Timer
 x = torch.rand(6144, 24, 56, 56, device="cuda", dtype=torch.bfloat16)
@@ -30,6 +31,20 @@ for name, (inp, pad) in cases.items():
     t1 = Timer("f()", globals={"f": fwd}).blocked_autorange(min_run_time=1).median * 1e3
     t2 = Timer("f()", globals={"f": fwd_wgrad}).blocked_autorange(min_run_time=1).median * 1e3
     print(f"stem {name}: forward {t1:.2f} ms, forward + weight gradient (+ sum) {t2:.2f} ms")
+# The 7 horizontal taps of the 17 real channels unfolded into 119 (-> 120) channels: a 7x1 conv with 5x the
+# reduction per tap (the same FLOPs as 17 channels, 30 % fewer than 24), paid for with a 4.6 GB input.
+def unfold_w():
+    u = F.pad(x[:, :17], (3, 3)).unfold(3, 7, 1).permute(0, 4, 1, 2, 3).reshape(x.shape[0], 119, 56, 56)
+    return F.pad(u, (0, 0, 0, 0, 0, 1)).contiguous(memory_format=torch.channels_last)
+xu = unfold_w()
+wu = torch.randn(32, 120, 7, 1, device="cuda", dtype=torch.bfloat16).contiguous(
+    memory_format=torch.channels_last).requires_grad_()
+def unf_wgrad():
+    F.conv2d(xu, wu, padding=(3, 0)).sum().backward()
+t0 = Timer("f()", globals={"f": unfold_w}).blocked_autorange(min_run_time=1).median * 1e3
+t1 = Timer("f()", globals={"f": lambda: F.conv2d(xu, wu, padding=(3, 0))}).blocked_autorange(min_run_time=1).median * 1e3
+t2 = Timer("f()", globals={"f": unf_wgrad}).blocked_autorange(min_run_time=1).median * 1e3
+print(f"stem W-unfolded (120 ch, 7x1): building the input {t0:.2f} ms, forward {t1:.2f} ms, + weight gradient {t2:.2f} ms")
 PY
 timeout 140 python3 scripts/profile_encoder.py --compile default --mode train --steps 1 --warmup 0 --top 40 \
   --inductor-options profile_bandwidth=True,profile_bandwidth_output=$OUT/bandwidth.txt \
