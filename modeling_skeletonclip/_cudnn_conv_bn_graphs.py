@@ -6,9 +6,10 @@ Three graphs per convolution shape, the ones NVIDIA's MLPerf ResNet-50 is built 
 * dgrad: `relu_backward(conv_dgrad(dy), x * scale + shift)` with the two per-channel sums of the BatchNorm
   backward as reductions in the same graph (or, where cuDNN does not take those, left to the caller).
 
-Every graph is built once per shape and tried in a few variants (fp32 or io-dtype intermediates); a shape for which
-cuDNN supports none of them returns None, and the caller uses its torch reference. `GRAPH_STATUS` records what
-each shape got, so that a device check can print which layers really ran fused.
+Every graph is built once per shape and tried in a few variants (scale/shift and intermediates in fp32 or in the
+I/O dtype; see `_variants`); a shape for which cuDNN supports none of them returns None, and the caller uses its
+torch reference. `GRAPH_STATUS` records what each shape got, so that a device check can print which layers really
+ran fused.
 Requires bf16/fp16 channels-last tensors (other dtypes go to the reference) and the `cudnn` Python package
 (`nvidia-cudnn-frontend`); without it `available()` is False.
 """
@@ -16,6 +17,7 @@ Requires bf16/fp16 channels-last tensors (other dtypes go to the reference) and 
 from __future__ import annotations
 
 import logging
+from typing import NamedTuple
 
 import torch
 
@@ -59,13 +61,37 @@ def _per_channel(graph, name: str, channels: int, dtype: torch.dtype):
     return graph.tensor(name=name, dim=[1, channels, 1, 1], stride=[channels, 1, channels, channels], data_type=dtype)
 
 
-def _new_graph(io_dtype: torch.dtype, handle, scale_dtype=torch.float32):
-    """A graph with bf16/fp16 I/O and fp32 math; its intermediates in fp32, or in the I/O dtype where the
-    scale/shift are (as in cudnn-frontend's own conv-genstats sample)."""
-    io = cudnn.data_type.BFLOAT16 if io_dtype == torch.bfloat16 else cudnn.data_type.HALF
+class Variant(NamedTuple):
+    """How a graph declares its per-channel scale/shift and its intermediate (virtual) tensors."""
+
+    name: str
+    scale_dtype: torch.dtype
+    intermediate_dtype: torch.dtype
+
+
+def _variants(io_dtype: torch.dtype) -> list[Variant]:
+    """Tried in order: all fp32 (most precise); io-dtype scale/shift with fp32 intermediates (as cudnn-frontend's
+    scale-bias-ReLU wgrad sample); both in the I/O dtype (as its conv-genstats sample); fp32 scale/shift with
+    io-dtype intermediates."""
+    fp32 = torch.float32
+    return [
+        Variant("fp32 scale/shift, fp32 intermediates", fp32, fp32),
+        Variant("io-dtype scale/shift, fp32 intermediates", io_dtype, fp32),
+        Variant("io-dtype scale/shift, io-dtype intermediates", io_dtype, io_dtype),
+        Variant("fp32 scale/shift, io-dtype intermediates", fp32, io_dtype),
+    ]
+
+
+def _data_type(dtype: torch.dtype):
+    return {torch.bfloat16: cudnn.data_type.BFLOAT16, torch.float16: cudnn.data_type.HALF,
+            torch.float32: cudnn.data_type.FLOAT}[dtype]
+
+
+def _new_graph(io_dtype: torch.dtype, handle, variant: Variant):
+    """A graph with bf16/fp16 I/O, fp32 math and the variant's intermediates."""
     return cudnn.pygraph(
-        io_data_type=io,
-        intermediate_data_type=cudnn.data_type.FLOAT if scale_dtype == torch.float32 else io,
+        io_data_type=_data_type(io_dtype),
+        intermediate_data_type=_data_type(variant.intermediate_dtype),
         compute_data_type=cudnn.data_type.FLOAT,
         handle=handle,
     )
@@ -80,11 +106,13 @@ def _finish(graph, handle) -> None:
 
 
 def _build(key: tuple, variants: list, handle):
-    """The first variant cuDNN supports: `(graph, tensors, variant_name)`, or None (recorded in GRAPH_STATUS)."""
+    """The first of `variants` (`(Variant, builder)` pairs) cuDNN supports: `(graph, tensors, variant)`, or None
+    (recorded in GRAPH_STATUS)."""
     if key in _GRAPHS:
         return _GRAPHS[key]
     errors = []
-    for name, builder in variants:
+    for variant, builder in variants:
+        name = variant.name
         graph = None
         try:
             graph, tensors = builder()
@@ -92,7 +120,7 @@ def _build(key: tuple, variants: list, handle):
         except Exception as error:  # cudnnGraphNotSupportedError, or a RuntimeError of an unsupported layout
             errors.append(f"{name}: {str(error).splitlines()[0][:200] if str(error) else type(error).__name__}")
             continue
-        _GRAPHS[key] = (graph, tensors, name)
+        _GRAPHS[key] = (graph, tensors, variant)
         GRAPH_STATUS[key] = f"cudnn ({name})"
         return _GRAPHS[key]
     _GRAPHS[key] = None
@@ -108,7 +136,7 @@ def _execute(built, device_buffers: dict, handle) -> None:
     graph.execute({tensors[name]: buffer for name, buffer in device_buffers.items()}, workspace, handle=handle)
 
 
-def _prologue(graph, x_node, scale_dtype, channels, prologue: bool, relu: bool = True):
+def _prologue(graph, x_node, scale_dtype: torch.dtype, channels: int, prologue: bool, relu: bool = True):
     """`relu(x * scale + shift)` nodes (or x itself; without `relu`, the pre-activation only).
     Returns (output node, extra input tensors)."""
     if not prologue:
@@ -128,12 +156,6 @@ def _key(kind, x, weight, stride, padding, prologue):
     return (kind, tuple(x.shape), tuple(weight.shape), x.dtype, tuple(stride), tuple(padding), prologue, x.device)
 
 
-def _scale_dtypes(io_dtype):
-    """Variants tried in order: fp32 intermediates (and scale/shift; more precise), then both in the I/O dtype
-    (as cudnn-frontend's own conv-genstats sample has them)."""
-    return [("fp32 intermediates", torch.float32), ("io-dtype intermediates", io_dtype)]
-
-
 def conv_genstats(x, in_scale, in_shift, weight, stride, padding):
     """`conv2d_genstats` as one cuDNN graph; None where unsupported (the caller then runs the reference)."""
     if x.dtype not in _HALF or weight.dtype != x.dtype:
@@ -146,11 +168,11 @@ def conv_genstats(x, in_scale, in_shift, weight, stride, padding):
     out_shape = [n, k, (height + 2 * padding[0] - kh) // stride[0] + 1, (width + 2 * padding[1] - kw) // stride[1] + 1]
     y = torch.empty(out_shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
 
-    def builder(scale_dtype):
+    def builder(variant):
         def build():
-            graph = _new_graph(x.dtype, handle, scale_dtype)
+            graph = _new_graph(x.dtype, handle, variant)
             x_node, w_node = _tensor(graph, "x", x), _tensor(graph, "w", weight)
-            image, extra = _prologue(graph, x_node, scale_dtype, channels, prologue)
+            image, extra = _prologue(graph, x_node, variant.scale_dtype, channels, prologue)
             y_node = graph.conv_fprop(name="fprop", image=image, weight=w_node, padding=list(padding),
                                       stride=list(stride), dilation=[1, 1])
             y_node.set_output(True).set_data_type(x.dtype).set_dim(list(y.shape)).set_stride(list(y.stride()))
@@ -160,7 +182,8 @@ def conv_genstats(x, in_scale, in_shift, weight, stride, padding):
             return graph, {"x": x_node, "w": w_node, "y": y_node, "sum": total, "sum_sq": total_sq, **extra}
         return build
 
-    variants = [(name, builder(dtype)) for name, dtype in _scale_dtypes(x.dtype)]
+    # Without a prologue only the intermediates differ: two variants.
+    variants = [(v, builder(v)) for v in _variants(x.dtype) if prologue or v.scale_dtype == torch.float32]
     built = _build(_key("fprop+genstats", x, weight, stride, padding, prologue), variants, handle)
     if built is None:
         return None
@@ -168,14 +191,9 @@ def conv_genstats(x, in_scale, in_shift, weight, stride, padding):
     total_sq = torch.zeros_like(total)
     buffers = {"x": x, "w": weight, "y": y, "sum": total, "sum_sq": total_sq}
     if prologue:
-        buffers.update(_affine_buffers(in_scale, in_shift, _built_scale_dtype(built, x.dtype)))
+        buffers.update(_affine_buffers(in_scale, in_shift, built[2].scale_dtype))
     _execute(built, buffers, handle)
     return y, total.view(k), total_sq.view(k)
-
-
-def _built_scale_dtype(built, io_dtype: torch.dtype) -> torch.dtype:
-    """The dtype the built variant declared scale/shift in."""
-    return torch.float32 if built[2].startswith("fp32") else io_dtype
 
 
 def sbr_wgrad(x, in_scale, in_shift, grad, weight, stride, padding):
@@ -187,11 +205,11 @@ def sbr_wgrad(x, in_scale, in_shift, grad, weight, stride, padding):
     channels = x.shape[1]
     dweight = torch.empty(weight.shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
 
-    def builder(scale_dtype):
+    def builder(variant):
         def build():
-            graph = _new_graph(x.dtype, handle, scale_dtype)
+            graph = _new_graph(x.dtype, handle, variant)
             x_node, dy_node = _tensor(graph, "x", x), _tensor(graph, "dy", grad)
-            image, extra = _prologue(graph, x_node, scale_dtype, channels, True)
+            image, extra = _prologue(graph, x_node, variant.scale_dtype, channels, True)
             dw_node = graph.conv_wgrad(name="wgrad", image=image, loss=dy_node, padding=list(padding),
                                        stride=list(stride), dilation=[1, 1])
             dw_node.set_output(True).set_data_type(x.dtype).set_dim(list(dweight.shape))
@@ -199,11 +217,11 @@ def sbr_wgrad(x, in_scale, in_shift, grad, weight, stride, padding):
             return graph, {"x": x_node, "dy": dy_node, "dw": dw_node, **extra}
         return build
 
-    variants = [(name, builder(dtype)) for name, dtype in _scale_dtypes(x.dtype)]
+    variants = [(v, builder(v)) for v in _variants(x.dtype)]
     built = _build(_key("sbr-wgrad", x, weight, stride, padding, True), variants, handle)
     if built is None:
         return None
-    affine = _affine_buffers(in_scale, in_shift, _built_scale_dtype(built, x.dtype))
+    affine = _affine_buffers(in_scale, in_shift, built[2].scale_dtype)
     _execute(built, {"x": x, "dy": grad, "dw": dweight, **affine}, handle)
     return dweight.contiguous()
 
@@ -218,14 +236,14 @@ def dgrad_drelu(grad, weight, x, in_scale, in_shift, stride, padding):
     channels = x.shape[1]
     dz = torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
 
-    def builder(scale_dtype, with_sums):
+    def builder(variant, with_sums):
         def build():
-            graph = _new_graph(x.dtype, handle, scale_dtype)
+            graph = _new_graph(x.dtype, handle, variant)
             dy_node, w_node, x_node = _tensor(graph, "dy", grad), _tensor(graph, "w", weight), _tensor(graph, "x", x)
             dx_node = graph.conv_dgrad(name="dgrad", loss=dy_node, filter=w_node, padding=list(padding),
                                        stride=list(stride), dilation=[1, 1])
             dx_node.set_dim(list(x.shape)).set_stride(list(x.stride()))
-            pre, extra = _prologue(graph, x_node, scale_dtype, channels, True, relu=False)
+            pre, extra = _prologue(graph, x_node, variant.scale_dtype, channels, True, relu=False)
             dz_node = graph.relu_backward(name="drelu", loss=dx_node, input=pre)
             dz_node.set_output(True).set_data_type(x.dtype).set_dim(list(dz.shape)).set_stride(list(dz.stride()))
             tensors = {"dy": dy_node, "w": w_node, "x": x_node, "dz": dz_node, **extra}
@@ -241,14 +259,14 @@ def dgrad_drelu(grad, weight, x, in_scale, in_shift, stride, padding):
         return build
 
     variants = [
-        (f"{name}, {'sums in graph' if with_sums else 'sums in torch'}", builder(dtype, with_sums))
+        (v._replace(name=f"{v.name}, {'sums in the graph' if with_sums else 'sums outside'}"), builder(v, with_sums))
         for with_sums in (True, False)
-        for name, dtype in _scale_dtypes(x.dtype)
+        for v in _variants(x.dtype)
     ]
     built = _build(_key("dgrad+drelu", x, weight, stride, padding, True), variants, handle)
     if built is None:
         return None
-    affine = _affine_buffers(in_scale, in_shift, _built_scale_dtype(built, x.dtype))
+    affine = _affine_buffers(in_scale, in_shift, built[2].scale_dtype)
     buffers = {"dy": grad, "w": weight, "x": x, "dz": dz, **affine}
     with_sums = "sum_dz" in built[1]
     if with_sums:

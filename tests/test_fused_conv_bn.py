@@ -188,11 +188,13 @@ class _FakeGraph:
     built: list = []
 
     def __init__(self, **kwargs):
-        self.kwargs, self.ops, self.inputs = kwargs, [], []
+        self.kwargs, self.ops, self.inputs, self.dtypes = kwargs, [], [], []
         _FakeGraph.built.append(self)
 
     def tensor(self, name, dim, stride, data_type):
         self.inputs.append(name)
+        if name in ("scale", "shift"):
+            self.dtypes.append(f"{name} {data_type}")
         return _FakeNode(self, name)
 
     def __getattr__(self, op):
@@ -207,8 +209,8 @@ class _FakeGraph:
     build_operation_graph = create_execution_plans = build_plans = validate
 
     def check_support(self):
-        intermediate = self.kwargs["intermediate_data_type"]
-        if any(part in self.ops or part == intermediate for part in _FakeGraph.unsupported):
+        declared = set(self.ops) | {self.kwargs["intermediate_data_type"]} | set(self.dtypes)
+        if declared & set(_FakeGraph.unsupported):
             raise RuntimeError("not supported")
 
     def get_workspace_size(self):
@@ -241,8 +243,9 @@ def test_cudnn_backend_tries_variants_records_them_and_wires_every_tensor(monkey
     weight, grad = torch.randn(16, 8, 3, 3, dtype=torch.bfloat16), torch.randn(2, 16, 3, 3, dtype=torch.bfloat16)
     scale, shift = torch.rand(8), torch.randn(8)
 
-    # fp32 intermediates unsupported: the io-dtype variant is built, cached and executed with every tensor bound.
-    monkeypatch.setattr(_FakeGraph, "unsupported", ("fp32",))
+    # fp32 intermediates and fp32 scale/shift unsupported: the all-io-dtype variant (the third) is built, cached
+    # and executed with every tensor bound.
+    monkeypatch.setattr(_FakeGraph, "unsupported", ("fp32", "scale torch.float32"))
     y, total, total_sq = graphs.conv_genstats(x, scale, shift, weight, [2, 2], [1, 1])
     assert y.shape == (2, 16, 3, 3) and total.shape == total_sq.shape == (16,)
     graph = _FakeGraph.built[-1]
@@ -250,8 +253,8 @@ def test_cudnn_backend_tries_variants_records_them_and_wires_every_tensor(monkey
     assert set(graph.executed) == {"x", "w", "scale", "shift", "conv_fprop", "genstats"}
     assert graph.executed["scale"].dtype == torch.bfloat16  # the variant's scale dtype
     graphs.conv_genstats(x, scale, shift, weight, [2, 2], [1, 1])
-    assert len(_FakeGraph.built) == 2  # two variants tried once; the second call reused the built graph
-    assert list(graphs.GRAPH_STATUS.values()) == ["cudnn (io-dtype intermediates)"]
+    assert len(_FakeGraph.built) == 3  # three variants tried once; the second call reused the built graph
+    assert list(graphs.GRAPH_STATUS.values()) == ["cudnn (io-dtype scale/shift, io-dtype intermediates)"]
 
     # The data gradient: with the sums in the graph unless reductions are unsupported.
     dz, sum_dz_x, sum_dz = graphs.dgrad_drelu(grad, weight, x, scale, shift, [2, 2], [1, 1])
@@ -266,7 +269,8 @@ def test_cudnn_backend_tries_variants_records_them_and_wires_every_tensor(monkey
     monkeypatch.setattr(_FakeGraph, "unsupported", ("conv_wgrad",))
     assert graphs.sbr_wgrad(x, scale, shift, grad, weight, [2, 2], [1, 1]) is None
     status = [v for k, v in graphs.GRAPH_STATUS.items() if k[0] == "sbr-wgrad"]
-    assert status == ["reference (fp32 intermediates: not supported; io-dtype intermediates: not supported)"]
+    assert status[0].startswith("reference (fp32 scale/shift, fp32 intermediates: not supported; ")
+    assert status[0].count("not supported") == 4
     # Other dtypes never reach cuDNN.
     assert graphs.conv_genstats(x.float(), scale, shift, weight.float(), [1, 1], [1, 1]) is None
 
