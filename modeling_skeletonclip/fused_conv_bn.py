@@ -32,13 +32,23 @@ from ._cudnn_conv_bn_graphs import conv_genstats as _cudnn_conv_genstats
 from ._cudnn_conv_bn_graphs import dgrad_drelu as _cudnn_dgrad_drelu
 from ._cudnn_conv_bn_graphs import sbr_wgrad as _cudnn_sbr_wgrad
 
-logger = logging.getLogger(__name__)
-
 __all__ = ["batch_norm_scale_shift", "conv2d_dgrad_drelu", "conv2d_genstats", "conv2d_sbr_wgrad"]
 
 
+logger = logging.getLogger(__name__)
+_WARNED_NO_CUDNN = []
+
+
 def _on_cudnn(x: torch.Tensor) -> bool:
-    return x.is_cuda and _cudnn_available()
+    if not x.is_cuda:
+        return False
+    if _cudnn_available():
+        return True
+    if not _WARNED_NO_CUDNN:
+        _WARNED_NO_CUDNN.append(True)
+        logger.warning("fused_training on CUDA without cudnn-frontend (`pip install skeletonclip[cudnn]`): the torch "
+                       "reference ops run instead of cuDNN's fused graphs, slower than the plain path.")
+    return False
 
 
 def _wide(t: torch.Tensor) -> torch.Tensor:
