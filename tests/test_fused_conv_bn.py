@@ -335,3 +335,17 @@ def test_ops_take_cudnn_results_and_reduce_what_the_graph_left_out(monkeypatch):
         torch.testing.assert_close(a, b)
     y, total, _ = fused_ops._conv2d_genstats(x, scale, shift, weight, [1, 1], [1, 1])  # declined: the reference
     torch.testing.assert_close(total, y.sum(dim=(0, 2, 3)))
+
+
+def test_cuda_without_cudnn_frontend_warns_once(monkeypatch, caplog):
+    import types
+
+    import modeling_skeletonclip.fused_conv_bn as fused_ops
+
+    monkeypatch.setattr(fused_ops, "_cudnn_available", lambda: False)
+    monkeypatch.setattr(fused_ops, "_WARNED_NO_CUDNN", [])
+    cuda_tensor = types.SimpleNamespace(is_cuda=True)
+    with caplog.at_level("WARNING", logger=fused_ops.__name__):
+        assert not fused_ops._on_cudnn(cuda_tensor) and not fused_ops._on_cudnn(cuda_tensor)
+    assert [r.message.count("without cudnn-frontend") for r in caplog.records] == [1]
+    assert not fused_ops._on_cudnn(types.SimpleNamespace(is_cuda=False))
