@@ -57,6 +57,15 @@ def _tensor(graph, name: str, t: torch.Tensor):
     return graph.tensor(name=name, dim=list(t.shape), stride=list(t.stride()), data_type=t.dtype)
 
 
+def _declare_output(node, like: torch.Tensor):
+    """Marks a graph node as an output laid out like the tensor that will receive it."""
+    return node.set_output(True).set_data_type(like.dtype).set_dim(list(like.shape)).set_stride(list(like.stride()))
+
+
+def _geometry(stride, padding) -> dict:
+    return {"padding": list(padding), "stride": list(stride), "dilation": [1, 1]}
+
+
 def _per_channel(graph, name: str, channels: int, dtype: torch.dtype):
     return graph.tensor(name=name, dim=[1, channels, 1, 1], stride=[channels, 1, channels, channels], data_type=dtype)
 
@@ -173,9 +182,8 @@ def conv_genstats(x, in_scale, in_shift, weight, stride, padding):
             graph = _new_graph(x.dtype, handle, variant)
             x_node, w_node = _tensor(graph, "x", x), _tensor(graph, "w", weight)
             image, extra = _prologue(graph, x_node, variant.scale_dtype, channels, prologue)
-            y_node = graph.conv_fprop(name="fprop", image=image, weight=w_node, padding=list(padding),
-                                      stride=list(stride), dilation=[1, 1])
-            y_node.set_output(True).set_data_type(x.dtype).set_dim(list(y.shape)).set_stride(list(y.stride()))
+            y_node = _declare_output(
+                graph.conv_fprop(name="fprop", image=image, weight=w_node, **_geometry(stride, padding)), y)
             total, total_sq = graph.genstats(name="genstats", input=y_node)
             for node in (total, total_sq):
                 node.set_output(True).set_data_type(torch.float32)
@@ -210,10 +218,8 @@ def sbr_wgrad(x, in_scale, in_shift, grad, weight, stride, padding):
             graph = _new_graph(x.dtype, handle, variant)
             x_node, dy_node = _tensor(graph, "x", x), _tensor(graph, "dy", grad)
             image, extra = _prologue(graph, x_node, variant.scale_dtype, channels, True)
-            dw_node = graph.conv_wgrad(name="wgrad", image=image, loss=dy_node, padding=list(padding),
-                                       stride=list(stride), dilation=[1, 1])
-            dw_node.set_output(True).set_data_type(x.dtype).set_dim(list(dweight.shape))
-            dw_node.set_stride(list(dweight.stride()))
+            dw_node = _declare_output(
+                graph.conv_wgrad(name="wgrad", image=image, loss=dy_node, **_geometry(stride, padding)), dweight)
             return graph, {"x": x_node, "dy": dy_node, "dw": dw_node, **extra}
         return build
 
@@ -240,12 +246,10 @@ def dgrad_drelu(grad, weight, x, in_scale, in_shift, stride, padding):
         def build():
             graph = _new_graph(x.dtype, handle, variant)
             dy_node, w_node, x_node = _tensor(graph, "dy", grad), _tensor(graph, "w", weight), _tensor(graph, "x", x)
-            dx_node = graph.conv_dgrad(name="dgrad", loss=dy_node, filter=w_node, padding=list(padding),
-                                       stride=list(stride), dilation=[1, 1])
-            dx_node.set_dim(list(x.shape)).set_stride(list(x.stride()))
+            dx_node = graph.conv_dgrad(name="dgrad", loss=dy_node, filter=w_node, **_geometry(stride, padding))
+            dx_node.set_dim(list(x.shape)).set_stride(list(x.stride()))  # virtual: consumed by the ReLU backward
             pre, extra = _prologue(graph, x_node, variant.scale_dtype, channels, True, relu=False)
-            dz_node = graph.relu_backward(name="drelu", loss=dx_node, input=pre)
-            dz_node.set_output(True).set_data_type(x.dtype).set_dim(list(dz.shape)).set_stride(list(dz.stride()))
+            dz_node = _declare_output(graph.relu_backward(name="drelu", loss=dx_node, input=pre), dz)
             tensors = {"dy": dy_node, "w": w_node, "x": x_node, "dz": dz_node, **extra}
             if with_sums:
                 sum_dz_x = graph.reduction(name="sum_dz_x", input=graph.mul(name="dz_x", a=dz_node, b=x_node),
