@@ -35,6 +35,12 @@ _HANDLES: dict[int, object] = {}
 _HALF = (torch.bfloat16, torch.float16)
 
 
+def conv2d_output_shape(x_shape, weight_shape, stride, padding) -> tuple[int, int, int, int]:
+    """`[N, K, H', W']` of a conv2d of `[N, C, H, W]` with `[K, C, kh, kw]` (dilation 1)."""
+    (n, _, height, width), (k, _, kh, kw) = x_shape, weight_shape
+    return (n, k, (height + 2 * padding[0] - kh) // stride[0] + 1, (width + 2 * padding[1] - kw) // stride[1] + 1)
+
+
 def available() -> bool:
     return cudnn is not None and torch.cuda.is_available()
 
@@ -172,10 +178,9 @@ def conv_genstats(x, in_scale, in_shift, weight, stride, padding):
     x, weight = _channels_last(x), _channels_last(weight)
     prologue = in_scale is not None
     handle = _handle(x.device)
-    n, _, height, width = x.shape
-    k, channels, kh, kw = weight.shape
-    out_shape = [n, k, (height + 2 * padding[0] - kh) // stride[0] + 1, (width + 2 * padding[1] - kw) // stride[1] + 1]
-    y = torch.empty(out_shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
+    k, channels = weight.shape[:2]
+    y = torch.empty(conv2d_output_shape(x.shape, weight.shape, stride, padding), dtype=x.dtype, device=x.device,
+                    memory_format=torch.channels_last)
 
     def builder(variant):
         def build():

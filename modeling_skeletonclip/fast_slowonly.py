@@ -49,7 +49,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .fused_conv_bn import batch_norm_scale_shift, conv2d_genstats
+from ._cudnn_conv_bn_graphs import conv2d_output_shape
+from .fused_conv_bn import batch_norm_scale_shift, conv2d_genstats, count_batch
 
 logger = logging.getLogger(__name__)
 
@@ -133,8 +134,7 @@ def batch_norm_forward(bn: nn.modules.batchnorm._BatchNorm, hidden: torch.Tensor
     recomputing = bn.training and _recomputing_for_backward()
     factor = 0.0 if bn.momentum is None else bn.momentum
     if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None and not recomputing:
-        bn.num_batches_tracked.add_(1)
-        factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+        factor = count_batch(bn)
     use_batch_stats = bn.training or (bn.running_mean is None and bn.running_var is None)
     keep_stats = not bn.training or bn.track_running_stats
     running_mean, running_var = (bn.running_mean, bn.running_var) if keep_stats else (None, None)
@@ -250,11 +250,7 @@ def _conv2d_bias_relu(
 
 
 def _conv2d_bias_relu_fake(x, weight, bias, residual, stride, padding):
-    n, _, height, width = x.shape
-    kh, kw = weight.shape[-2:]
-    out_h = (height + 2 * padding[0] - kh) // stride[0] + 1
-    out_w = (width + 2 * padding[1] - kw) // stride[1] + 1
-    shape = (n, weight.shape[0], out_h, out_w)
+    shape = conv2d_output_shape(x.shape, weight.shape, stride, padding)
     return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
 
 

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from ._cudnn_conv_bn_graphs import available as _cudnn_available
+from ._cudnn_conv_bn_graphs import conv2d_output_shape
 from ._cudnn_conv_bn_graphs import conv_genstats as _cudnn_conv_genstats
 from ._cudnn_conv_bn_graphs import dgrad_drelu as _cudnn_dgrad_drelu
 from ._cudnn_conv_bn_graphs import sbr_wgrad as _cudnn_sbr_wgrad
@@ -74,10 +75,6 @@ def _masked_sums(dz_masked: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor
     return (dz * _wide(x)).sum(dim=(0, 2, 3)), dz.sum(dim=(0, 2, 3))
 
 
-def _out_size(size: int, kernel: int, stride: int, padding: int) -> int:
-    return (size + 2 * padding - kernel) // stride + 1
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # The three ops: reference implementations (torch ops) with the cuDNN graphs tried first on CUDA.
 # ----------------------------------------------------------------------------------------------------------------
@@ -103,12 +100,10 @@ def _conv2d_genstats(
 
 
 def _conv2d_genstats_fake(x, in_scale, in_shift, weight, stride, padding):
-    n, _, height, width = x.shape
-    k, _, kh, kw = weight.shape
-    shape = (n, k, _out_size(height, kh, stride[0], padding[0]), _out_size(width, kw, stride[1], padding[1]))
+    shape = conv2d_output_shape(x.shape, weight.shape, stride, padding)
     y = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
     wide = torch.promote_types(x.dtype, torch.float32)
-    return y, x.new_empty(k, dtype=wide), x.new_empty(k, dtype=wide)
+    return y, x.new_empty(shape[1], dtype=wide), x.new_empty(shape[1], dtype=wide)
 
 
 def _conv2d_sbr_wgrad(
@@ -228,6 +223,16 @@ if not _genstats_defined:
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def count_batch(bn: torch.nn.modules.batchnorm._BatchNorm) -> float:
+    """Counts one training batch in `bn.num_batches_tracked` (if kept) and returns the running-average factor, as
+    `nn.BatchNorm3d` does: `momentum`, or `1 / num_batches_tracked` for momentum None (cumulative average)."""
+    if bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+    if bn.momentum is not None:
+        return bn.momentum
+    return 1.0 / float(bn.num_batches_tracked) if bn.num_batches_tracked is not None else 0.0
+
+
 def batch_norm_scale_shift(
     bn: torch.nn.modules.batchnorm._BatchNorm, total: torch.Tensor, total_sq: torch.Tensor, count: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -238,11 +243,7 @@ def batch_norm_scale_shift(
     var = (total_sq / count - mean * mean).clamp_min(0.0)  # biased, as BatchNorm normalises with
     if bn.track_running_stats and bn.running_mean is not None:
         with torch.no_grad():
-            factor = bn.momentum
-            if bn.num_batches_tracked is not None:
-                bn.num_batches_tracked.add_(1)
-                if factor is None:  # cumulative moving average
-                    factor = 1.0 / float(bn.num_batches_tracked)
+            factor = count_batch(bn)
             unbiased = var * (count / max(count - 1, 1))
             bn.running_mean.lerp_(mean.to(bn.running_mean.dtype), factor)
             bn.running_var.lerp_(unbiased.to(bn.running_var.dtype), factor)
