@@ -58,6 +58,10 @@ class SkeletonClipVideoConfig(PreTrainedConfig):
         fused_training (`bool`): with `conv_impl="fast"`, train with the BatchNorm passes inside the convolutions
             (`fused_conv_bn`: cuDNN fused conv-BN graphs on CUDA with the `cudnn` extra installed, their torch
             reference elsewhere). Same result up to rounding. Experimental, off: not yet measured on a GPU.
+        unfold_stem (`bool`): with `conv_impl="fast"`, run the stem's `1 x 7 x 7` convolution as a `7 x 1` one over
+            `7 * in_channels` channels (its horizontal taps unfolded into channels): the same result up to rounding,
+            a wider convolution for cuDNN's tensor cores at the cost of a 7x larger stem input. Experimental, off:
+            not yet measured on a GPU.
         classifier_dropout (`float`): dropout before the classification head of the PoseC3D baseline.
     """
 
@@ -78,6 +82,7 @@ class SkeletonClipVideoConfig(PreTrainedConfig):
     zero_init_residual: bool = True
     conv_impl: str = "fast"
     fused_training: bool = False
+    unfold_stem: bool = False
     classifier_dropout: float = 0.5
 
     def __post_init__(self, **kwargs):

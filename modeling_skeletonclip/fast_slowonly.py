@@ -298,11 +298,36 @@ def _weight_for(frames: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return weight
 
 
-def _conv(conv: nn.Conv3d, frames: torch.Tensor, batch: int, weight: torch.Tensor, bias, fuse=False, residual=None):
+def _unfold_width(frames: torch.Tensor, weight: torch.Tensor, stride, padding, channel_multiple: int = 1):
+    """A `kh x kw` conv2d as a `kh x 1` conv2d over `kw * C` channels: the `kw` horizontal taps of every output
+    column become input channels (channel `j * C + c` is tap `j` of channel `c`), zero-padded to a multiple of
+    `channel_multiple`. The same sums in another order; meant for the stem, whose 17 keypoint channels make a narrow
+    convolution (7 x 7 over 17, padded to 24, channels) that cuDNN runs far below the card's rate.
+
+    `frames` `[N, C, H, W]` channels_last, `weight` `[K, C, kh, kw]`. Returns `(frames [N, C', H, W'] channels_last,
+    weight [K, C', kh, 1], stride, padding)` for `F.conv2d`.
+    """
+    n, c, h, _ = frames.shape
+    k, _, kh, kw = weight.shape
+    (sh, sw), (ph, pw) = stride, padding
+    rows = F.pad(frames.permute(0, 2, 3, 1), (0, 0, pw, pw))  # [N, H, W + 2 pw, C]
+    taps = rows.unfold(2, kw, sw).transpose(3, 4)  # [N, H, W', kw, C] (a view)
+    channels = kw * c
+    padded = -(-channels // channel_multiple) * channel_multiple
+    unfolded = taps.new_zeros(n, h, taps.shape[2], padded)  # [N, H, W', C'] (channels last)
+    unfolded[..., :channels].view(taps.shape).copy_(taps)
+    weight = weight.permute(0, 3, 1, 2).reshape(k, channels, kh, 1)  # [K, kw * C, kh, 1], same channel order
+    weight = F.pad(weight, (0, 0, 0, 0, 0, padded - channels))
+    return unfolded.permute(0, 3, 1, 2), weight, (sh, 1), (ph, 0)
+
+
+def _conv(conv: nn.Conv3d, frames: torch.Tensor, batch: int, weight: torch.Tensor, bias, fuse=False, residual=None,
+          unfold_width: int = 0):
     """Applies `conv` (with `weight`/`bias` replacing its own, e.g. BN-folded) to frames `[B * T, C, H, W]`.
 
     `fuse=True` asks for `relu(conv + bias [+ residual])` as one op (inference only; `bias` must be given); the
     caller applies ReLU and residual itself when it gets `fused=False` back (`residual` is only read when fusing).
+    `unfold_width` > 0: a spatial conv runs as `_unfold_width` with that channel multiple.
     Returns `(frames [B * T', C', H', W'] channels_last, fused)`.
     """
     weight = _weight_for(frames, weight)
@@ -310,6 +335,10 @@ def _conv(conv: nn.Conv3d, frames: torch.Tensor, batch: int, weight: torch.Tenso
     if kind == "spatial":
         _, ph, pw = _triple(conv.padding)
         frames = _subsample_frames(frames, batch, st)
+        if unfold_width:
+            frames, weight2d, (sh, sw), (ph, pw) = _unfold_width(frames, weight[:, :, 0], (sh, sw), (ph, pw),
+                                                                 unfold_width)
+            weight = weight2d.unsqueeze(2)
         if fuse:
             return _fused_conv2d(frames, weight[:, :, 0], bias, residual, (sh, sw), (ph, pw)), True
         return F.conv2d(frames, weight[:, :, 0], bias, stride=(sh, sw), padding=(ph, pw)), False
@@ -327,10 +356,12 @@ def _conv(conv: nn.Conv3d, frames: torch.Tensor, batch: int, weight: torch.Tenso
     return _video_to_frames(conv._conv_forward(_frames_to_video(frames, batch), weight, bias)), False
 
 
-def _conv_bn(module, frames: torch.Tensor, batch: int, relu: bool, fused: bool = False, residual=None):
+def _conv_bn(module, frames: torch.Tensor, batch: int, relu: bool, fused: bool = False, residual=None,
+             unfold_width: int = 0):
     """`SkeletonClipConvModule` (conv -> BN -> [+ residual] -> optional in-place ReLU) on frames.
 
     `fused`: put bias, residual and ReLU into the convolution when BN can be folded and no gradient is needed.
+    `unfold_width`: see `_conv` (for a plain conv only).
     A conv or BN that is not the plain module (a LoRA wrapper, SyncBatchNorm, ...) runs its own forward on the
     `[B, C, T, H, W]` view, so that whatever it adds is kept.
     """
@@ -339,12 +370,12 @@ def _conv_bn(module, frames: torch.Tensor, batch: int, relu: bool, fused: bool =
     if plain_conv and plain_bn and _can_fold(bn):
         weight, bias = _folded_weight_and_bias(conv, bn)
         fuse = fused and relu and not torch.is_grad_enabled()
-        out, done = _conv(conv, frames, batch, weight, bias, fuse, residual)
+        out, done = _conv(conv, frames, batch, weight, bias, fuse, residual, unfold_width)
         if done:
             return out
     else:
         if plain_conv:
-            out = _conv(conv, frames, batch, conv.weight, conv.bias)[0]
+            out = _conv(conv, frames, batch, conv.weight, conv.bias, unfold_width=unfold_width)[0]
         else:
             out = _module_on_frames(conv, frames, batch)
         out = batch_norm_forward(bn, out) if plain_bn else _module_on_frames(bn, out, batch)
@@ -418,9 +449,10 @@ def _block_takes_fused_training(block) -> bool:
     )
 
 
-def _genstats_conv_bn(module, frames: torch.Tensor, batch: int, dtype, in_affine=None):
+def _genstats_conv_bn(module, frames: torch.Tensor, batch: int, dtype, in_affine=None, unfold_width: int = 0):
     """conv (with the previous BN-ReLU `in_affine = (scale, shift)` as its prologue) and its BN as an affine map.
 
+    `unfold_width`: see `_conv` (not with a prologue: the unfolded frames would need it per tap).
     Returns `(y, scale, shift)`: the raw conv output as frames and `bn(y) = y * scale + shift` per channel.
     """
     conv = module.conv
@@ -429,7 +461,10 @@ def _genstats_conv_bn(module, frames: torch.Tensor, batch: int, dtype, in_affine
     (st, sh, sw), (pt, ph, pw) = _triple(conv.stride), _triple(conv.padding)
     if _conv_kind(conv) == "spatial":
         frames = _subsample_frames(frames, batch, st)
-        y, total, total_sq = conv2d_genstats(frames, in_scale, in_shift, weight[:, :, 0], [sh, sw], [ph, pw])
+        weight2d = weight[:, :, 0]
+        if unfold_width and in_affine is None:
+            frames, weight2d, (sh, sw), (ph, pw) = _unfold_width(frames, weight2d, (sh, sw), (ph, pw), unfold_width)
+        y, total, total_sq = conv2d_genstats(frames, in_scale, in_shift, weight2d, [sh, sw], [ph, pw])
     else:
         height, width = frames.shape[-2:]
         y, total, total_sq = conv2d_genstats(
@@ -485,6 +520,7 @@ def fast_video_encoder_forward(
     input_channel_multiple: int | None = None,
     fused_epilogues: bool | None = None,
     fused_training: bool = False,
+    unfold_stem: bool = False,
 ) -> torch.Tensor:
     """`encoder.forward(heatmaps)` of a `SkeletonClipVideoEncoder`, computed with 2D convolutions over frames.
 
@@ -504,6 +540,10 @@ def fast_video_encoder_forward(
             passes inside the convolutions (`fused_conv_bn`: statistics in the conv's epilogue, BN-apply + ReLU in
             the next conv's prologue; cuDNN fused graphs on CUDA). Same result up to rounding. Experimental and
             off by default: not yet measured on a GPU. Blocks with hooks, wrappers or checkpointing run as usual.
+        unfold_stem: run the stem's `1 x kh x kw` convolution as a `kh x 1` one over `kw * C` channels (its
+            horizontal taps unfolded into channels, zero-padded to `input_channel_multiple`; `_unfold_width`),
+            in every mode. Same result up to rounding; costs a `kw` times larger stem input. Experimental and off
+            by default: not yet measured on a GPU. A hooked or wrapped stem runs as usual.
 
     Returns:
         `[B, 512, T', H', W']` contiguous, equal to `encoder(heatmaps)` up to floating-point rounding.
@@ -515,21 +555,28 @@ def fast_video_encoder_forward(
         fused_epilogues = heatmaps.is_cuda and _runs_in_half_precision(heatmaps)
     if input_channel_multiple is None:
         input_channel_multiple = 8 if heatmaps.is_cuda else 1
-    if not _is_plain_conv(encoder.conv1.conv) or _has_hooks(encoder.conv1):
+    stem = encoder.conv1
+    if not _is_plain_conv(stem.conv) or _has_hooks(stem):
         input_channel_multiple = 1  # a wrapped or hooked stem gets the channels it was built for
-    frames = _video_to_frames(heatmaps, input_channel_multiple)  # [B * T, C', H, W] channels_last
+        unfold_stem = False
+    unfold_stem = unfold_stem and _conv_kind(stem.conv) == "spatial"
+    if unfold_stem:
+        # The unfolded input is kw times larger: build it in the dtype the conv runs in, and pad it, not the input.
+        heatmaps = heatmaps.to(_conv_dtype(heatmaps))
+    frames = _video_to_frames(heatmaps, 1 if unfold_stem else input_channel_multiple)  # [B * T, C', H, W]
+    stem_unfold_width = input_channel_multiple if unfold_stem else 0
     fused_training = fused_training and encoder.training and torch.is_grad_enabled()
-    if fused_training and _takes_fused_training(encoder.conv1, _has_relu(encoder.conv1)):
+    if fused_training and _takes_fused_training(stem, _has_relu(stem)):
         frames = frames.to(_conv_dtype(frames))
-        y, scale, shift = _genstats_conv_bn(encoder.conv1, frames, batch, frames.dtype)
-        frames = _apply_affine(y, scale, shift, relu=_has_relu(encoder.conv1))
-    elif _has_hooks(encoder.conv1):
-        frames = _module_on_frames(encoder.conv1, frames, batch)
+        y, scale, shift = _genstats_conv_bn(stem, frames, batch, frames.dtype, unfold_width=stem_unfold_width)
+        frames = _apply_affine(y, scale, shift, relu=_has_relu(stem))
+    elif _has_hooks(stem):
+        frames = _module_on_frames(stem, frames, batch)
     else:
         # The stem is never fused: for its 7x7 kernel over 24 (padded) channels cuDNN's fused kernel took 16.8 ms
         # per batch of 128 clips on an H100 against 9.1 ms plain; its bias + ReLU cost little next to the max-pool
         # that reads its output anyway (and torch.compile fuses them into it).
-        frames = _conv_bn(encoder.conv1, frames, batch, _has_relu(encoder.conv1))
+        frames = _conv_bn(stem, frames, batch, _has_relu(stem), unfold_width=stem_unfold_width)
     frames = _max_pool(encoder.maxpool, frames, batch)
     for i in range(encoder.num_stages):
         layer = getattr(encoder, f"layer{i + 1}")

@@ -8,6 +8,7 @@ behind them on CUDA are checked on a GPU by `scripts/device/fused_training_check
 """
 
 import copy
+import re
 from functools import partial
 
 import pytest
@@ -84,6 +85,10 @@ def test_fused_training_matches_conv3d_float64(variant):
         reference = _run(copy.deepcopy(encoder).double(), x, False, grad_out)
         fused = _run(copy.deepcopy(encoder).double(), x, True, grad_out, fused_training=True)
         _compare(fused, reference, 1e-10, f"{variant} {shape} fused training, float64")
+        # With the stem's horizontal taps unfolded into its (padded) input channels, the stem's genstats conv too.
+        fused = _run(copy.deepcopy(encoder).double(), x, True, grad_out, fused_training=True, unfold_stem=True,
+                     input_channel_multiple=8)
+        _compare(fused, reference, 1e-10, f"{variant} {shape} fused training, unfolded stem, float64")
 
 
 def test_fused_training_bf16_autocast_is_as_accurate_as_conv3d():
@@ -154,14 +159,16 @@ def test_fused_training_steps_aside_for_hooks_checkpointing_eval_and_no_grad(mon
 
 
 @pytest.mark.slow
-def test_fused_training_compiles_in_one_graph():
+@pytest.mark.parametrize("unfold_stem", [False, True], ids=["stem", "unfolded_stem"])
+def test_fused_training_compiles_in_one_graph(unfold_stem):
     encoder = _build_encoder("default").train()
     x = torch.randn(2, encoder.config.in_channels, 6, 12, 12)
     eager, compiled = copy.deepcopy(encoder), copy.deepcopy(encoder)
-    forward = torch.compile(lambda e, v: fast_video_encoder_forward(e, v, fused_training=True), fullgraph=True)
+    options = dict(fused_training=True, unfold_stem=unfold_stem, input_channel_multiple=8)
+    forward = torch.compile(lambda e, v: fast_video_encoder_forward(e, v, **options), fullgraph=True)
     out = forward(compiled, x)
     out.square().sum().backward()
-    expected = fast_video_encoder_forward(eager, x, fused_training=True)
+    expected = fast_video_encoder_forward(eager, x, **options)
     expected.square().sum().backward()
     # float32 with another summation order: norm-relative agreement (measured ~1e-6; eager vs plain ~2e-5).
     assert _norm_error(out, expected) < 1e-5
@@ -254,7 +261,8 @@ def test_cudnn_backend_tries_variants_records_them_and_wires_every_tensor(monkey
     assert graph.executed["scale"].dtype == torch.bfloat16  # the variant's scale dtype
     graphs.conv_genstats(x, scale, shift, weight, [2, 2], [1, 1])
     assert len(_FakeGraph.built) == 3  # three variants tried once; the second call reused the built graph
-    assert list(graphs.GRAPH_STATUS.values()) == ["cudnn (io-dtype scale/shift, io-dtype intermediates)"]
+    (status,) = graphs.GRAPH_STATUS.values()  # the variant taken and how long building took (runtime compilation)
+    assert re.fullmatch(r"cudnn \(io-dtype scale/shift, io-dtype intermediates; built in \d+\.\d\d s\)", status)
 
     # The data gradient: with the sums in the graph unless reductions are unsupported.
     dz, sum_dz_x, sum_dz = graphs.dgrad_drelu(grad, weight, x, scale, shift, [2, 2], [1, 1])
@@ -270,7 +278,7 @@ def test_cudnn_backend_tries_variants_records_them_and_wires_every_tensor(monkey
     assert graphs.sbr_wgrad(x, scale, shift, grad, weight, [2, 2], [1, 1]) is None
     status = [v for k, v in graphs.GRAPH_STATUS.items() if k[0] == "sbr-wgrad"]
     assert status[0].startswith("reference (fp32 scale/shift, fp32 intermediates: not supported; ")
-    assert status[0].count("not supported") == 4
+    assert status[0].count("not supported") == 4 and re.search(r"; tried for \d+\.\d\d s\)$", status[0])
     # Other dtypes never reach cuDNN.
     assert graphs.conv_genstats(x.float(), scale, shift, weight.float(), [1, 1], [1, 1]) is None
 
@@ -315,6 +323,27 @@ def test_video_config_switch_trains_the_model_with_the_fused_ops(monkeypatch):
     assert len(calls) == 1 + 3 * 3 + 3
     for (name, a), (_, b) in zip(fused.named_parameters(), plain.named_parameters()):
         assert _norm_error(a.grad, b.grad) < 1e-4, name
+
+
+def test_video_config_unfold_stem_switch(monkeypatch):
+    """`SkeletonClipVideoConfig(unfold_stem=True)`: the model's stem runs unfolded (train and eval), with the plain
+    path's output, and the switch survives the config round trip."""
+    from modeling_skeletonclip import SkeletonClipVideoConfig
+    from modeling_skeletonclip.modeling_skeletonclip import SkeletonClipVideoEncoder
+
+    unfolds = []
+    original = fast_slowonly._unfold_width
+    monkeypatch.setattr(fast_slowonly, "_unfold_width", lambda *args: unfolds.append(args[0].shape) or original(*args))
+    small = dict(in_channels=5, base_channels=8, stage_planes=[8, 8, 8], stage_blocks=[1, 1, 1])
+    torch.manual_seed(0)
+    plain = SkeletonClipVideoEncoder(SkeletonClipVideoConfig(**small))
+    unfolded = SkeletonClipVideoEncoder(SkeletonClipVideoConfig(**small, unfold_stem=True))
+    unfolded.load_state_dict(plain.state_dict())
+    assert SkeletonClipVideoConfig.from_dict(unfolded.config.to_dict()).unfold_stem
+    x = torch.randn(2, 5, 6, 12, 12)
+    for train in (True, False):
+        torch.testing.assert_close(unfolded.train(train)(x), plain.train(train)(x), rtol=1e-5, atol=1e-5)
+    assert unfolds == [(12, 5, 12, 12)] * 2
 
 
 def test_ops_take_cudnn_results_and_reduce_what_the_graph_left_out(monkeypatch):
