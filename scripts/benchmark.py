@@ -40,6 +40,9 @@ Flags:
                       (e.g. coordinate_descent_tuning=True: inductor tunes each generated kernel's launch config).
   --inference-only    encoder rows: inference only (no train steps, no compiled backward graphs: much quicker).
   --train-only        encoder rows: train steps only (no inference measurement, no inference-only rows).
+  --encoder-rows RE   encoder rows: only those whose name matches this regular expression (Python `re.search`),
+                      besides the reference and conv3d bf16 + channels_last_3d rows that the ratios need, e.g.
+                      "compile" for the compiled rows only.
   --batch-sweep LIST  also run the fast bf16 rows (and their compiled rows) at these batch sizes, e.g. 64,192,256.
   --rows LIST         comma-separated subset of rows to run: encoder,heatmaps,pipeline,model,eval,variants (default all).
   --pipeline-clips N  clips through the CPU data pipeline.
@@ -57,6 +60,7 @@ import copy
 import json
 import os
 import platform
+import re
 import sys
 import time
 from typing import NamedTuple
@@ -144,6 +148,7 @@ class EncoderVariant(NamedTuple):
     fused_epilogues: bool = False  # the fast path's fused conv-bias-ReLU inference (no train-step row)
     inductor_options: tuple = ()  # (key, value) pairs of torch._inductor.config set while the row compiles and runs
     fused_training: bool = False  # the fast path's conv-BN training graphs (`fused_conv_bn`; no inference row)
+    unfold_stem: bool = False  # the fast path's stem as a 7x1 conv over its 7 horizontal taps as channels
 
 
 def encoder_variants(compile_modes, device, inductor_options=()):
@@ -161,6 +166,7 @@ def encoder_variants(compile_modes, device, inductor_options=()):
                                        fused_epilogues=True))
         variants.append(EncoderVariant("fast bf16, fused conv-BN (training)", "fast", True, False,
                                        fused_training=True))
+    variants.append(EncoderVariant("fast bf16, unfolded stem", "fast", True, False, unfold_stem=True))
     for mode in compile_modes:
         suffix = "" if mode == "default" else f"(mode={mode})"
         variants.append(EncoderVariant(f"fast bf16 + torch.compile{suffix}", "fast", True, False, mode))
@@ -169,6 +175,11 @@ def encoder_variants(compile_modes, device, inductor_options=()):
                                            True, False, mode, fused_epilogues=True))
             variants.append(EncoderVariant(f"fast bf16 + torch.compile{suffix}, fused conv-BN (training)", "fast",
                                            True, False, mode, fused_training=True))
+        variants.append(EncoderVariant(f"fast bf16 + torch.compile{suffix}, unfolded stem", "fast", True, False, mode,
+                                       unfold_stem=True))
+        if device.type == "cuda":
+            variants.append(EncoderVariant(f"fast bf16 + torch.compile{suffix}, fused conv-BN (training) + unfolded "
+                                           "stem", "fast", True, False, mode, fused_training=True, unfold_stem=True))
         if inductor_options:
             options = ", ".join(f"{key}={value}" for key, value in inductor_options)
             variants.append(EncoderVariant(f"fast bf16 + torch.compile{suffix}, inductor {options}", "fast", True,
@@ -180,7 +191,7 @@ def make_forward(encoder, variant):
     if variant.impl == "fast":
         def forward(x):
             return fast_video_encoder_forward(encoder, x, variant.channel_multiple, variant.fused_epilogues,
-                                              variant.fused_training)
+                                              variant.fused_training, variant.unfold_stem)
     else:
         forward = encoder
     if variant.compile_mode is None:
@@ -238,7 +249,7 @@ def _bench_encoder_variant(base_encoder, x, device, variant, args):
     else:
         encoder.train()
         train = measure(train_step, device, args.steps, warmup, x.shape[0])
-    if variant.fused_training:
+    if variant.fused_training or variant.unfold_stem:
         train["rel_diff_vs_plain"] = _train_output_difference(encoder, x, variant)
     if variant.fused_training or args.train_only:
         note = "training-only option" if variant.fused_training else "--train-only"
@@ -254,13 +265,17 @@ def _bench_encoder_variant(base_encoder, x, device, variant, args):
 
 
 def _train_output_difference(encoder, x, variant) -> float:
-    """Relative difference of one training-mode forward (batch statistics) of the fused conv-BN path to the plain
-    fast path under the same autocast, on copies (their BN running statistics move)."""
-    with torch.no_grad(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=variant.bf16):
-        plain = fast_video_encoder_forward(copy.deepcopy(encoder).train(), x, variant.channel_multiple).float()
-        fused = fast_video_encoder_forward(copy.deepcopy(encoder).train(), x, variant.channel_multiple,
-                                           fused_training=True).float()
-    return ((fused - plain).norm() / plain.norm()).item()
+    """Relative difference of one training-mode forward (batch statistics) of the row's options (fused conv-BN,
+    unfolded stem) to the plain fast path under the same autocast, on copies (their BN running statistics move)."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=variant.bf16):
+        with torch.no_grad():
+            plain = fast_video_encoder_forward(copy.deepcopy(encoder).train(), x, variant.channel_multiple).float()
+        # With gradients enabled (the fused conv-BN ops only run where a backward can follow); the graph is freed
+        # with the undetached output.
+        options = fast_video_encoder_forward(copy.deepcopy(encoder).train(), x, variant.channel_multiple,
+                                             fused_training=variant.fused_training,
+                                             unfold_stem=variant.unfold_stem).detach().float()
+    return ((options - plain).norm() / plain.norm()).item()
 
 
 def bench_encoder(args, device, results, table):
@@ -275,6 +290,9 @@ def bench_encoder(args, device, results, table):
         variant for variant in encoder_variants(args.compile_modes, device, args.inductor_options)
         if not (args.inference_only and variant.fused_training) and not (args.train_only and variant.fused_epilogues)
     ]
+    if args.encoder_rows is not None:  # the reference rows stay: every ratio is against them
+        variants = [variant for i, variant in enumerate(variants)
+                    if i == 0 or variant.name == BF16_CHANNELS_LAST or args.encoder_rows.search(variant.name)]
     for variant in variants:
         train, infer = bench_encoder_variant(encoder, x, device, variant, args)
         if reference is None:
@@ -587,6 +605,13 @@ def parse_inductor_options(text: str) -> list[tuple[str, object]]:
     return options
 
 
+def _regex(text: str) -> re.Pattern:
+    try:
+        return re.compile(text)
+    except re.error as error:
+        raise argparse.ArgumentTypeError(f"not a regular expression ({error}): {text!r}") from None
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
     parser.add_argument("--quick", action="store_true")
@@ -600,6 +625,7 @@ def parse_args(argv=None):
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--compile-modes", default="")
     parser.add_argument("--batch-sweep", default="")
+    parser.add_argument("--encoder-rows", type=_regex)
     parser.add_argument("--cudnn-benchmark", action="store_true")
     parser.add_argument("--inductor-options", type=parse_inductor_options, default=[])
     mode = parser.add_mutually_exclusive_group()

@@ -20,6 +20,7 @@ Flags:
   --channel-multiple N the fast path's input-channel padding (default: its own, 8 on CUDA).
   --fused-epilogues    the fast path's fused conv-bias(-add)-ReLU ops (inference only).
   --fused-training     the fast path's fused conv-BN training graphs (`fused_conv_bn`; train only).
+  --unfold-stem        the fast path's stem as a 7x1 conv over its 7 horizontal taps as channels (`unfold_stem`).
   --inductor-options K=V[,K=V]  torch._inductor.config settings while compiling (e.g. coordinate_descent_tuning=True).
   --mode train|inference, --batch / --frames / --size, --steps (profiled) / --warmup, --top (kernels listed).
   --json PATH          categories and top kernels as JSON; --trace PATH: a Chrome trace of the profiled steps.
@@ -116,7 +117,7 @@ def profile_encoder(args) -> dict:
     x = torch.rand(args.batch, config.in_channels, args.frames, args.size, args.size, device=device)
     variant = EncoderVariant(args.impl, args.impl, not args.fp32, args.channels_last, args.compile,
                              args.channel_multiple, args.fused_epilogues, tuple(args.inductor_options),
-                             args.fused_training)
+                             args.fused_training, args.unfold_stem)
     with torch._inductor.config.patch(dict(variant.inductor_options)):  # compilation happens in the first steps
         return _profile_encoder(args, base, x, device, variant)
 
@@ -141,7 +142,7 @@ def _profile_encoder(args, base, x, device, variant) -> dict:
     result["settings"] = {
         key: getattr(args, key)
         for key in ("impl", "mode", "batch", "frames", "size", "steps", "compile", "channels_last", "channel_multiple",
-                    "fused_epilogues", "fused_training", "inductor_options")
+                    "fused_epilogues", "fused_training", "unfold_stem", "inductor_options")
     }
     result["settings"]["precision"] = "fp32" if args.fp32 else "bf16 autocast"
     return result
@@ -177,6 +178,7 @@ def parse_args(argv=None):
     parser.add_argument("--channel-multiple", type=int)
     parser.add_argument("--fused-epilogues", action="store_true")
     parser.add_argument("--fused-training", action="store_true")
+    parser.add_argument("--unfold-stem", action="store_true")
     parser.add_argument("--inductor-options", type=parse_inductor_options, default=[])
     parser.add_argument("--mode", choices=("train", "inference"), default="train")
     parser.add_argument("--batch", type=int)
@@ -195,7 +197,7 @@ def parse_args(argv=None):
     if args.channel_multiple is not None and args.channel_multiple < 1:
         parser.error(f"--channel-multiple must be >= 1, got {args.channel_multiple}")
     for flag, value in (("--channel-multiple", args.channel_multiple), ("--fused-epilogues", args.fused_epilogues),
-                        ("--fused-training", args.fused_training)):
+                        ("--fused-training", args.fused_training), ("--unfold-stem", args.unfold_stem)):
         if value not in (None, False) and args.impl != "fast":
             parser.error(f"{flag} applies to --impl fast only")
     if args.inductor_options and not args.compile:
