@@ -17,6 +17,7 @@ Requires bf16/fp16 channels-last tensors (other dtypes go to the reference) and 
 from __future__ import annotations
 
 import logging
+import time
 from typing import NamedTuple
 
 import torch
@@ -126,6 +127,7 @@ def _build(key: tuple, variants: list, handle):
     if key in _GRAPHS:
         return _GRAPHS[key]
     errors = []
+    start = time.perf_counter()  # building may compile kernels at run time: seconds per graph, once per shape
     for variant, builder in variants:
         name = variant.name
         graph = None
@@ -136,10 +138,10 @@ def _build(key: tuple, variants: list, handle):
             errors.append(f"{name}: {str(error).splitlines()[0][:200] if str(error) else type(error).__name__}")
             continue
         _GRAPHS[key] = (graph, tensors, variant)
-        GRAPH_STATUS[key] = f"cudnn ({name})"
+        GRAPH_STATUS[key] = f"cudnn ({name}; built in {time.perf_counter() - start:.2f} s)"
         return _GRAPHS[key]
     _GRAPHS[key] = None
-    GRAPH_STATUS[key] = "reference (" + "; ".join(errors) + ")"
+    GRAPH_STATUS[key] = f"reference ({'; '.join(errors)}; tried for {time.perf_counter() - start:.2f} s)"
     logger.warning("cuDNN supports no fused graph for %s; using the torch reference: %s", key[:2], "; ".join(errors))
     return None
 

@@ -43,6 +43,8 @@ SHAPES = [
     ("layer1.1.conv1 1x1, 128 -> 32", ("frames", 128, 28, 28), (32, 128, 1, 1), [1, 1], [0, 0], False),
     ("layer2.1.conv1 3x1x1, 256 -> 64", ("clips", 256, 48, 196), (64, 256, 3, 1), [1, 1], [1, 0], False),
     ("layer3.1.conv2 3x3, 128 -> 128", ("frames_half", 128, 7, 7), (128, 128, 3, 3), [1, 1], [1, 1], True),
+    # `unfold_stem=True`: the stem's 7 horizontal taps of its 17 channels as 119 (padded: 120) input channels.
+    ("stem unfolded 7x1, 120 -> 32", ("frames", 120, 56, 56), (32, 120, 7, 1), [1, 1], [3, 0], False),
 ]
 LIMITS = {"y": 2e-2, "sum": 2e-2, "sum_sq": 2e-2, "dweight": 3e-2, "dz": 3e-2, "sum_dz_x": 3e-2, "sum_dz": 3e-2}
 

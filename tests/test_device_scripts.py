@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEVICE = os.path.join(ROOT, "scripts", "device")
@@ -75,4 +76,12 @@ def test_fused_training_check_installs_cudnn_frontend_and_measures_train_only():
     prepare = open(os.path.join(DEVICE, "prepare_packages.sh")).read()
     assert "nvidia-cudnn-frontend==" in prepare  # the cuDNN graphs' Python API, carried in .whl/
     calls = _python_calls(os.path.join(DEVICE, "fused_training_check.sh"))
-    assert benchmark.parse_args(calls[1][1]).train_only and profile_encoder.parse_args(calls[2][1]).fused_training
+    args = benchmark.parse_args(calls[1][1])
+    assert args.train_only and profile_encoder.parse_args(calls[2][1]).fused_training
+    # The rows its --encoder-rows pattern selects on a GPU (the two reference rows are always kept).
+    names = [variant.name for variant in benchmark.encoder_variants(args.compile_modes, torch.device("cuda"))
+             if not variant.fused_epilogues]
+    assert [name for name in names if args.encoder_rows.search(name)] == [
+        "fast bf16", "fast bf16, fused conv-BN (training)", "fast bf16 + torch.compile",
+        "fast bf16 + torch.compile, fused conv-BN (training)", "fast bf16 + torch.compile, unfolded stem",
+        "fast bf16 + torch.compile, fused conv-BN (training) + unfolded stem"]
