@@ -293,11 +293,14 @@ def bench_encoder(args, device, results, table):
     if args.encoder_rows is not None:  # the reference rows stay: every ratio is against them
         variants = [variant for i, variant in enumerate(variants)
                     if i == 0 or variant.name == BF16_CHANNELS_LAST or args.encoder_rows.search(variant.name)]
+    results["encoder"] = {"batch": args.batch, "frames": args.frames, "size": args.size, "config": config.to_dict(),
+                          "rows": rows}
     for variant in variants:
         train, infer = bench_encoder_variant(encoder, x, device, variant, args)
         if reference is None:
             reference = (train["clips_per_s"], infer["clips_per_s"])
         rows.append(encoder_row(variant.name, args.batch, train, infer, reference, table))
+        write_json(args, results)  # a run cut short by a time limit keeps the rows it measured
     # Other batch sizes of the fast bf16 rows; ratios are throughput against the reference at --batch.
     for batch in args.batch_sweep:
         xb = torch.rand(batch, config.in_channels, args.frames, args.size, args.size, device=device)
@@ -305,10 +308,7 @@ def bench_encoder(args, device, results, table):
             if variant.impl == "fast" and variant.bf16 and variant.channel_multiple is None:
                 train, infer = bench_encoder_variant(encoder, xb, device, variant, args)
                 rows.append(encoder_row(variant.name, batch, train, infer, reference, table, label_batch=True))
-    results["encoder"] = {
-        "batch": args.batch, "frames": args.frames, "size": args.size, "config": config.to_dict(), "rows": rows,
-        "best_vs_conv3d_bf16_channels_last": best_fast_rows(rows, args.batch),
-    }
+    results["encoder"]["best_vs_conv3d_bf16_channels_last"] = best_fast_rows(rows, args.batch)
     if device.type == "cpu":
         results["encoder"]["batch1_inference"] = bench_encoder_batch1(encoder, x[:1], device, args, table)
 
@@ -657,6 +657,12 @@ def parse_args(argv=None):
     return args
 
 
+def write_json(args, results):
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(results, handle, indent=2, default=str)
+
+
 def main(argv=None):
     args = parse_args(argv)
     device = torch.device(args.device)
@@ -668,31 +674,26 @@ def main(argv=None):
     if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:
         print(f"CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']}")
 
-    def save():
-        if args.json:
-            with open(args.json, "w") as handle:
-                json.dump(results, handle, indent=2, default=str)
-
     steps = [("encoder", bench_encoder), ("heatmaps", bench_heatmaps), ("pipeline", bench_pipeline)]
     for name, fn in steps:
         if name in rows:
             fn(args, device, results, table)
-            save()
+            write_json(args, results)
     model = None
     if "model" in rows:
         model = bench_model(args, device, results, table)
-        save()
+        write_json(args, results)
     if "eval" in rows:
         bench_eval_scaling(args, device, results, table, model)
-        save()
+        write_json(args, results)
     if "variants" in rows:
         bench_variants(args, device, results, table)
-        save()
+        write_json(args, results)
 
     size = f"encoder batch {args.batch}, {args.frames}x{args.size}x{args.size}" + (" (reduced encoder)" if args.quick else "")
     size += ", cudnn.benchmark on" if args.cudnn_benchmark else ""
     print_table(table, f"SkeletonCLIP benchmark: {results['machine']}; {size}")
-    save()
+    write_json(args, results)
     return results
 
 

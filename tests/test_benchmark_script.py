@@ -92,15 +92,24 @@ def test_compile_flags_give_one_row_per_mode():
     ]
 
 
-def test_encoder_rows_filter_keeps_the_reference_rows(monkeypatch):
-    """`--encoder-rows RE` runs the matching rows and, whatever the pattern, the two rows every ratio needs."""
-    args = benchmark.parse_args(["--quick", "--device", "cpu", "--compile", "--encoder-rows", "compile.*unfolded"])
-    ran = []
-    monkeypatch.setattr(benchmark, "bench_encoder_variant", lambda encoder, x, device, variant, args: (
-        ran.append(variant.name) or ({"clips_per_s": 1.0, "peak_mem_gib": None},) * 2))
+def test_encoder_rows_filter_keeps_the_reference_rows_and_json_follows_each_row(monkeypatch, tmp_path):
+    """`--encoder-rows RE` runs the matching rows and, whatever the pattern, the two rows every ratio needs; the
+    JSON file holds every row measured so far (a run cut short by a device time limit keeps them)."""
+    out = tmp_path / "rows.json"
+    args = benchmark.parse_args(["--quick", "--device", "cpu", "--compile", "--encoder-rows", "compile.*unfolded",
+                                 "--json", str(out)])
+    ran, saved_before = [], []
+
+    def bench_encoder_variant(encoder, x, device, variant, args):
+        saved_before.append(len(json.loads(out.read_text())["encoder"]["rows"]) if out.exists() else 0)
+        ran.append(variant.name)
+        return ({"clips_per_s": 1.0, "peak_mem_gib": None},) * 2
+
+    monkeypatch.setattr(benchmark, "bench_encoder_variant", bench_encoder_variant)
     monkeypatch.setattr(benchmark, "bench_encoder_batch1", lambda *a: None)
     benchmark.bench_encoder(args, torch.device("cpu"), {}, [])
     assert ran == ["conv3d fp32 (reference)", benchmark.BF16_CHANNELS_LAST, "fast bf16 + torch.compile, unfolded stem"]
+    assert saved_before == [0, 1, 2] and len(json.loads(out.read_text())["encoder"]["rows"]) == 3
 
 
 def test_fused_epilogue_row_measures_inference_and_checks_its_output():

@@ -302,6 +302,8 @@ def test_check_script_runs_every_shape_and_the_encoder_on_cpu(tmp_path, capsys):
     assert {"dz", "sum_dz_x"} <= set(result["ops"][1]["errors"])  # prologue shapes check the data gradient too
     assert result["encoder"]["ok"] and result["encoder"]["param_grads"] < 1e-4
     assert "not available" in capsys.readouterr().out
+    assert script.main(["--quick", "--device", "cpu", "--batch", "2", "--ops-only"]) == 0
+    assert "encoder train step" not in capsys.readouterr().out
 
 
 def test_video_config_switch_trains_the_model_with_the_fused_ops(monkeypatch):
