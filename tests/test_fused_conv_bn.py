@@ -283,6 +283,44 @@ def test_cudnn_backend_tries_variants_records_them_and_wires_every_tensor(monkey
     assert graphs.conv_genstats(x.float(), scale, shift, weight.float(), [1, 1], [1, 1]) is None
 
 
+@pytest.mark.skipif(
+    __import__("modeling_skeletonclip._cudnn_conv_bn_graphs", fromlist=["cudnn"]).cudnn is None,
+    reason="cudnn-frontend not importable (the `cudnn` extra with a loadable libcudnn)",
+)
+def test_cudnn_graphs_pass_the_real_frontends_validation(monkeypatch):
+    """Where cudnn-frontend imports (no GPU needed), every graph kind on the check script's shapes passes its
+    `validate()` (shape inference, attribute checks of the real frontend), so a GPU call is not spent on API misuse.
+    Plans, kernels and execution are the GPU check's (`scripts/device/fused_training_check.sh`)."""
+    import importlib.util
+    import os
+
+    import modeling_skeletonclip._cudnn_conv_bn_graphs as graphs
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts",
+                        "check_fused_training.py")
+    spec = importlib.util.spec_from_file_location("check_fused_training", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    monkeypatch.setattr(graphs, "_handle", lambda device: None)
+    monkeypatch.setattr(graphs, "_finish", lambda graph, handle: graph.validate())
+    monkeypatch.setattr(graphs, "_execute", lambda built, buffers, handle: None)
+    monkeypatch.setattr(graphs, "_GRAPHS", {})
+    monkeypatch.setattr(graphs, "GRAPH_STATUS", {})
+    generator = torch.Generator().manual_seed(0)
+    for shape in script.SHAPES:
+        x, weight, scale, shift, stride, padding = script.op_inputs(shape, 1, True, torch.device("cpu"),
+                                                                    torch.bfloat16, generator)
+        grad = torch.randn(graphs.conv2d_output_shape(x.shape, weight.shape, stride, padding), dtype=torch.bfloat16)
+        grad = grad.contiguous(memory_format=torch.channels_last)
+        assert graphs.conv_genstats(x, scale, shift, weight, stride, padding) is not None, shape[0]
+        if scale is not None:
+            assert graphs.sbr_wgrad(x, scale, shift, grad, weight, stride, padding) is not None, shape[0]
+            assert graphs.dgrad_drelu(grad, weight, x, scale, shift, stride, padding) is not None, shape[0]
+    # The first variant of every graph validated (fp32 scale/shift and intermediates; sums in the dgrad graph).
+    assert all(status.startswith("cudnn (fp32 scale/shift, fp32 intermediates") and "sums outside" not in status
+               for status in graphs.GRAPH_STATUS.values()), graphs.GRAPH_STATUS
+
+
 def test_check_script_runs_every_shape_and_the_encoder_on_cpu(tmp_path, capsys):
     """`scripts/check_fused_training.py --quick` (the first step of the GPU check): on CPU both sides are the torch
     reference, so every op difference is 0 and the fused encoder step matches the plain one to fp32 rounding."""
