@@ -334,14 +334,12 @@ def _conv(conv: nn.Conv3d, frames: torch.Tensor, batch: int, weight: torch.Tenso
     (st, sh, sw), kind = _triple(conv.stride), _conv_kind(conv)
     if kind == "spatial":
         _, ph, pw = _triple(conv.padding)
-        frames = _subsample_frames(frames, batch, st)
+        frames, weight2d = _subsample_frames(frames, batch, st), weight[:, :, 0]
         if unfold_width:
-            frames, weight2d, (sh, sw), (ph, pw) = _unfold_width(frames, weight[:, :, 0], (sh, sw), (ph, pw),
-                                                                 unfold_width)
-            weight = weight2d.unsqueeze(2)
+            frames, weight2d, (sh, sw), (ph, pw) = _unfold_width(frames, weight2d, (sh, sw), (ph, pw), unfold_width)
         if fuse:
-            return _fused_conv2d(frames, weight[:, :, 0], bias, residual, (sh, sw), (ph, pw)), True
-        return F.conv2d(frames, weight[:, :, 0], bias, stride=(sh, sw), padding=(ph, pw)), False
+            return _fused_conv2d(frames, weight2d, bias, residual, (sh, sw), (ph, pw)), True
+        return F.conv2d(frames, weight2d, bias, stride=(sh, sw), padding=(ph, pw)), False
     if kind == "temporal":
         pt = _triple(conv.padding)[0]
         height, width = frames.shape[-2:]
@@ -460,8 +458,7 @@ def _genstats_conv_bn(module, frames: torch.Tensor, batch: int, dtype, in_affine
     in_scale, in_shift = in_affine if in_affine is not None else (None, None)
     (st, sh, sw), (pt, ph, pw) = _triple(conv.stride), _triple(conv.padding)
     if _conv_kind(conv) == "spatial":
-        frames = _subsample_frames(frames, batch, st)
-        weight2d = weight[:, :, 0]
+        frames, weight2d = _subsample_frames(frames, batch, st), weight[:, :, 0]
         if unfold_width and in_affine is None:
             frames, weight2d, (sh, sw), (ph, pw) = _unfold_width(frames, weight2d, (sh, sw), (ph, pw), unfold_width)
         y, total, total_sq = conv2d_genstats(frames, in_scale, in_shift, weight2d, [sh, sw], [ph, pw])
