@@ -8,7 +8,9 @@ Rows:
      ratio to the reference. On CUDA also the fast path without input-channel padding and with fused
      conv-bias-ReLU epilogues (inference; what the model runs by default on CUDA in bf16, the other fast rows
      force them off), and with fused conv-BN training graphs (`fused_training`, training only; experimental).
-     The fastest fast rows are then compared with conv3d bf16 + channels_last_3d (the targets'
+     Everywhere also the fast path with the unfolded stem (`unfold_stem`, experimental; compiled too, and on CUDA
+     compiled together with the fused conv-BN training). Rows with these options report their train output's
+     relative difference to the plain fast path. The fastest fast rows are then compared with conv3d bf16 + channels_last_3d (the targets'
      baseline). On CPU also inference at batch 1 (conv3d vs fast).
   2. heatmap rendering: torch `render_heatmaps` vs the numpy reference (`_benchmark_heatmaps.benchmark_rendering`);
      on GPU also `render_heatmaps` for 128 clips x 2 persons x 48 frames at 56x56.
