@@ -473,11 +473,14 @@ def _genstats_conv_bn(module, frames: torch.Tensor, batch: int, dtype, in_affine
 
 
 def _apply_affine(y: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, residual=None, relu=True):
-    """`relu(y * scale + shift [+ residual])` per channel (fp32 math, y's dtype out)."""
+    """`relu(y * scale + shift [+ residual])` per channel: fp32 math, rounded to y's dtype before the ReLU (the same
+    values), so that the backward's ReLU-masked gradient, which both the residual branch and the BN backward read,
+    is kept in y's dtype (bf16), not in fp32 at twice the bytes."""
     out = y.to(scale.dtype) * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
     if residual is not None:
         out = out + residual.to(scale.dtype)
-    return (out.relu_() if relu else out).to(y.dtype)
+    out = out.to(y.dtype)
+    return out.relu_() if relu else out
 
 
 def _fused_training_bottleneck(block, frames: torch.Tensor, batch: int) -> torch.Tensor:
