@@ -146,11 +146,21 @@ def _build(key: tuple, variants: list, handle):
     return None
 
 
-def _execute(built, device_buffers: dict, handle) -> None:
+def _execute(key: tuple, built, device_buffers: dict, handle) -> bool:
+    """Runs a built graph; False (and the shape goes to the torch reference from now on, recorded in GRAPH_STATUS)
+    where cuDNN fails at execution, so that a graph that built but cannot run never stops a training run."""
     graph, tensors, _ = built
-    workspace = torch.empty(graph.get_workspace_size(), device=next(iter(device_buffers.values())).device,
-                            dtype=torch.uint8)
-    graph.execute({tensors[name]: buffer for name, buffer in device_buffers.items()}, workspace, handle=handle)
+    try:
+        workspace = torch.empty(graph.get_workspace_size(), device=next(iter(device_buffers.values())).device,
+                                dtype=torch.uint8)
+        graph.execute({tensors[name]: buffer for name, buffer in device_buffers.items()}, workspace, handle=handle)
+    except Exception as error:  # cudnnGraphNotSupportedError / RuntimeError from the execution
+        reason = " ".join(str(error).split())[:200] or type(error).__name__
+        _GRAPHS[key] = None
+        GRAPH_STATUS[key] = f"reference (execution failed: {reason})"
+        logger.warning("cuDNN failed to execute the fused graph for %s; using the torch reference: %s", key[:2], reason)
+        return False
+    return True
 
 
 def _prologue(graph, x_node, scale_dtype: torch.dtype, channels: int, prologue: bool, relu: bool = True):
@@ -199,7 +209,8 @@ def conv_genstats(x, in_scale, in_shift, weight, stride, padding):
 
     # Without a prologue only the intermediates differ: two variants.
     variants = [(v, builder(v)) for v in _variants(x.dtype) if prologue or v.scale_dtype == torch.float32]
-    built = _build(_key("fprop+genstats", x, weight, stride, padding, prologue), variants, handle)
+    key = _key("fprop+genstats", x, weight, stride, padding, prologue)
+    built = _build(key, variants, handle)
     if built is None:
         return None
     total = torch.zeros(1, k, 1, 1, dtype=torch.float32, device=x.device)
@@ -207,7 +218,8 @@ def conv_genstats(x, in_scale, in_shift, weight, stride, padding):
     buffers = {"x": x, "w": weight, "y": y, "sum": total, "sum_sq": total_sq}
     if prologue:
         buffers.update(_affine_buffers(in_scale, in_shift, built[2].scale_dtype))
-    _execute(built, buffers, handle)
+    if not _execute(key, built, buffers, handle):
+        return None
     return y, total.view(k), total_sq.view(k)
 
 
@@ -231,11 +243,13 @@ def sbr_wgrad(x, in_scale, in_shift, grad, weight, stride, padding):
         return build
 
     variants = [(v, builder(v)) for v in _variants(x.dtype)]
-    built = _build(_key("sbr-wgrad", x, weight, stride, padding, True), variants, handle)
+    key = _key("sbr-wgrad", x, weight, stride, padding, True)
+    built = _build(key, variants, handle)
     if built is None:
         return None
     affine = _affine_buffers(in_scale, in_shift, built[2].scale_dtype)
-    _execute(built, {"x": x, "dy": grad, "dw": dweight, **affine}, handle)
+    if not _execute(key, built, {"x": x, "dy": grad, "dw": dweight, **affine}, handle):
+        return None
     return dweight.contiguous()
 
 
@@ -274,7 +288,8 @@ def dgrad_drelu(grad, weight, x, in_scale, in_shift, stride, padding):
         for with_sums in (True, False)
         for v in _variants(x.dtype)
     ]
-    built = _build(_key("dgrad+drelu", x, weight, stride, padding, True), variants, handle)
+    key = _key("dgrad+drelu", x, weight, stride, padding, True)
+    built = _build(key, variants, handle)
     if built is None:
         return None
     affine = _affine_buffers(in_scale, in_shift, built[2].scale_dtype)
@@ -283,7 +298,8 @@ def dgrad_drelu(grad, weight, x, in_scale, in_shift, stride, padding):
     if with_sums:
         buffers["sum_dz_x"] = torch.zeros(1, channels, 1, 1, dtype=torch.float32, device=x.device)
         buffers["sum_dz"] = torch.zeros_like(buffers["sum_dz_x"])
-    _execute(built, buffers, handle)
+    if not _execute(key, built, buffers, handle):
+        return None
     if with_sums:
         return dz, buffers["sum_dz_x"].view(channels), buffers["sum_dz"].view(channels)
     return dz, None, None  # the caller reduces

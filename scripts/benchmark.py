@@ -237,9 +237,17 @@ def encoder_steps(base_encoder, x, device, variant):
 def bench_encoder_variant(base_encoder, x, device, variant, args):
     """`(train, inference)` measurements; fused-epilogue rows have inference only, plus their output's relative
     difference to the plain fast path under the same autocast (a check that the fused kernels compute the same)."""
-    # Compilation happens in the first calls, so the inductor options must hold for the whole measurement.
-    with torch._inductor.config.patch(dict(variant.inductor_options)):
-        return _bench_encoder_variant(base_encoder, x, device, variant, args)
+    try:
+        # Compilation happens in the first calls, so the inductor options must hold for the whole measurement.
+        with torch._inductor.config.patch(dict(variant.inductor_options)):
+            return _bench_encoder_variant(base_encoder, x, device, variant, args)
+    except Exception as error:  # an option that fails here (a cuDNN graph, a compiler error, memory) ends its row only
+        message = f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
+        print(f"  row {variant.name!r} failed: {message}", flush=True)
+        failed = {"clips_per_s": None, "peak_mem_gib": None, "error": message}
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return failed, dict(failed)
 
 
 def _bench_encoder_variant(base_encoder, x, device, variant, args):
@@ -340,7 +348,7 @@ def encoder_row(name, batch, train, infer, reference, table, label_batch=False):
     row["train_ratio"] = ratio(train["clips_per_s"], reference[0])
     row["inference_ratio"] = ratio(infer["clips_per_s"], reference[1])
     label = f"encoder {name}" + (f", batch {batch}" if label_batch else "")
-    note = fmt(infer["peak_mem_gib"], 2)
+    note = fmt(infer["peak_mem_gib"], 2) if "error" not in train else f"FAILED: {train['error'][:80]}"
     for what, measured in (("output", infer), ("train output", train)):
         if "rel_diff_vs_plain" in measured:
             note += f"; {what} vs plain {measured['rel_diff_vs_plain']:.1e}"

@@ -163,6 +163,27 @@ def test_train_output_check_runs_the_rows_options(monkeypatch, fused_training, u
     assert (calls["genstats"] > 0) == fused_training and calls["unfold"] == int(unfold_stem)
 
 
+def test_a_failing_row_ends_only_itself(monkeypatch, capsys):
+    """An option that raises (a cuDNN graph at run time, a compiler error, out of memory) gets its error in its row
+    and the table; the rows after it are still measured (device time is scarce)."""
+    args = benchmark.parse_args(["--quick", "--device", "cpu"])
+
+    def measured_or_failing(base_encoder, x, device, variant, args):
+        if variant.name == "fast fp32":
+            raise RuntimeError("cuDNN error:\n  CUDNN_STATUS_EXECUTION_FAILED")
+        return {"clips_per_s": 2.0, "peak_mem_gib": None}, {"clips_per_s": 3.0, "peak_mem_gib": None}
+
+    monkeypatch.setattr(benchmark, "_bench_encoder_variant", measured_or_failing)
+    monkeypatch.setattr(benchmark, "bench_encoder_batch1", lambda *a: None)
+    results, table = {}, []
+    benchmark.bench_encoder(args, torch.device("cpu"), results, table)
+    rows = {row["name"]: row for row in results["encoder"]["rows"]}
+    assert rows["fast fp32"]["train"]["error"] == "RuntimeError: cuDNN error: CUDNN_STATUS_EXECUTION_FAILED"
+    assert rows["fast fp32"]["train_ratio"] is None and rows["fast bf16"]["train"]["clips_per_s"] == 2.0
+    assert any(line[0] == "encoder fast fp32" and line[-1].startswith("FAILED: RuntimeError") for line in table)
+    assert "row 'fast fp32' failed" in capsys.readouterr().out
+
+
 def test_cudnn_benchmark_flag():
     assert benchmark.parse_args(["--quick", "--cudnn-benchmark"]).cudnn_benchmark
     assert not benchmark.parse_args(["--quick"]).cudnn_benchmark

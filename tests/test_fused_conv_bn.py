@@ -224,6 +224,8 @@ class _FakeGraph:
         return 0
 
     def execute(self, buffers, workspace, handle=None):
+        if "execute" in _FakeGraph.unsupported:
+            raise RuntimeError("cudnn execute failed:\n CUDNN_STATUS_EXECUTION_FAILED")
         self.executed = {node.name: tensor for node, tensor in buffers.items()}
 
 
@@ -279,6 +281,14 @@ def test_cudnn_backend_tries_variants_records_them_and_wires_every_tensor(monkey
     status = [v for k, v in graphs.GRAPH_STATUS.items() if k[0] == "sbr-wgrad"]
     assert status[0].startswith("reference (fp32 scale/shift, fp32 intermediates: not supported; ")
     assert status[0].count("not supported") == 4 and re.search(r"; tried for \d+\.\d\d s\)$", status[0])
+    # A graph that builds but fails to execute: None (the op runs its reference), recorded, and never tried again.
+    monkeypatch.setattr(_FakeGraph, "unsupported", ("execute",))
+    built_before = len(_FakeGraph.built)
+    assert graphs.conv_genstats(x, None, None, weight, [1, 1], [0, 0]) is None
+    (key,) = [k for k in graphs.GRAPH_STATUS if k[0] == "fprop+genstats" and not k[6]]
+    assert graphs.GRAPH_STATUS[key] == "reference (execution failed: cudnn execute failed: CUDNN_STATUS_EXECUTION_FAILED)"
+    assert graphs.conv_genstats(x, None, None, weight, [1, 1], [0, 0]) is None
+    assert len(_FakeGraph.built) == built_before + 1  # built once, not rebuilt after the failure
     # Other dtypes never reach cuDNN.
     assert graphs.conv_genstats(x.float(), scale, shift, weight.float(), [1, 1], [1, 1]) is None
 
@@ -303,7 +313,7 @@ def test_cudnn_graphs_pass_the_real_frontends_validation(monkeypatch):
     spec.loader.exec_module(script)
     monkeypatch.setattr(graphs, "_handle", lambda device: None)
     monkeypatch.setattr(graphs, "_finish", lambda graph, handle: graph.validate())
-    monkeypatch.setattr(graphs, "_execute", lambda built, buffers, handle: None)
+    monkeypatch.setattr(graphs, "_execute", lambda key, built, buffers, handle: True)
     monkeypatch.setattr(graphs, "_GRAPHS", {})
     monkeypatch.setattr(graphs, "GRAPH_STATUS", {})
     generator = torch.Generator().manual_seed(0)
