@@ -127,6 +127,10 @@ def measure(fn, device, steps, warmup, batch):
     return {"clips_per_s": batch / seconds, "peak_mem_gib": peak}
 
 
+def fmt_ratio(value, digits=2):
+    return "n/a" if value is None else f"{value:.{digits}f}x"
+
+
 def fmt(value, digits=1):
     if value is None:
         return "n/a"
@@ -353,8 +357,8 @@ def encoder_row(name, batch, train, infer, reference, table, label_batch=False):
         if "rel_diff_vs_plain" in measured:
             note += f"; {what} vs plain {measured['rel_diff_vs_plain']:.1e}"
     table.append(
-        [label, fmt(train["clips_per_s"]), fmt(row["train_ratio"], 2) + "x", fmt(train["peak_mem_gib"], 2),
-         fmt(infer["clips_per_s"]), fmt(row["inference_ratio"], 2) + "x", note]
+        [label, fmt(train["clips_per_s"]), fmt_ratio(row["train_ratio"]), fmt(train["peak_mem_gib"], 2),
+         fmt(infer["clips_per_s"]), fmt_ratio(row["inference_ratio"]), note]
     )
     print_progress(table[-1])
     return row
