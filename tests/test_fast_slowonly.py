@@ -143,6 +143,17 @@ def _norm_error(actual, expected):
     return ((actual.double() - expected.double()).norm() / expected.double().norm().clamp_min(1e-30)).item()
 
 
+def _bf16_autocast_runs(encoder, x, **fast_kwargs):
+    """`(reference, fast, conv3d)`: the conv3d path in float64, the fast path (with `fast_kwargs`) and the conv3d
+    path under bf16 autocast, all with one random output gradient (see `_run`)."""
+    with torch.no_grad():
+        grad_out = torch.randn_like(copy.deepcopy(encoder).eval().double()(x.double()))
+    reference = _run(copy.deepcopy(encoder).double(), x.double(), False, grad_out)
+    fast = _run(copy.deepcopy(encoder), x, True, grad_out.float(), autocast=True, **fast_kwargs)
+    conv3d = _run(copy.deepcopy(encoder), x, False, grad_out.float(), autocast=True)
+    return reference, fast, conv3d
+
+
 @pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("variant", ["default", pytest.param("temporal_stride_stage1", marks=pytest.mark.slow)])
 def test_fast_forward_bf16_autocast(variant, train):
@@ -160,11 +171,7 @@ def test_fast_forward_bf16_autocast(variant, train):
                 module.bias.normal_(0.0, 0.1)
     torch.manual_seed(2)
     x = torch.randn(2, encoder.config.in_channels, 8, 12, 12)
-    with torch.no_grad():
-        grad_out = torch.randn_like(copy.deepcopy(encoder).eval().double()(x.double()))
-    reference = _run(copy.deepcopy(encoder).double(), x.double(), False, grad_out)
-    fast = _run(copy.deepcopy(encoder), x, True, grad_out.float(), autocast=True)
-    conv3d = _run(copy.deepcopy(encoder), x, False, grad_out.float(), autocast=True)
+    reference, fast, conv3d = _bf16_autocast_runs(encoder, x)
     assert fast[0].dtype == torch.bfloat16 and fast[0].shape == reference[0].shape
 
     def flat_grads(result):
@@ -309,11 +316,7 @@ def test_unfolded_stem_bf16_autocast_is_as_accurate_as_conv3d():
     encoder = _build_encoder("default").train()
     torch.manual_seed(2)
     x = torch.randn(2, encoder.config.in_channels, 8, 12, 12)
-    with torch.no_grad():
-        grad_out = torch.randn_like(copy.deepcopy(encoder).eval().double()(x.double()))
-    reference = _run(copy.deepcopy(encoder).double(), x.double(), False, grad_out)
-    unfolded = _run(copy.deepcopy(encoder), x, True, grad_out.float(), autocast=True, unfold_stem=True)
-    conv3d = _run(copy.deepcopy(encoder), x, False, grad_out.float(), autocast=True)
+    reference, unfolded, conv3d = _bf16_autocast_runs(encoder, x, unfold_stem=True)
     assert unfolded[0].dtype == torch.bfloat16 and unfolded[1].dtype == torch.float32
     for what, index in (("output", 0), ("input_grad", 1)):
         error, conv_error = _norm_error(unfolded[index], reference[index]), _norm_error(conv3d[index], reference[index])

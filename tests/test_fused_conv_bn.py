@@ -19,7 +19,7 @@ from torch import nn
 import modeling_skeletonclip.fast_slowonly as fast_slowonly
 from modeling_skeletonclip.fast_slowonly import fast_video_encoder_forward
 from modeling_skeletonclip.fused_conv_bn import batch_norm_scale_shift, conv2d_genstats
-from test_fast_slowonly import VARIANTS, _build_encoder, _compare, _norm_error, _run
+from test_fast_slowonly import VARIANTS, _bf16_autocast_runs, _build_encoder, _compare, _norm_error, _run
 
 
 @pytest.mark.parametrize("prologue", [True, False], ids=["prologue", "no_prologue"])
@@ -95,11 +95,7 @@ def test_fused_training_bf16_autocast_is_as_accurate_as_conv3d():
     encoder = _build_encoder("default").train()
     torch.manual_seed(2)
     x = torch.randn(2, encoder.config.in_channels, 8, 12, 12)
-    with torch.no_grad():
-        grad_out = torch.randn_like(copy.deepcopy(encoder).eval().double()(x.double()))
-    reference = _run(copy.deepcopy(encoder).double(), x.double(), False, grad_out)
-    fused = _run(copy.deepcopy(encoder), x, True, grad_out.float(), autocast=True, fused_training=True)
-    conv3d = _run(copy.deepcopy(encoder), x, False, grad_out.float(), autocast=True)
+    reference, fused, conv3d = _bf16_autocast_runs(encoder, x, fused_training=True)
     assert fused[0].dtype == torch.bfloat16
 
     def flat_grads(result):
