@@ -121,6 +121,11 @@ def _finish(graph, handle) -> None:
     graph.build_plans()
 
 
+def _reason(error: Exception) -> str:
+    """An exception's message on one line (cuDNN's span several), shortened."""
+    return " ".join(str(error).split())[:200] or type(error).__name__
+
+
 def _build(key: tuple, variants: list, handle):
     """The first of `variants` (`(Variant, builder)` pairs) cuDNN supports: `(graph, tensors, variant)`, or None
     (recorded in GRAPH_STATUS)."""
@@ -135,7 +140,7 @@ def _build(key: tuple, variants: list, handle):
             graph, tensors = builder()
             _finish(graph, handle)
         except Exception as error:  # cudnnGraphNotSupportedError, or a RuntimeError of an unsupported layout
-            errors.append(f"{name}: {str(error).splitlines()[0][:200] if str(error) else type(error).__name__}")
+            errors.append(f"{name}: {_reason(error)}")
             continue
         _GRAPHS[key] = (graph, tensors, variant)
         GRAPH_STATUS[key] = f"cudnn ({name}; built in {time.perf_counter() - start:.2f} s)"
@@ -155,7 +160,7 @@ def _execute(key: tuple, built, device_buffers: dict, handle) -> bool:
                                 dtype=torch.uint8)
         graph.execute({tensors[name]: buffer for name, buffer in device_buffers.items()}, workspace, handle=handle)
     except Exception as error:  # cudnnGraphNotSupportedError / RuntimeError from the execution
-        reason = " ".join(str(error).split())[:200] or type(error).__name__
+        reason = _reason(error)
         _GRAPHS[key] = None
         GRAPH_STATUS[key] = f"reference (execution failed: {reason})"
         logger.warning("cuDNN failed to execute the fused graph for %s; using the torch reference: %s", key[:2], reason)
