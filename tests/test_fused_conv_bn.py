@@ -392,6 +392,127 @@ def test_video_config_unfold_stem_switch(monkeypatch):
     assert unfolds == [(12, 5, 12, 12)] * 2
 
 
+class _Expr:
+    """A node of `_ComputingGraph`: an op with its inputs, evaluated with torch when the graph executes."""
+
+    def __init__(self, op, **args):
+        self.op, self.args, self.dim, self.is_output = op, args, None, False
+
+    def set_output(self, value):
+        self.is_output = value
+        return self
+
+    def set_dim(self, dim):
+        self.dim = list(dim)
+        return self
+
+    def set_data_type(self, *args):
+        return self
+
+    set_stride = set_data_type
+
+
+class _ComputingGraph:
+    """A stand-in for cudnn-frontend's `pygraph` that computes what the graph describes (float64 math, results
+    copied into the caller's buffers), so that the buffer plumbing of `_cudnn_conv_bn_graphs` (which buffer
+    receives which output, shapes, layouts, views) runs end to end without a GPU."""
+
+    executions = 0
+
+    def __init__(self, **kwargs):
+        pass
+
+    def tensor(self, name, dim, stride, data_type):
+        return _Expr("tensor", name=name)
+
+    def __getattr__(self, op):
+        def node(name=None, **args):
+            if op == "genstats":
+                return _Expr("sum", input=args["input"]), _Expr("sum_sq", input=args["input"])
+            return _Expr(op, **args)
+        return node
+
+    def validate(self, *args):
+        pass
+
+    build_operation_graph = create_execution_plans = check_support = build_plans = validate
+
+    def get_workspace_size(self):
+        return 0
+
+    def execute(self, buffers, workspace, handle=None):
+        _ComputingGraph.executions += 1
+        bound = {id(node): tensor for node, tensor in buffers.items()}
+        for node, tensor in buffers.items():
+            if node.is_output:
+                tensor.copy_(self._value(node, bound, tensor.shape).reshape(tensor.shape))
+
+    def _value(self, node, bound, shape=None):
+        F, value = torch.nn.functional, lambda key: self._value(node.args[key], bound)
+        if id(node) in bound and not node.is_output:
+            return bound[id(node)].double()
+        geometry = {key: node.args[key] for key in ("stride", "padding")} if "stride" in node.args else {}
+        op = node.op
+        if op == "scale":
+            return value("input") * value("scale")
+        if op == "bias":
+            return value("input") + value("bias")
+        if op == "relu":
+            return value("input").relu()
+        if op == "conv_fprop":
+            return F.conv2d(value("image"), value("weight"), **geometry)
+        if op in ("sum", "sum_sq"):
+            y = value("input")
+            return (y if op == "sum" else y.square()).sum(dim=(0, 2, 3), keepdim=True)
+        if op == "conv_wgrad":
+            return torch.nn.grad.conv2d_weight(value("image"), list(shape), value("loss"), **geometry)
+        if op == "conv_dgrad":
+            return torch.nn.grad.conv2d_input(node.dim, value("filter"), value("loss"), **geometry)
+        if op == "relu_backward":
+            return value("loss") * (value("input") > 0)
+        if op == "mul":
+            return value("a") * value("b")
+        if op == "reduction":
+            return value("input").sum(dim=(0, 2, 3), keepdim=True)
+        raise NotImplementedError(op)
+
+
+def test_cudnn_path_buffers_end_to_end_through_the_encoder(monkeypatch):
+    """The fused encoder's train step through the cuDNN code path, with a stand-in graph that computes what each
+    graph describes (in float64, which the path is opened to here): every conv of the fused blocks takes the cuDNN
+    path, and output, input and parameter gradients and BN statistics equal the conv3d path's up to the fp32 the
+    path keeps its sums and scale/shift in. Catches a buffer bound to the wrong output, a wrong layout or view."""
+    import types
+
+    import modeling_skeletonclip._cudnn_conv_bn_graphs as graphs
+    import modeling_skeletonclip.fused_conv_bn as fused_ops
+
+    fake = types.SimpleNamespace(
+        pygraph=_ComputingGraph,
+        data_type=types.SimpleNamespace(BFLOAT16="bf16", HALF="fp16", FLOAT="fp32"),
+        heur_mode=types.SimpleNamespace(A="A", FALLBACK="FALLBACK"),
+        reduction_mode=types.SimpleNamespace(ADD="ADD"),
+    )
+    monkeypatch.setattr(graphs, "cudnn", fake)
+    monkeypatch.setattr(graphs, "_handle", lambda device: None)
+    monkeypatch.setattr(graphs, "_GRAPHS", {})
+    monkeypatch.setattr(graphs, "GRAPH_STATUS", {})
+    monkeypatch.setattr(graphs, "_HALF", (torch.float64,))
+    monkeypatch.setattr(graphs, "_data_type", str)
+    monkeypatch.setattr(_ComputingGraph, "executions", 0)
+    encoder = _build_encoder("default").double().train()
+    torch.manual_seed(2)
+    x = torch.randn(2, encoder.config.in_channels, 8, 12, 12, dtype=torch.float64)
+    grad_out = torch.randn_like(copy.deepcopy(encoder)(x))
+    reference = _run(copy.deepcopy(encoder), x, False, grad_out)
+    monkeypatch.setattr(fused_ops, "_on_cudnn", lambda tensor: True)
+    through_cudnn = _run(copy.deepcopy(encoder), x, True, grad_out, fused_training=True)
+    assert graphs.GRAPH_STATUS and all(s.startswith("cudnn (") for s in graphs.GRAPH_STATUS.values())
+    kinds = {key[0] for key in graphs.GRAPH_STATUS}
+    assert kinds == {"fprop+genstats", "sbr-wgrad", "dgrad+drelu"} and _ComputingGraph.executions > 20
+    _compare(through_cudnn, reference, 1e-5, "fused training through the cuDNN code path", grad_tol=1e-4)
+
+
 def test_ops_take_cudnn_results_and_reduce_what_the_graph_left_out(monkeypatch):
     """Where a cuDNN graph answers, the op returns its tensors; a data-gradient graph without the reductions
     (`sums None`) gets them from the op; a graph that declines (None) leaves the torch reference to run."""
