@@ -174,6 +174,26 @@ def test_fused_training_compiles_in_one_graph(unfold_stem):
         assert _norm_error(a, b) < 1e-5, name
 
 
+def _install_fake_cudnn(monkeypatch, graph_class):
+    """Puts a stand-in for cudnn-frontend (graphs of `graph_class`, no handle) behind `_cudnn_conv_bn_graphs`, with
+    empty graph caches; returns the module."""
+    import types
+
+    import modeling_skeletonclip._cudnn_conv_bn_graphs as graphs
+
+    fake = types.SimpleNamespace(
+        pygraph=graph_class,
+        data_type=types.SimpleNamespace(BFLOAT16="bf16", HALF="fp16", FLOAT="fp32"),
+        heur_mode=types.SimpleNamespace(A="A", FALLBACK="FALLBACK"),
+        reduction_mode=types.SimpleNamespace(ADD="ADD"),
+    )
+    monkeypatch.setattr(graphs, "cudnn", fake)
+    monkeypatch.setattr(graphs, "_handle", lambda device: None)
+    monkeypatch.setattr(graphs, "_GRAPHS", {})
+    monkeypatch.setattr(graphs, "GRAPH_STATUS", {})
+    return graphs
+
+
 class _FakeNode:
     def __init__(self, graph, name):
         self.graph, self.name = graph, name
@@ -229,20 +249,7 @@ def test_cudnn_backend_tries_variants_records_them_and_wires_every_tensor(monkey
     """The graph-building logic of `_cudnn_conv_bn_graphs` against a recording fake of cudnn-frontend (this machine
     has no GPU): which variant each graph gets, the fallback to None when none is supported, and that every graph
     tensor gets a buffer at execution."""
-    import types
-
-    import modeling_skeletonclip._cudnn_conv_bn_graphs as graphs
-
-    fake = types.SimpleNamespace(
-        pygraph=_FakeGraph,
-        data_type=types.SimpleNamespace(BFLOAT16="bf16", HALF="fp16", FLOAT="fp32"),
-        heur_mode=types.SimpleNamespace(A="A", FALLBACK="FALLBACK"),
-        reduction_mode=types.SimpleNamespace(ADD="ADD"),
-    )
-    monkeypatch.setattr(graphs, "cudnn", fake)
-    monkeypatch.setattr(graphs, "_handle", lambda device: None)
-    monkeypatch.setattr(graphs, "_GRAPHS", {})
-    monkeypatch.setattr(graphs, "GRAPH_STATUS", {})
+    graphs = _install_fake_cudnn(monkeypatch, _FakeGraph)
     monkeypatch.setattr(_FakeGraph, "built", [])
     x = torch.randn(2, 8, 6, 6, dtype=torch.bfloat16).contiguous(memory_format=torch.channels_last)
     weight, grad = torch.randn(16, 8, 3, 3, dtype=torch.bfloat16), torch.randn(2, 16, 3, 3, dtype=torch.bfloat16)
@@ -482,21 +489,9 @@ def test_cudnn_path_buffers_end_to_end_through_the_encoder(monkeypatch):
     graph describes (in float64, which the path is opened to here): every conv of the fused blocks takes the cuDNN
     path, and output, input and parameter gradients and BN statistics equal the conv3d path's up to the fp32 the
     path keeps its sums and scale/shift in. Catches a buffer bound to the wrong output, a wrong layout or view."""
-    import types
-
-    import modeling_skeletonclip._cudnn_conv_bn_graphs as graphs
     import modeling_skeletonclip.fused_conv_bn as fused_ops
 
-    fake = types.SimpleNamespace(
-        pygraph=_ComputingGraph,
-        data_type=types.SimpleNamespace(BFLOAT16="bf16", HALF="fp16", FLOAT="fp32"),
-        heur_mode=types.SimpleNamespace(A="A", FALLBACK="FALLBACK"),
-        reduction_mode=types.SimpleNamespace(ADD="ADD"),
-    )
-    monkeypatch.setattr(graphs, "cudnn", fake)
-    monkeypatch.setattr(graphs, "_handle", lambda device: None)
-    monkeypatch.setattr(graphs, "_GRAPHS", {})
-    monkeypatch.setattr(graphs, "GRAPH_STATUS", {})
+    graphs = _install_fake_cudnn(monkeypatch, _ComputingGraph)
     monkeypatch.setattr(graphs, "_HALF", (torch.float64,))
     monkeypatch.setattr(graphs, "_data_type", str)
     monkeypatch.setattr(_ComputingGraph, "executions", 0)
