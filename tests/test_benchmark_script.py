@@ -112,12 +112,15 @@ def test_encoder_rows_filter_keeps_the_reference_rows_and_json_follows_each_row(
     assert saved_before == [0, 1, 2] and len(json.loads(out.read_text())["encoder"]["rows"]) == 3
 
 
-def test_fused_epilogue_row_measures_inference_and_checks_its_output():
+def _quick_row(variant):
+    """`(train, inference)` of one encoder row at the quick size on CPU, one timed step."""
     args = benchmark.parse_args(["--quick", "--steps", "1", "--warmup", "0", "--device", "cpu"])
     encoder = benchmark.SkeletonClipVideoEncoder(benchmark.SkeletonClipVideoConfig(**benchmark.REDUCED_VIDEO))
-    x = torch.rand(2, 17, 8, 16, 16)
-    variant = benchmark.EncoderVariant("fused", "fast", True, False, fused_epilogues=True)
-    train, infer = benchmark.bench_encoder_variant(encoder, x, torch.device("cpu"), variant, args)
+    return benchmark.bench_encoder_variant(encoder, torch.rand(2, 17, 8, 16, 16), torch.device("cpu"), variant, args)
+
+
+def test_fused_epilogue_row_measures_inference_and_checks_its_output():
+    train, infer = _quick_row(benchmark.EncoderVariant("fused", "fast", True, False, fused_epilogues=True))
     assert train["clips_per_s"] is None and infer["clips_per_s"] > 0
     assert infer["rel_diff_vs_plain"] < 1e-2  # on CPU the op is the plain ops: same result up to bf16 rounding
     table = []
@@ -126,11 +129,7 @@ def test_fused_epilogue_row_measures_inference_and_checks_its_output():
 
 
 def test_fused_training_row_measures_training_and_checks_its_output():
-    args = benchmark.parse_args(["--quick", "--steps", "1", "--warmup", "0", "--device", "cpu"])
-    encoder = benchmark.SkeletonClipVideoEncoder(benchmark.SkeletonClipVideoConfig(**benchmark.REDUCED_VIDEO))
-    x = torch.rand(2, 17, 8, 16, 16)
-    variant = benchmark.EncoderVariant("fused training", "fast", True, False, fused_training=True)
-    train, infer = benchmark.bench_encoder_variant(encoder, x, torch.device("cpu"), variant, args)
+    train, infer = _quick_row(benchmark.EncoderVariant("fused training", "fast", True, False, fused_training=True))
     assert infer["clips_per_s"] is None and train["clips_per_s"] > 0
     assert train["rel_diff_vs_plain"] < 2e-2  # bf16 batch-statistics forward: same result up to rounding
     table = []
