@@ -53,15 +53,8 @@ class SkeletonClipVideoConfig(PreTrainedConfig):
         batch_norm_eps / batch_norm_momentum (`float`): BatchNorm3d settings (torch defaults, as in pyskl).
         zero_init_residual (`bool`): start each bottleneck's last BN at 0, so blocks begin as identities.
         conv_impl (`str`): "fast" (default: the same weights run as 2D convolutions over frames, channels-last;
-            faster on the H100 and on CPU, see NOTES.md) or "conv3d" (the plain reference path). Checkpoints are
+            faster on GPUs and CPUs, docs/benchmarks.md) or "conv3d" (the plain reference path). Checkpoints are
             identical for both.
-        fused_training (`bool`): with `conv_impl="fast"`, train with the BatchNorm passes inside the convolutions
-            (`fused_conv_bn`: cuDNN fused conv-BN graphs on CUDA with the `cudnn` extra installed, their torch
-            reference elsewhere). Same result up to rounding. Experimental, off: not yet measured on a GPU.
-        unfold_stem (`bool`): with `conv_impl="fast"`, run the stem's `1 x 7 x 7` convolution as a `7 x 1` one over
-            `7 * in_channels` channels (its horizontal taps unfolded into channels): the same result up to rounding,
-            a wider convolution for cuDNN's tensor cores at the cost of a 7x larger stem input. Experimental, off:
-            not yet measured on a GPU.
         classifier_dropout (`float`): dropout before the classification head of the PoseC3D baseline.
     """
 
@@ -81,11 +74,13 @@ class SkeletonClipVideoConfig(PreTrainedConfig):
     batch_norm_momentum: float = 0.1
     zero_init_residual: bool = True
     conv_impl: str = "fast"
-    fused_training: bool = False
-    unfold_stem: bool = False
     classifier_dropout: float = 0.5
 
     def __post_init__(self, **kwargs):
+        # Configs saved by version 0.1.0 carry two switches of removed experimental fast-path options; both computed
+        # the same result, so they are dropped rather than kept as unknown attributes.
+        for retired in ("fused_training", "unfold_stem"):
+            kwargs.pop(retired, None)
         # JSON gives lists; keep one type so that a round trip compares equal.
         for name in ("stage_blocks", "stage_planes", "spatial_strides", "temporal_strides", "inflate", "stem_kernel"):
             setattr(self, name, [int(v) for v in getattr(self, name)])

@@ -20,7 +20,7 @@ updates in training), but with 2D convolutions over the `B * T` frames instead o
   and eps, `training=True`; `num_batches_tracked` is incremented like `nn.BatchNorm3d` does).
 * ReLUs are in place; the residual add and the ReLU after it happen in place on the last BN output.
 * Inference with fused epilogues (eval mode, no gradients; the default on CUDA in bf16/fp16): each convolution's
-  bias (the folded BN), ReLU and residual add run inside the convolution (`skeletonclip::conv2d_bias_relu`: one
+  bias (the folded BN), ReLU and residual add run inside the convolution (`conv2d_bias_relu`: one
   cuDNN call on CUDA, the plain ops elsewhere), saving the passes of a separate ReLU / add kernel over every
   activation; not the stem's (slower there, see `fast_video_encoder_forward`).
 * Works under `torch.autocast` (bf16/fp16) and with `torch.compile`.
@@ -42,6 +42,7 @@ The result is returned as a contiguous `[B, 512, T', H', W']` tensor, like the c
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from functools import partial
 
@@ -49,8 +50,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._cudnn_conv_bn_graphs import conv2d_output_shape
-from .fused_conv_bn import batch_norm_scale_shift, conv2d_genstats, count_batch
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +121,16 @@ def _recomputing_for_backward() -> bool:
     (Compiled graphs apply buffer updates once whatever they recompute, so the check is skipped there.)
     """
     return not torch.compiler.is_compiling() and torch._C._current_graph_task_id() != -1
+
+
+def count_batch(bn: nn.modules.batchnorm._BatchNorm) -> float:
+    """Counts one training batch in `bn.num_batches_tracked` (if kept) and returns the running-average factor, as
+    `nn.BatchNorm3d` does: `momentum`, or `1 / num_batches_tracked` for momentum None (cumulative average)."""
+    if bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+    if bn.momentum is not None:
+        return bn.momentum
+    return 1.0 / float(bn.num_batches_tracked) if bn.num_batches_tracked is not None else 0.0
 
 
 def batch_norm_forward(bn: nn.modules.batchnorm._BatchNorm, hidden: torch.Tensor) -> torch.Tensor:
@@ -250,16 +259,38 @@ def _conv2d_bias_relu(
 
 
 def _conv2d_bias_relu_fake(x, weight, bias, residual, stride, padding):
-    shape = conv2d_output_shape(x.shape, weight.shape, stride, padding)
+    (n, _, height, width), (k, _, kh, kw) = x.shape, weight.shape
+    shape = (n, k, (height + 2 * padding[0] - kh) // stride[0] + 1, (width + 2 * padding[1] - kw) // stride[1] + 1)
     return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
 
 
-if hasattr(torch.ops.skeletonclip, "conv2d_bias_relu"):
-    # Already defined by another copy of this file in the process (the `trust_remote_code` module of a saved model).
-    conv2d_bias_relu = torch.ops.skeletonclip.conv2d_bias_relu
-else:
-    conv2d_bias_relu = torch.library.custom_op("skeletonclip::conv2d_bias_relu", _conv2d_bias_relu, mutates_args=())
-    conv2d_bias_relu.register_fake(_conv2d_bias_relu_fake)
+def _op_namespace() -> str:
+    """`skeletonclip_<hash of this file>`: every version of this file (the installed package, the copy inside each
+    checkpoint loaded with `trust_remote_code`) registers its own op, so each model runs its own code; identical
+    copies share one."""
+    with open(__file__, "rb") as source:
+        return "skeletonclip_" + hashlib.sha256(source.read()).hexdigest()[:16]
+
+
+_CONV2D_BIAS_RELU = []  # the custom op, registered on first use: importing or loading a model registers nothing
+
+
+def conv2d_bias_relu_op():
+    """`_conv2d_bias_relu` as a custom op (with a fake implementation, so that torch.compile keeps it whole)."""
+    if not _CONV2D_BIAS_RELU:
+        namespace = _op_namespace()
+        if hasattr(getattr(torch.ops, namespace), "conv2d_bias_relu"):  # an identical copy registered it
+            op = getattr(torch.ops, namespace).conv2d_bias_relu.default
+        else:
+            op = torch.library.custom_op(f"{namespace}::conv2d_bias_relu", _conv2d_bias_relu, mutates_args=())
+            op.register_fake(_conv2d_bias_relu_fake)
+            op = getattr(torch.ops, namespace).conv2d_bias_relu.default
+        _CONV2D_BIAS_RELU.append(op)
+    return _CONV2D_BIAS_RELU[0]
+
+
+def conv2d_bias_relu(x, weight, bias, residual, stride: list[int], padding: list[int]) -> torch.Tensor:
+    return conv2d_bias_relu_op()(x, weight, bias, residual, stride, padding)
 
 
 def _fused_conv2d(x, weight, bias, residual, stride, padding):
@@ -298,36 +329,11 @@ def _weight_for(frames: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return weight
 
 
-def _unfold_width(frames: torch.Tensor, weight: torch.Tensor, stride, padding, channel_multiple: int = 1):
-    """A `kh x kw` conv2d as a `kh x 1` conv2d over `kw * C` channels: the `kw` horizontal taps of every output
-    column become input channels (channel `j * C + c` is tap `j` of channel `c`), zero-padded to a multiple of
-    `channel_multiple`. The same sums in another order; meant for the stem, whose 17 keypoint channels make a narrow
-    convolution (7 x 7 over 17, padded to 24, channels) that cuDNN runs far below the card's rate.
-
-    `frames` `[N, C, H, W]` channels_last, `weight` `[K, C, kh, kw]`. Returns `(frames [N, C', H, W'] channels_last,
-    weight [K, C', kh, 1], stride, padding)` for `F.conv2d`.
-    """
-    n, c, h, _ = frames.shape
-    k, _, kh, kw = weight.shape
-    (sh, sw), (ph, pw) = stride, padding
-    rows = F.pad(frames.permute(0, 2, 3, 1), (0, 0, pw, pw))  # [N, H, W + 2 pw, C]
-    taps = rows.unfold(2, kw, sw).transpose(3, 4)  # [N, H, W', kw, C] (a view)
-    channels = kw * c
-    padded = -(-channels // channel_multiple) * channel_multiple
-    unfolded = taps.new_zeros(n, h, taps.shape[2], padded)  # [N, H, W', C'] (channels last)
-    unfolded[..., :channels].view(taps.shape).copy_(taps)
-    weight = weight.permute(0, 3, 1, 2).reshape(k, channels, kh, 1)  # [K, kw * C, kh, 1], same channel order
-    weight = F.pad(weight, (0, 0, 0, 0, 0, padded - channels))
-    return unfolded.permute(0, 3, 1, 2), weight, (sh, 1), (ph, 0)
-
-
-def _conv(conv: nn.Conv3d, frames: torch.Tensor, batch: int, weight: torch.Tensor, bias, fuse=False, residual=None,
-          unfold_width: int = 0):
+def _conv(conv: nn.Conv3d, frames: torch.Tensor, batch: int, weight: torch.Tensor, bias, fuse=False, residual=None):
     """Applies `conv` (with `weight`/`bias` replacing its own, e.g. BN-folded) to frames `[B * T, C, H, W]`.
 
     `fuse=True` asks for `relu(conv + bias [+ residual])` as one op (inference only; `bias` must be given); the
     caller applies ReLU and residual itself when it gets `fused=False` back (`residual` is only read when fusing).
-    `unfold_width` > 0: a spatial conv runs as `_unfold_width` with that channel multiple.
     Returns `(frames [B * T', C', H', W'] channels_last, fused)`.
     """
     weight = _weight_for(frames, weight)
@@ -335,8 +341,6 @@ def _conv(conv: nn.Conv3d, frames: torch.Tensor, batch: int, weight: torch.Tenso
     if kind == "spatial":
         _, ph, pw = _triple(conv.padding)
         frames, weight2d = _subsample_frames(frames, batch, st), weight[:, :, 0]
-        if unfold_width:
-            frames, weight2d, (sh, sw), (ph, pw) = _unfold_width(frames, weight2d, (sh, sw), (ph, pw), unfold_width)
         if fuse:
             return _fused_conv2d(frames, weight2d, bias, residual, (sh, sw), (ph, pw)), True
         return F.conv2d(frames, weight2d, bias, stride=(sh, sw), padding=(ph, pw)), False
@@ -354,12 +358,10 @@ def _conv(conv: nn.Conv3d, frames: torch.Tensor, batch: int, weight: torch.Tenso
     return _video_to_frames(conv._conv_forward(_frames_to_video(frames, batch), weight, bias)), False
 
 
-def _conv_bn(module, frames: torch.Tensor, batch: int, relu: bool, fused: bool = False, residual=None,
-             unfold_width: int = 0):
+def _conv_bn(module, frames: torch.Tensor, batch: int, relu: bool, fused: bool = False, residual=None):
     """`SkeletonClipConvModule` (conv -> BN -> [+ residual] -> optional in-place ReLU) on frames.
 
     `fused`: put bias, residual and ReLU into the convolution when BN can be folded and no gradient is needed.
-    `unfold_width`: see `_conv` (for a plain conv only).
     A conv or BN that is not the plain module (a LoRA wrapper, SyncBatchNorm, ...) runs its own forward on the
     `[B, C, T, H, W]` view, so that whatever it adds is kept.
     """
@@ -368,12 +370,12 @@ def _conv_bn(module, frames: torch.Tensor, batch: int, relu: bool, fused: bool =
     if plain_conv and plain_bn and _can_fold(bn):
         weight, bias = _folded_weight_and_bias(conv, bn)
         fuse = fused and relu and not torch.is_grad_enabled()
-        out, done = _conv(conv, frames, batch, weight, bias, fuse, residual, unfold_width)
+        out, done = _conv(conv, frames, batch, weight, bias, fuse, residual)
         if done:
             return out
     else:
         if plain_conv:
-            out = _conv(conv, frames, batch, conv.weight, conv.bias, unfold_width=unfold_width)[0]
+            out = _conv(conv, frames, batch, conv.weight, conv.bias)[0]
         else:
             out = _module_on_frames(conv, frames, batch)
         out = batch_norm_forward(bn, out) if plain_bn else _module_on_frames(bn, out, batch)
@@ -418,91 +420,6 @@ def _max_pool(pool: nn.MaxPool3d, frames: torch.Tensor, batch: int) -> torch.Ten
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Training with the BatchNorm passes inside the convolutions (`fused_conv_bn`; experimental, off by default).
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def _takes_fused_training(module, relu: bool) -> bool:
-    """A conv -> BN [-> ReLU] module of the SlowOnly layout with plain, unhooked parts and a training BN."""
-    return (
-        module is not None
-        and not _has_hooks(module)
-        and _is_plain_conv(module.conv)
-        and module.conv.bias is None
-        and _conv_kind(module.conv) is not None
-        and _is_plain_bn(module.bn)
-        and module.bn.training
-        and _has_relu(module) == relu
-    )
-
-
-def _block_takes_fused_training(block) -> bool:
-    return (
-        not _has_hooks(block)
-        and not getattr(block, "gradient_checkpointing", False)
-        and _takes_fused_training(block.conv1, True)
-        and _takes_fused_training(block.conv2, True)
-        and _takes_fused_training(block.conv3, False)
-        and (block.downsample is None or _takes_fused_training(block.downsample, False))
-    )
-
-
-def _genstats_conv_bn(module, frames: torch.Tensor, batch: int, dtype, in_affine=None, unfold_width: int = 0):
-    """conv (with the previous BN-ReLU `in_affine = (scale, shift)` as its prologue) and its BN as an affine map.
-
-    `unfold_width`: see `_conv` (not with a prologue: the unfolded frames would need it per tap).
-    Returns `(y, scale, shift)`: the raw conv output as frames and `bn(y) = y * scale + shift` per channel.
-    """
-    conv = module.conv
-    weight = _weight_for(frames, conv.weight.to(dtype))
-    in_scale, in_shift = in_affine if in_affine is not None else (None, None)
-    (st, sh, sw), (pt, ph, pw) = _triple(conv.stride), _triple(conv.padding)
-    if _conv_kind(conv) == "spatial":
-        frames, weight2d = _subsample_frames(frames, batch, st), weight[:, :, 0]
-        if unfold_width and in_affine is None:
-            frames, weight2d, (sh, sw), (ph, pw) = _unfold_width(frames, weight2d, (sh, sw), (ph, pw), unfold_width)
-        y, total, total_sq = conv2d_genstats(frames, in_scale, in_shift, weight2d, [sh, sw], [ph, pw])
-    else:
-        height, width = frames.shape[-2:]
-        y, total, total_sq = conv2d_genstats(
-            _frames_to_time(frames, batch), in_scale, in_shift, weight[..., 0], [st, 1], [pt, 0]
-        )
-        y = _time_to_frames(y, height, width)
-    scale, shift = batch_norm_scale_shift(module.bn, total, total_sq, y.numel() // y.shape[1])
-    return y, scale, shift
-
-
-def _apply_affine(y: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, residual=None, relu=True):
-    """`relu(y * scale + shift [+ residual])` per channel: fp32 math, rounded to y's dtype before the ReLU (the same
-    values), so that the backward's ReLU-masked gradient, which both the residual branch and the BN backward read,
-    is kept in y's dtype (bf16), not in fp32 at twice the bytes."""
-    out = y.to(scale.dtype) * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
-    if residual is not None:
-        out = out + residual.to(scale.dtype)
-    out = out.to(y.dtype)
-    return out.relu_() if relu else out
-
-
-def _fused_training_bottleneck(block, frames: torch.Tensor, batch: int) -> torch.Tensor:
-    """`_bottleneck` in training with conv1 -> conv2 -> conv3 chained through `conv2d_genstats` prologues."""
-    dtype = frames.dtype
-    y1, scale1, shift1 = _genstats_conv_bn(block.conv1, frames, batch, dtype)
-    y2, scale2, shift2 = _genstats_conv_bn(block.conv2, y1, batch, dtype, (scale1, shift1))
-    y3, scale3, shift3 = _genstats_conv_bn(block.conv3, y2, batch, dtype, (scale2, shift2))
-    identity = frames
-    if block.downsample is not None:
-        y_down, scale_down, shift_down = _genstats_conv_bn(block.downsample, frames, batch, dtype)
-        identity = _apply_affine(y_down, scale_down, shift_down, relu=False)
-    return _apply_affine(y3, scale3, shift3, identity)
-
-
-def _conv_dtype(frames: torch.Tensor):
-    """The dtype the convolutions run in: autocast's where it is on, else the input's."""
-    device = frames.device.type
-    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else frames.dtype
-
-
-# ----------------------------------------------------------------------------------------------------------------
 # Public entry point
 # ----------------------------------------------------------------------------------------------------------------
 
@@ -519,8 +436,6 @@ def fast_video_encoder_forward(
     heatmaps: torch.Tensor,
     input_channel_multiple: int | None = None,
     fused_epilogues: bool | None = None,
-    fused_training: bool = False,
-    unfold_stem: bool = False,
 ) -> torch.Tensor:
     """`encoder.forward(heatmaps)` of a `SkeletonClipVideoEncoder`, computed with 2D convolutions over frames.
 
@@ -533,17 +448,9 @@ def fast_video_encoder_forward(
             keypoint channels are not), else 1 (no padding). The result does not depend on it.
         fused_epilogues: in eval mode without gradients, run each convolution with its folded BN bias, residual
             add and ReLU as one op (`conv2d_bias_relu`; cuDNN's fused kernels on CUDA); ignored in training and
-            when gradients are needed. Default: on for CUDA in bf16/fp16 (autocast or half inputs), where it was
-            measured faster (H100, batch 128: 2,944 -> 3,516 clips/s compiled, 1,433 -> 2,405 eager; NOTES.md);
-            off elsewhere (on CPU the op is the plain ops anyway; fp32 on CUDA is not measured).
-        fused_training: in training with gradients, compute each plain bottleneck (and the stem) with the BatchNorm
-            passes inside the convolutions (`fused_conv_bn`: statistics in the conv's epilogue, BN-apply + ReLU in
-            the next conv's prologue; cuDNN fused graphs on CUDA). Same result up to rounding. Experimental and
-            off by default: not yet measured on a GPU. Blocks with hooks, wrappers or checkpointing run as usual.
-        unfold_stem: run the stem's `1 x kh x kw` convolution as a `kh x 1` one over `kw * C` channels (its
-            horizontal taps unfolded into channels, zero-padded to `input_channel_multiple`; `_unfold_width`),
-            in every mode. Same result up to rounding; costs a `kw` times larger stem input. Experimental and off
-            by default: not yet measured on a GPU. A hooked or wrapped stem runs as usual.
+            when gradients are needed. Default: on for CUDA in bf16/fp16 (autocast or half inputs), where it is
+            faster (docs/benchmarks.md); off elsewhere (on CPU the op is the plain ops anyway; fp32 on CUDA is not
+            measured).
 
     Returns:
         `[B, 512, T', H', W']` contiguous, equal to `encoder(heatmaps)` up to floating-point rounding.
@@ -558,25 +465,14 @@ def fast_video_encoder_forward(
     stem = encoder.conv1
     if not _is_plain_conv(stem.conv) or _has_hooks(stem):
         input_channel_multiple = 1  # a wrapped or hooked stem gets the channels it was built for
-        unfold_stem = False
-    unfold_stem = unfold_stem and _conv_kind(stem.conv) == "spatial"
-    if unfold_stem:
-        # The unfolded input is kw times larger: build it in the dtype the conv runs in, and pad it, not the input.
-        heatmaps = heatmaps.to(_conv_dtype(heatmaps))
-    frames = _video_to_frames(heatmaps, 1 if unfold_stem else input_channel_multiple)  # [B * T, C', H, W]
-    stem_unfold_width = input_channel_multiple if unfold_stem else 0
-    fused_training = fused_training and encoder.training and torch.is_grad_enabled()
-    if fused_training and _takes_fused_training(stem, _has_relu(stem)):
-        frames = frames.to(_conv_dtype(frames))
-        y, scale, shift = _genstats_conv_bn(stem, frames, batch, frames.dtype, unfold_width=stem_unfold_width)
-        frames = _apply_affine(y, scale, shift, relu=_has_relu(stem))
-    elif _has_hooks(stem):
+    frames = _video_to_frames(heatmaps, input_channel_multiple)  # [B * T, C', H, W]
+    if _has_hooks(stem):
         frames = _module_on_frames(stem, frames, batch)
     else:
-        # The stem is never fused: for its 7x7 kernel over 24 (padded) channels cuDNN's fused kernel took 16.8 ms
-        # per batch of 128 clips on an H100 against 9.1 ms plain; its bias + ReLU cost little next to the max-pool
-        # that reads its output anyway (and torch.compile fuses them into it).
-        frames = _conv_bn(stem, frames, batch, _has_relu(stem), unfold_width=stem_unfold_width)
+        # The stem is never fused: for its 7x7 kernel over 24 (padded) channels cuDNN's fused kernel is slower than
+        # the plain one (docs/benchmarks.md); its bias + ReLU cost little next to the max-pool that reads its output
+        # anyway (and torch.compile fuses them into it).
+        frames = _conv_bn(stem, frames, batch, _has_relu(stem))
     frames = _max_pool(encoder.maxpool, frames, batch)
     for i in range(encoder.num_stages):
         layer = getattr(encoder, f"layer{i + 1}")
@@ -584,8 +480,5 @@ def fast_video_encoder_forward(
             frames = _module_on_frames(layer, frames, batch)  # hooks on the stage itself
             continue
         for block in layer:
-            if fused_training and _block_takes_fused_training(block):
-                frames = _fused_training_bottleneck(block, frames.to(_conv_dtype(frames)), batch)
-            else:
-                frames = _run_block(block, frames, batch, fused_epilogues)
+            frames = _run_block(block, frames, batch, fused_epilogues)
     return _frames_to_video(frames, batch).contiguous()

@@ -177,9 +177,7 @@ class SkeletonClipVideoEncoder(nn.Module):
     def forward(self, heatmaps: torch.Tensor) -> torch.Tensor:
         if self.config.conv_impl == "fast":
             # The same parameters as 2D convolutions over frames, channels-last (see fast_slowonly.py).
-            return fast_video_encoder_forward(
-                self, heatmaps, fused_training=self.config.fused_training, unfold_stem=self.config.unfold_stem
-            )
+            return fast_video_encoder_forward(self, heatmaps)
         hidden_states = self.maxpool(self.conv1(heatmaps))  # [B, 32, T, H, W]
         for i in range(self.num_stages):
             hidden_states = getattr(self, f"layer{i + 1}")(hidden_states)

@@ -4,7 +4,7 @@ import os
 import pytest
 import torch
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 
 
 def load_script():

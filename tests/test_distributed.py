@@ -8,7 +8,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import pytest
-from conftest import TINY_HEATMAP, TINY_TEXT, TINY_VIDEO, random_keypoints
+from helpers import TINY_HEATMAP, TINY_TEXT, TINY_VIDEO, random_keypoints
 
 from modeling_skeletonclip import SkeletonClipConfig, SkeletonClipModel
 from modeling_skeletonclip.trainer import global_contrastive_loss
@@ -113,7 +113,7 @@ def test_run_script_under_torchrun(tmp_path):
     import subprocess
     import sys
 
-    from conftest import REPO_ROOT
+    from helpers import REPO_ROOT
 
     from modeling_skeletonclip.synthetic_poses import write_synthetic_poses
 

@@ -270,65 +270,9 @@ def test_zero_padded_input_channels_change_nothing(variant, train):
     assert torch.equal(frames[:, :5].reshape(2, 6, 5, 10, 9).transpose(1, 2), x)
 
 
-@pytest.mark.parametrize("stride, padding, kernel", [((1, 1), (3, 3), (7, 7)), ((2, 3), (1, 2), (3, 5)),
-                                                     ((1, 2), (0, 0), (2, 4))])
-@pytest.mark.parametrize("multiple", [1, 8])
-def test_unfold_width_is_the_convolution(stride, padding, kernel, multiple):
-    """`_unfold_width`: a kh x kw conv2d as a kh x 1 conv2d over the kw horizontal taps as channels (zero-padded to
-    the multiple) gives the conv2d's output, channels-last frames in."""
-    from modeling_skeletonclip.fast_slowonly import _unfold_width
-
-    torch.manual_seed(4)
-    x = torch.randn(3, 5, 11, 13, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
-    weight = torch.randn(6, 5, *kernel, dtype=torch.float64)
-    frames, weight2d, stride2d, padding2d = _unfold_width(x, weight, stride, padding, multiple)
-    channels = 5 * kernel[1]
-    assert frames.shape[1] == weight2d.shape[1] == -(-channels // multiple) * multiple
-    assert weight2d.shape[2:] == (kernel[0], 1) and frames.is_contiguous(memory_format=torch.channels_last)
-    assert not frames[:, channels:].any() and not weight2d[:, channels:].any()
-    torch.testing.assert_close(torch.nn.functional.conv2d(frames, weight2d, stride=stride2d, padding=padding2d),
-                               torch.nn.functional.conv2d(x, weight, stride=stride, padding=padding))
-
-
-@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
-@pytest.mark.parametrize("stem_kernel", [(1, 7, 7), (1, 5, 3), (3, 5, 5)], ids=["7x7", "5x3", "temporal_stem"])
-def test_unfolded_stem_changes_nothing(stem_kernel, train, monkeypatch):
-    """`unfold_stem=True`: output, input and parameter gradients and BN buffers equal the conv3d path (float64),
-    with and without the channel padding; a stem with a temporal kernel (conv3d fallback) is left alone."""
-    import modeling_skeletonclip.fast_slowonly as fast_slowonly
-
-    unfolds = []
-    original = fast_slowonly._unfold_width
-    monkeypatch.setattr(fast_slowonly, "_unfold_width", lambda *args: unfolds.append(args[1].shape) or original(*args))
-    config = SkeletonClipVideoConfig(**SMALL, conv_impl="conv3d", stem_kernel=list(stem_kernel))
-    torch.manual_seed(0)
-    encoder = SkeletonClipVideoEncoder(config).double().train(train)
-    torch.manual_seed(3)
-    x = torch.randn(2, config.in_channels, 6, 10, 9, dtype=torch.float64)
-    for multiple in (1, 8):
-        _assert_exact(encoder, x, f"{stem_kernel} unfolded stem, multiple {multiple}", input_channel_multiple=multiple,
-                      unfold_stem=True)
-    assert len(unfolds) == (0 if stem_kernel[0] > 1 else 2)
-
-
-def test_unfolded_stem_bf16_autocast_is_as_accurate_as_conv3d():
-    """Under bf16 autocast the unfolded stem (built in bf16: the conv's dtype) is as accurate as the conv3d path."""
-    encoder = _build_encoder("default").train()
-    torch.manual_seed(2)
-    x = torch.randn(2, encoder.config.in_channels, 8, 12, 12)
-    reference, unfolded, conv3d = _bf16_autocast_runs(encoder, x, unfold_stem=True)
-    assert unfolded[0].dtype == torch.bfloat16 and unfolded[1].dtype == torch.float32
-    for what, index in (("output", 0), ("input_grad", 1)):
-        error, conv_error = _norm_error(unfolded[index], reference[index]), _norm_error(conv3d[index], reference[index])
-        assert error <= 1.25 * conv_error + 1e-2, (what, error, conv_error)
-    stem_grad = "conv1.conv.weight"
-    error = _norm_error(unfolded[2][stem_grad], reference[2][stem_grad])
-    assert error <= 1.25 * _norm_error(conv3d[2][stem_grad], reference[2][stem_grad]) + 1e-2
-
-
 @pytest.mark.parametrize("with_residual", [False, True], ids=["conv_relu", "conv_add_relu"])
 def test_conv2d_bias_relu_op(with_residual):
-    from modeling_skeletonclip.fast_slowonly import conv2d_bias_relu
+    from modeling_skeletonclip.fast_slowonly import conv2d_bias_relu, conv2d_bias_relu_op
 
     torch.manual_seed(4)
     x = torch.randn(3, 6, 9, 7).contiguous(memory_format=torch.channels_last)
@@ -340,7 +284,7 @@ def test_conv2d_bias_relu_op(with_residual):
     assert out.shape == (3, 5, 5, 4) and out.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(out, expected)
     # Schema, fake (meta) implementation and dispatch agree with the real one (what torch.compile relies on).
-    torch.library.opcheck(conv2d_bias_relu, (x, weight, bias, residual, [2, 2], [1, 1]))
+    torch.library.opcheck(conv2d_bias_relu_op(), (x, weight, bias, residual, [2, 2], [1, 1]))
 
 
 @pytest.mark.parametrize("variant", ["default", "temporal_stride_stage1", "temporal_stem_fallback"])

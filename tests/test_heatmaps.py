@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from modeling_skeletonclip import heatmaps as heatmaps_module
-from modeling_skeletonclip._heatmap_reference import reference_heatmaps
+from helpers import reference_heatmaps
 from modeling_skeletonclip.heatmaps import render_heatmaps
 from modeling_skeletonclip.pose_layouts import COCO17
 

@@ -1,12 +1,13 @@
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
 
 import pytest
 import torch
-from conftest import TINY_HEATMAP, TINY_VIDEO, random_keypoints
+from helpers import SAVED_MODELS, TINY_HEATMAP, TINY_VIDEO, random_keypoints
 
 from modeling_skeletonclip import SkeletonClipForActionRecognition, SkeletonClipModel
 
@@ -30,8 +31,10 @@ def test_save_pretrained_writes_weights_config_code_and_tokenizer(tmp_path):
     model.save_pretrained(tmp_path)
     files = set(os.listdir(tmp_path))
     assert "model.safetensors" in files
-    assert {"configuration_skeletonclip.py", "modeling_skeletonclip.py", "heatmaps.py", "pose_layouts.py",
-            "fast_slowonly.py", "fused_conv_bn.py", "_cudnn_conv_bn_graphs.py"} <= files
+    code = {name for name in files if name.endswith(".py")}
+    # The model code and nothing else: no training tools, benchmarks or command-line code.
+    assert code == {"configuration_skeletonclip.py", "modeling_skeletonclip.py", "objectives.py", "distributed.py",
+                    "heatmaps.py", "pose_layouts.py", "fast_slowonly.py", "text_encoders.py"}
     assert {"tokenizer_config.json", "tokenizer.json"} <= files
     config = json.load(open(tmp_path / "config.json"))
     assert config["auto_map"]["AutoConfig"] == "configuration_skeletonclip.SkeletonClipConfig"
@@ -82,10 +85,10 @@ def test_trust_remote_code_in_fresh_process_without_the_package(tmp_path):
     torch.testing.assert_close(torch.load(tmp_path / "out.pt"), expected, rtol=0, atol=0)
 
 
-def test_second_copy_of_the_code_shares_the_process(tmp_path, monkeypatch):
-    # A `trust_remote_code` model's files are a second copy of the package's modules (`transformers_modules...`);
-    # both define the custom ops `skeletonclip::*`. Importing the copy must not fail, and both copies run the fused
-    # inference path and the fused training path (whose op's autograd is registered once) to the same result.
+def test_two_versions_of_the_code_in_one_process_each_run_their_own_op(tmp_path, monkeypatch):
+    # A `trust_remote_code` model's files are a second copy of the package's modules (`transformers_modules...`),
+    # possibly of another version. Each copy registers its fused inference op under a name of its own code, so a
+    # changed copy runs its own op, not whichever copy registered first.
     import importlib
     import shutil
 
@@ -93,32 +96,73 @@ def test_second_copy_of_the_code_shares_the_process(tmp_path, monkeypatch):
     from modeling_skeletonclip import SkeletonClipVideoConfig
     from modeling_skeletonclip.modeling_skeletonclip import SkeletonClipVideoEncoder
 
-    copy_dir = tmp_path / "copy_of_skeletonclip"
+    copy_dir = tmp_path / "other_version"
     copy_dir.mkdir()
-    for name in ("fast_slowonly.py", "fused_conv_bn.py", "_cudnn_conv_bn_graphs.py"):
-        shutil.copy(os.path.join(os.path.dirname(package_fast.__file__), name), copy_dir / name)
+    source = open(package_fast.__file__).read()
+    changed = source.replace("    return out.relu_().contiguous(memory_format=torch.channels_last)",
+                             "    return (out.relu_() + 1).contiguous(memory_format=torch.channels_last)")
+    assert changed != source
+    (copy_dir / "fast_slowonly.py").write_text(changed)
     (copy_dir / "__init__.py").write_text("")
     monkeypatch.syspath_prepend(str(tmp_path))
-    copy_fast = importlib.import_module("copy_of_skeletonclip.fast_slowonly")
-    assert copy_fast.fast_video_encoder_forward is not package_fast.fast_video_encoder_forward
+    copy_fast = importlib.import_module("other_version.fast_slowonly")
 
     torch.manual_seed(0)
     encoder = SkeletonClipVideoEncoder(SkeletonClipVideoConfig(**TINY_VIDEO)).eval()
     x = torch.rand(1, encoder.config.in_channels, 4, 16, 16)
     with torch.no_grad():
-        expected = package_fast.fast_video_encoder_forward(encoder, x)
-        for module in (package_fast, copy_fast):
-            torch.testing.assert_close(module.fast_video_encoder_forward(encoder, x, fused_epilogues=True), expected)
-    encoder.train()
-    for module in encoder.modules():  # plain BatchNorm3d: the copy's own BN class is a different class
-        if isinstance(module, torch.nn.BatchNorm3d):
-            module.__class__ = torch.nn.BatchNorm3d
-    grads = []
-    for module in (package_fast, copy_fast):
-        encoder.zero_grad(set_to_none=True)
-        module.fast_video_encoder_forward(encoder, x, fused_training=True).square().sum().backward()
-        grads.append(encoder.layer1[0].conv2.bn.weight.grad.clone())
-    torch.testing.assert_close(grads[0], grads[1])
+        plain = package_fast.fast_video_encoder_forward(encoder, x, fused_epilogues=False)
+        package_fused = package_fast.fast_video_encoder_forward(encoder, x, fused_epilogues=True)
+        copy_fused = copy_fast.fast_video_encoder_forward(encoder, x, fused_epilogues=True)
+        package_again = package_fast.fast_video_encoder_forward(encoder, x, fused_epilogues=True)
+    torch.testing.assert_close(package_fused, plain)
+    torch.testing.assert_close(package_again, plain)
+    assert not torch.allclose(copy_fused, plain)  # the other version's op ran
+    assert copy_fast._op_namespace() != package_fast._op_namespace()
+
+
+def test_loading_registers_no_op_and_old_checkpoints_run_their_own_code(tmp_path):
+    # In one fresh process: a checkpoint saved by version 0.1.0 (its own code, which registers custom ops at import)
+    # and one saved by this version, both through trust_remote_code; each reproduces its outputs, and loading and
+    # running this version's model on the CPU registers no op at all.
+    from modeling_skeletonclip import SkeletonClipModel
+
+    old = os.path.join(SAVED_MODELS, "itc")
+    shutil.copytree(old, tmp_path / "saved_by_0_1_0")
+    SkeletonClipModel.from_pretrained(old).save_pretrained(tmp_path / "saved_now")
+    script = textwrap.dedent(
+        f"""
+        import sys, torch
+        from safetensors.torch import load_file
+        from transformers import AutoModel
+
+        def ops():
+            return sorted(n for n in torch._C._dispatch_get_all_op_names() if n.startswith("skeletonclip"))
+
+        x = load_file({os.path.join(SAVED_MODELS, "inputs.safetensors")!r})
+        expected = load_file({os.path.join(old, "loaded_outputs.safetensors")!r})["eval_logits"]
+        inputs = dict(keypoints=x["keypoints"], keypoint_scores=x["keypoint_scores"], input_ids=x["input_ids"],
+                      attention_mask=x["attention_mask"])
+        new = AutoModel.from_pretrained({str(tmp_path / "saved_now")!r}, trust_remote_code=True).eval()
+        with torch.no_grad():
+            new_logits = new(**inputs).logits_per_video
+        assert ops() == [], ops()
+        old = AutoModel.from_pretrained({str(tmp_path / "saved_by_0_1_0")!r}, trust_remote_code=True).eval()
+        assert type(old).__module__ != type(new).__module__
+        assert "skeletonclip::conv2d_bias_relu" in ops(), ops()  # the old code's import-time registration
+        with torch.no_grad():
+            old_logits = old(**inputs).logits_per_video
+            new_again = new(**inputs).logits_per_video
+        assert "modeling_skeletonclip" not in sys.modules
+        for got in (new_logits, old_logits, new_again):
+            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+        print("ok")
+        """
+    )
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"), PYTHONPATH="")
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, timeout=300, capture_output=True,
+                            text=True)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-3000:]
 
 
 def test_classifier_registers_video_classification_auto_class(tmp_path, tiny_config):

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import random_keypoints
+from helpers import random_keypoints
 
 from modeling_skeletonclip import (
     SkeletonClipConfig,

@@ -6,7 +6,7 @@ import json
 import os
 
 import pytest
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 
 from modeling_skeletonclip.synthetic_poses import write_synthetic_poses
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import random_keypoints
+from helpers import random_keypoints
 
 from modeling_skeletonclip import SkeletonClipForActionRecognition, SkeletonClipModel
 from modeling_skeletonclip.trainer import SkeletonClipTrainer, SkeletonClipTrainingArguments

@@ -8,7 +8,7 @@ import textwrap
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import TINY_HEATMAP, TINY_TEXT, TINY_VIDEO, random_keypoints
+from helpers import TINY_HEATMAP, TINY_TEXT, TINY_VIDEO, random_keypoints
 
 from modeling_skeletonclip import SkeletonClipConfig, SkeletonClipModel
 from modeling_skeletonclip.modeling_variants import momentum_distillation_loss, sample_itm_negatives

@@ -1,17 +1,50 @@
-"""Plain per-point numpy reference for the heatmap renderer (SPEC §2).
+"""Helpers shared by the tests: tiny model settings, random keypoints, the saved-model fixtures and an independent
+heatmap oracle.
 
-Written to be obviously correct, not fast: it loops over every point and every limb like pyskl's
-``GeneratePoseTarget.generate_a_heatmap`` / ``generate_a_limb_heatmap`` and is used by the tests and
-by the benchmark (``_benchmark_heatmaps.py``) to check and time ``heatmaps.render_heatmaps``.
-Window bounds are computed in float64 Python arithmetic (as numpy 1.x did for ``np.float32 - float``),
-the Gaussian values in float64.
+The oracle (`reference_heatmaps`) is a plain per-point numpy renderer (SPEC §2), written to be obviously correct,
+not fast: it loops over every point and every limb like pyskl's `GeneratePoseTarget.generate_a_heatmap` /
+`generate_a_limb_heatmap`; the tests check `heatmaps.render_heatmaps` against it and the benchmark times both.
+Window bounds are computed in float64 Python arithmetic (as numpy 1.x did for `np.float32 - float`), the Gaussian
+values in float64.
 """
 
 import math
+import os
 
 import numpy as np
+import torch
 
-from .pose_layouts import COCO17
+from modeling_skeletonclip.pose_layouts import COCO17
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Tiny models of every kind saved by version 0.1.0, with their inputs and outputs (fixtures/make_saved_models.py).
+SAVED_MODELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "saved_models")
+
+# A reduced encoder and a tiny BERT: the full topology, small enough for fast CPU tests.
+TINY_VIDEO = {"base_channels": 8, "stage_planes": [8, 16, 32], "stage_blocks": [1, 2, 1]}
+TINY_TEXT = {
+    "vocab_size": 30522,
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+}
+TINY_HEATMAP = {"train_size": [16, 16], "eval_size": [16, 16]}
+
+
+def random_keypoints(batch, persons=1, frames=8, joints=17, size=16, views=None, seed=0):
+    """`(keypoints [B, (views,) M, T, V, 2], scores [B, (views,) M, T, V])`: uniform in a `size` x `size` frame,
+    scores in [0.3, 1)."""
+    g = torch.Generator().manual_seed(seed)
+    shape = (batch,) + ((views,) if views else ()) + (persons, frames, joints)
+    keypoints = torch.rand(shape + (2,), generator=g) * (size - 1)
+    scores = torch.rand(shape, generator=g) * 0.7 + 0.3
+    return keypoints, scores
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Heatmap oracle
+# ----------------------------------------------------------------------------------------------------------------
 
 EPS = 1e-3
 
