@@ -53,7 +53,14 @@ from torch import nn
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SkeletonClipBatchNorm3d", "conv2d_bias_relu", "fast_video_encoder_forward"]
+__all__ = ["SkeletonClipBatchNorm3d", "compute_dtype", "conv2d_bias_relu", "fast_video_encoder_forward"]
+
+
+def compute_dtype(device: torch.device, dtype: torch.dtype) -> torch.dtype:
+    """The dtype that convolutions on `device` run in: autocast's where autocast is on there, else `dtype`."""
+    if torch.is_autocast_enabled(device.type):
+        return torch.get_autocast_dtype(device.type)
+    return dtype
 
 
 def _triple(value):
@@ -295,7 +302,7 @@ def conv2d_bias_relu(x, weight, bias, residual, stride: list[int], padding: list
 
 def _fused_conv2d(x, weight, bias, residual, stride, padding):
     """`conv2d_bias_relu` in the dtype autocast would run the convolution in (the custom op is not autocast)."""
-    dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+    dtype = compute_dtype(x.device, x.dtype)
     residual = residual.to(dtype) if residual is not None else None
     return conv2d_bias_relu(x.to(dtype), weight.to(dtype), bias.to(dtype), residual, list(stride), list(padding))
 
@@ -426,9 +433,7 @@ def _max_pool(pool: nn.MaxPool3d, frames: torch.Tensor, batch: int) -> torch.Ten
 
 def _runs_in_half_precision(tensor: torch.Tensor) -> bool:
     """Whether convolutions on `tensor` run in bf16/fp16 (a half input, or autocast to a half dtype)."""
-    half = (torch.bfloat16, torch.float16)
-    device = tensor.device.type
-    return tensor.dtype in half or (torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device) in half)
+    return compute_dtype(tensor.device, tensor.dtype) in (torch.bfloat16, torch.float16)
 
 
 def fast_video_encoder_forward(

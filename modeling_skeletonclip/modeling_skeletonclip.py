@@ -13,18 +13,9 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.utils import ModelOutput, logging
 
 from .configuration_skeletonclip import SkeletonClipConfig, SkeletonClipVideoConfig
-from .fast_slowonly import SkeletonClipBatchNorm3d, fast_video_encoder_forward
+from .fast_slowonly import SkeletonClipBatchNorm3d, compute_dtype, fast_video_encoder_forward
 from .heatmaps import render_heatmaps
-from .modeling_variants import (
-    SkeletonClipFusionEncoder,
-    SkeletonClipMomentumEncoders,
-    build_video_embedder,
-    enqueue,
-    gather_no_grad,
-    momentum_distillation_loss,
-    pacl_pool,
-    sample_itm_negatives,
-)
+from .objectives import OBJECTIVES, ObjectiveInputs, label_aware_contrastive_loss
 
 
 logger = logging.get_logger(__name__)
@@ -82,21 +73,6 @@ class SkeletonClipActionRecognitionOutput(ModelOutput):
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     pooled_features: torch.FloatTensor | None = None
-
-
-def label_aware_contrastive_loss(
-    logits_per_video: torch.Tensor, video_labels: torch.Tensor, text_labels: torch.Tensor
-) -> torch.Tensor:
-    """Symmetric cross-entropy against soft targets that spread over every pair sharing a label (SPEC §4).
-
-    logits_per_video: [Nv, Nt]; video_labels: [Nv]; text_labels: [Nt].
-    """
-    positives = (video_labels[:, None] == text_labels[None, :]).to(logits_per_video.dtype)  # [Nv, Nt]
-    targets_v2t = positives / positives.sum(dim=1, keepdim=True).clamp_min(1)
-    targets_t2v = positives.t() / positives.t().sum(dim=1, keepdim=True).clamp_min(1)
-    loss_v2t = -(targets_v2t * F.log_softmax(logits_per_video, dim=1)).sum(dim=1).mean()
-    loss_t2v = -(targets_t2v * F.log_softmax(logits_per_video.t(), dim=1)).sum(dim=1).mean()
-    return (loss_v2t + loss_t2v) / 2
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -184,6 +160,20 @@ class SkeletonClipVideoEncoder(nn.Module):
         return hidden_states  # [B, 512, T', H', W']
 
 
+class SkeletonClipResidualEmbedder(nn.Module):
+    """`Linear(in, out) - GELU - Linear(out, out)` plus a residual `Linear(in, out)` (the PACL embedder)."""
+
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__()
+        self.fc1 = nn.Linear(in_features, out_features)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(out_features, out_features)
+        self.residual = nn.Linear(in_features, out_features)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(hidden_states))) + self.residual(hidden_states)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Shared base: heatmap rendering, input checks, weight init.
 # ----------------------------------------------------------------------------------------------------------------
@@ -214,28 +204,14 @@ class SkeletonClipPreTrainedModel(PreTrainedModel):
             init.zeros_(module.bias)
         elif isinstance(module, SkeletonClipModel):
             init.constant_(module.temperature, self.config.temperature_init)
-            if module.momentum_encoders is not None:
-                # Momentum copies start equal to the online model (only where the checkpoint did not provide them).
-                for name, child in module.momentum_encoders.named_children():
-                    online = dict(getattr(module, name).state_dict(keep_vars=True))
-                    for key, tensor in child.state_dict(keep_vars=True).items():
-                        init.copy_(tensor, online[key])
-                init.zeros_(module.video_queue)
-                init.zeros_(module.text_queue)
-                init.constant_(module.video_queue_labels, -100)
-                init.constant_(module.text_queue_labels, -100)
-                init.zeros_(module.video_queue_ptr)
-                init.zeros_(module.text_queue_ptr)
-                init.zeros_(module.momentum_steps)
+            module.objective.init_weights(module)  # e.g. momentum copies and queues
         else:
             super()._init_weights(module)
 
     def _heatmap_dtype(self, device: torch.device) -> torch.dtype:
         """Render in the dtype the encoder's first convolution consumes: the autocast dtype under autocast
         (bf16 halves the heatmap memory and skips a cast), else the model's dtype."""
-        if torch.is_autocast_enabled(device.type):
-            return torch.get_autocast_dtype(device.type)
-        return self.dtype
+        return compute_dtype(device, self.dtype)
 
     def _heatmap_size(self, heatmap_size):
         if heatmap_size is not None:
@@ -303,58 +279,46 @@ _render_heatmaps_eager = torch.compiler.disable(render_heatmaps)
 
 
 class SkeletonClipModel(SkeletonClipPreTrainedModel):
-    """The contrastive skeleton-text model ("Visece", SPEC §4): clips and class texts in one embedding space."""
+    """The contrastive skeleton-text model ("Visece", SPEC §4): clips and class texts in one embedding space.
+
+    `config.objective` selects the training objective (`objectives.py`): it turns the clip and text features into
+    logits and a loss, and owns whatever it adds to the model (the ITM fusion encoder, the momentum copies).
+    """
+
+    # Training on several processes: contrastive losses span the features of every process (SkeletonClipTrainer
+    # sets this from `gather_features_with_grad`).
+    gather_features_across_processes = True
 
     def __init__(self, config: SkeletonClipConfig):
         super().__init__(config)
         self.video_encoder = SkeletonClipVideoEncoder(config.video_config)
-        for name, module in self._build_video_head().items():
+        for name, module in self.build_video_head().items():
             self.add_module(name, module)
         self.text_model = BertModel(config.text_config, add_pooling_layer=False)
         self.text_projection = nn.Linear(config.text_config.hidden_size, config.projection_dim)
         self.temperature = nn.Parameter(torch.tensor(config.temperature_init))
-
-        # ITM: text tokens cross-attend to the frame features; a 2-way head on the first token.
+        # The objective's own parts, where it has them: the ITM fusion encoder; the momentum copies and queues.
         self.fusion_encoder = None
-        if config.objective == "itc_itm":
-            self.fusion_encoder = SkeletonClipFusionEncoder(config, self.frame_feature_dim)
-
-        # Momentum distillation: momentum copies (no gradients) and queues of their features, saved with the model.
         self.momentum_encoders = None
-        if config.objective == "itc_momentum":
-            self.momentum_encoders = SkeletonClipMomentumEncoders(
-                {
-                    "video_encoder": SkeletonClipVideoEncoder(config.video_config),
-                    **self._build_video_head(),
-                    "text_model": BertModel(config.text_config, add_pooling_layer=False),
-                    "text_projection": nn.Linear(config.text_config.hidden_size, config.projection_dim),
-                }
-            )
-            size, dim = config.momentum_queue_size, config.projection_dim
-            self.register_buffer("video_queue", torch.zeros(size, dim))
-            self.register_buffer("video_queue_labels", torch.full((size,), -100, dtype=torch.long))
-            self.register_buffer("video_queue_ptr", torch.zeros((), dtype=torch.long))
-            self.register_buffer("text_queue", torch.zeros(size, dim))
-            self.register_buffer("text_queue_labels", torch.full((size,), -100, dtype=torch.long))
-            self.register_buffer("text_queue_ptr", torch.zeros((), dtype=torch.long))
-            # Training steps taken with the momentum loss: drives the alpha warm-up and resumes with a checkpoint.
-            self.register_buffer("momentum_steps", torch.zeros((), dtype=torch.long))
-            self._largest_queued_batch = 0  # the queue size is checked against full batches (not a trailing one)
+        self.objective = OBJECTIVES[config.objective]()
+        self.objective.add_modules(self)
         # The text tokenizer travels with the model: saved beside the weights, so the checkpoint is complete.
         self.tokenizer = None
         self.post_init()
-        if self.momentum_encoders is not None:
-            self.momentum_encoders.copy_from(self)
+        self.objective.after_init(self)
 
-    def _build_video_head(self) -> dict[str, nn.Module]:
+    def build_video_head(self) -> dict[str, nn.Module]:
         """The modules between the encoder's frame features `[N, T', 512]` and the `projection_dim` embedding."""
         config = self.config
+        in_features = config.video_config.out_channels
         if config.video_embedder == "projection":
             return {
-                "frame_projection": nn.Linear(config.video_config.out_channels, config.frame_embed_dim),
+                "frame_projection": nn.Linear(in_features, config.frame_embed_dim),
                 "video_projection": nn.Linear(config.frame_embed_dim, config.projection_dim),
             }
-        return {"video_embedder": build_video_embedder(config)}
+        if config.video_embedder == "residual":
+            return {"video_embedder": SkeletonClipResidualEmbedder(in_features, config.projection_dim)}
+        return {"video_embedder": nn.Linear(in_features, config.projection_dim)}
 
     @property
     def frame_feature_dim(self) -> int:
@@ -400,16 +364,7 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
         unexpected = [k for k in unexpected if not k.startswith("pooler.")]
         if missing or unexpected:
             raise ValueError(f"Text encoder {name!r} does not fit BertModel: missing {missing}, unexpected {unexpected}.")
-        if model.fusion_encoder is not None:
-            # As ALBEF: the fusion layers start from the text encoder's last layers (cross-attention from scratch).
-            text_layers = model.text_model.encoder.layer
-            fusion_layers = model.fusion_encoder.encoder.layer
-            offset = len(text_layers) - len(fusion_layers)
-            for i, layer in enumerate(fusion_layers):
-                if offset + i >= 0:
-                    layer.load_state_dict(text_layers[offset + i].state_dict(), strict=False)
-        if model.momentum_encoders is not None:
-            model.momentum_encoders.copy_from(model)
+        model.objective.from_text_encoder(model)  # e.g. ITM's fusion layers start from the text encoder's
         return model, tokenizer
 
     # -- features -------------------------------------------------------------------------------------------------
@@ -443,13 +398,6 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
             pooled = owner.video_embedder(frame_features.mean(dim=1))
         return BaseModelOutputWithPooling(last_hidden_state=frame_embeds, pooler_output=pooled)
 
-    def _frame_embeddings(self, video_outputs) -> torch.Tensor:
-        """Per-frame embeddings in the joint space `[N, T', projection_dim]` (what PACL weights)."""
-        if self.config.video_embedder == "projection":
-            # Linear heads commute with the temporal mean: the frame-wise projection pools to the clip feature.
-            return self.video_projection(video_outputs.last_hidden_state)
-        return video_outputs.last_hidden_state
-
     def get_text_features(self, input_ids, attention_mask=None, token_type_ids=None) -> BaseModelOutputWithPooling:
         """`last_hidden_state`: token states `[N, L, hidden]`; `pooler_output`: projected CLS `[N, projection_dim]`."""
         return self._text_features(self, input_ids, attention_mask, token_type_ids)
@@ -475,28 +423,6 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
         """Scaled cosine similarity `[Nv, Nt]` of normalised embeddings."""
         return video_embeds @ text_embeds.t() / self.clamped_temperature()
 
-    def pacl_embeds(self, video_outputs, text_embeds, pair_index=None):
-        """PACL: clip features weighted over frames by each text. `text_embeds` `[L, D]` normalised.
-
-        Returns `([N, L, D], weights [N, L, T'])`, or with `pair_index` `[N]` (the text of each clip)
-        `([N, D], [N, T'])`; the features are normalised.
-        """
-        config = self.config
-        return pacl_pool(
-            self._frame_embeddings(video_outputs),
-            text_embeds,
-            weighting=config.pacl_weighting,
-            sigmoid_scale=config.pacl_sigmoid_scale,
-            weighted_features=config.pacl_weighted_features,
-            pair_index=pair_index,
-        )
-
-    def pacl_logits(self, video_outputs, text_embeds):
-        """All-class PACL logits `[N, L]` and frame weights `[N, L, T']`."""
-        pooled, weights = self.pacl_embeds(video_outputs, text_embeds)  # [N, L, D], [N, L, T']
-        logits = (pooled * text_embeds.to(pooled.dtype)[None]).sum(dim=-1) / self.clamped_temperature()
-        return logits, weights
-
     def score_all_classes(
         self,
         keypoints=None,
@@ -515,12 +441,13 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
         if class_text_embeds is None:
             raise ValueError("`class_text_embeds` [L, D] (normalised class text embeddings) are required.")
         video_outputs = self.get_video_features(keypoints, keypoint_scores, heatmaps, heatmap_size)
-        weights = None
-        if self.config.objective == "pacl":
-            logits, weights = self.pacl_logits(video_outputs, class_text_embeds)
-        else:
-            logits = self.logits(F.normalize(video_outputs.pooler_output, dim=-1), class_text_embeds)
+        logits, weights = self.objective.class_logits(self, video_outputs, class_text_embeds)
         return (logits, weights) if output_frame_weights else logits
+
+    def training_inputs(self, inputs: dict, tokenizer=None) -> dict:
+        """A collated training batch as the objective trains on it (PACL's all-class training swaps in every class
+        text); the Trainer calls this before `forward`."""
+        return self.objective.training_inputs(self, inputs, tokenizer)
 
     # -- forward --------------------------------------------------------------------------------------------------
 
@@ -564,10 +491,8 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if input_ids is None:
             raise ValueError("`input_ids` [N_text, L] are required: the contrastive model scores clips against texts.")
-        objective = self.config.objective
         if return_loss is None:
             return_loss = labels is not None
-        video_labels = None
         if return_loss:
             if labels is None:
                 raise ValueError("`return_loss=True` needs `labels` [B] (the class of each clip).")
@@ -578,171 +503,47 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
                     "when the texts are not the class texts of the clips, in order."
                 )
 
-        rendered, _ = self.prepare_heatmaps(keypoints, keypoint_scores, heatmaps, heatmap_size)
+        rendered, _ = self.prepare_heatmaps(keypoints, keypoint_scores, heatmaps, heatmap_size)  # [Nv, C, T, H, W]
         video_outputs = self._video_features(self, rendered)
-        text_outputs = self.get_text_features(input_ids, attention_mask, token_type_ids)
-        video_embeds = F.normalize(video_outputs.pooler_output, dim=-1)  # [B * views, D]
-        text_embeds = F.normalize(text_outputs.pooler_output, dim=-1)  # [N_text, D]
-        num_videos = video_embeds.shape[0]
+        text_inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+        text_outputs = self.get_text_features(**text_inputs)
+        video_embeds = F.normalize(video_outputs.pooler_output, dim=-1)  # [Nv, D]
+        views = video_labels = None
         if labels is not None:
+            num_videos = video_embeds.shape[0]
             views = num_videos // labels.shape[0]
             if views * labels.shape[0] != num_videos:
                 raise ValueError(f"Got {num_videos} clip views for {labels.shape[0]} labels.")
-            video_labels = labels.repeat_interleave(views)  # [B * views]
-        else:
-            views = None
-
-        frame_weights = None
-        pacl_in_batch = (
-            objective == "pacl" and self.training and return_loss and self.config.pacl_training == "in_batch"
+            video_labels = labels.repeat_interleave(views)  # [Nv]
+        result = self.objective(
+            self,
+            ObjectiveInputs(
+                heatmaps=rendered,
+                video_outputs=video_outputs,
+                text_outputs=text_outputs,
+                video_embeds=video_embeds,
+                text_embeds=F.normalize(text_outputs.pooler_output, dim=-1),  # [N_text, D]
+                text_inputs=text_inputs,
+                video_labels=video_labels,
+                text_labels=text_labels if return_loss else None,
+                views=views,
+                return_loss=return_loss,
+            ),
         )
-        if pacl_in_batch:
-            pair_index = self._paired_text_index(num_videos, views, text_embeds.shape[0], "pacl_training='in_batch'")
-            pair_index = pair_index.to(text_embeds.device)
-            own, frame_weights = self.pacl_embeds(video_outputs, text_embeds, pair_index=pair_index)  # [Nv, D]
-            video_embeds = own
-            logits_per_video = self.logits(own, text_embeds)  # [Nv, N_text]
-            frame_weights = frame_weights[:, None]  # [Nv, 1, T']: the weights for the own text
-        elif objective == "pacl":
-            logits_per_video, frame_weights = self.pacl_logits(video_outputs, text_embeds)  # [Nv, N_text]
-        else:
-            logits_per_video = self.logits(video_embeds, text_embeds)  # [B * views, N_text]
-        logits_per_text = logits_per_video.t()
-
-        loss = loss_itc = loss_itm = itm_logits = None
-        if return_loss:
-            if objective == "itc_momentum":
-                loss_itc = self._momentum_loss(
-                    rendered, input_ids, attention_mask, token_type_ids, video_embeds, text_embeds, video_labels,
-                    text_labels,
-                )
-            elif objective == "pacl" and not pacl_in_batch:
-                # Every clip against every text (all class texts in training): cross-entropy over the texts, spread
-                # over texts that share the clip's label.
-                positives = (video_labels[:, None] == text_labels[None, :]).to(logits_per_video.dtype)
-                targets = positives / positives.sum(dim=1, keepdim=True).clamp_min(1)
-                loss_itc = -(targets * F.log_softmax(logits_per_video, dim=1)).sum(dim=1).mean()
-            else:
-                loss_itc = label_aware_contrastive_loss(logits_per_video, video_labels, text_labels)
-            loss = loss_itc
-            if objective == "itc_itm" and self.training:
-                loss_itm, itm_logits = self.itm_loss(
-                    video_outputs, text_outputs, attention_mask, video_embeds, text_embeds, video_labels, text_labels,
-                    views,
-                )
-                loss = loss_itc + self.config.itm_loss_weight * loss_itm
-
         output = SkeletonClipOutput(
-            loss=loss,
-            logits_per_video=logits_per_video,
-            logits_per_text=logits_per_text,
-            video_embeds=video_embeds,
-            text_embeds=text_embeds,
+            loss=result.loss,
+            logits_per_video=result.logits_per_video,
+            logits_per_text=result.logits_per_video.t(),
+            video_embeds=result.video_embeds,
+            text_embeds=F.normalize(text_outputs.pooler_output, dim=-1),
             video_model_output=video_outputs,
             text_model_output=text_outputs,
-            loss_itc=loss_itc,
-            loss_itm=loss_itm,
-            itm_logits=itm_logits,
-            frame_weights=frame_weights if output_frame_weights else None,
+            loss_itc=result.loss_itc,
+            loss_itm=result.loss_itm,
+            itm_logits=result.itm_logits,
+            frame_weights=result.frame_weights if output_frame_weights else None,
         )
         return output if return_dict else output.to_tuple()
-
-    @staticmethod
-    def _paired_text_index(num_videos, views, num_texts, what) -> torch.Tensor:
-        if views is None or num_texts * views != num_videos:
-            raise ValueError(
-                f"{what} pairs text i with clip i: pass one text per clip (got {num_texts} texts for {num_videos} "
-                "clip views)."
-            )
-        return torch.arange(num_videos) // views
-
-    # -- ITM ------------------------------------------------------------------------------------------------------
-
-    def itm_scores(self, video_outputs, text_outputs, attention_mask, video_index, text_index) -> torch.Tensor:
-        """Matching logits `[K, 2]` (column 1: "matches") of clip `video_index[k]` with text `text_index[k]`."""
-        text_hidden = text_outputs.last_hidden_state[text_index]
-        text_mask = attention_mask[text_index] if attention_mask is not None else None
-        return self.fusion_encoder(text_hidden, text_mask, video_outputs.last_hidden_state[video_index])
-
-    def itm_loss(self, video_outputs, text_outputs, attention_mask, video_embeds, text_embeds, video_labels,
-                 text_labels, views):
-        """B positive pairs, one hard negative text per clip and one hard negative clip per text; CE over them all.
-
-        A batch whose clips all share one label has no negatives: the loss is 0.
-        """
-        device = video_embeds.device
-        num_videos, num_texts = video_embeds.shape[0], text_embeds.shape[0]
-        pos_text = self._paired_text_index(num_videos, views, num_texts, "ITM").to(device)
-        with torch.no_grad():
-            # The temperature was clamped by this forward's logits; clamping again in place would break autograd.
-            similarity = video_embeds @ text_embeds.t() / self.temperature  # [Nv, Nt]
-        neg_text, has_neg_text, neg_video, has_neg_video = sample_itm_negatives(similarity, video_labels, text_labels)
-        if not (has_neg_text.any() or has_neg_video.any()):
-            # No negatives: a zero loss that still reaches every ITM parameter (DDP expects gradients for them).
-            zero = sum(p.sum() for p in self.fusion_encoder.parameters() if p.requires_grad) * 0.0
-            return zero, None
-        videos = torch.arange(num_videos, device=device)
-        texts = torch.arange(num_texts, device=device)
-        video_index = torch.cat([videos, videos[has_neg_text], neg_video[has_neg_video]])
-        text_index = torch.cat([pos_text, neg_text[has_neg_text], texts[has_neg_video]])
-        targets = torch.cat(
-            [
-                torch.ones(num_videos, dtype=torch.long, device=device),
-                torch.zeros(int(has_neg_text.sum()) + int(has_neg_video.sum()), dtype=torch.long, device=device),
-            ]
-        )
-        logits = self.itm_scores(video_outputs, text_outputs, attention_mask, video_index, text_index)
-        return F.cross_entropy(logits.float(), targets), logits
-
-    # -- momentum distillation -------------------------------------------------------------------------------------
-
-    def _momentum_loss(self, heatmaps, input_ids, attention_mask, token_type_ids, video_embeds, text_embeds,
-                       video_labels, text_labels) -> torch.Tensor:
-        """ITC with momentum distillation; in training, updates the momentum encoders first and the queues after."""
-        config = self.config
-        momentum = self.momentum_encoders
-        update = self.training
-        with torch.no_grad():
-            if update:
-                momentum.momentum_update(self, config.momentum)
-            video_m = F.normalize(self._video_features(momentum, heatmaps).pooler_output, dim=-1)
-            text_m = F.normalize(
-                self._text_features(momentum, input_ids, attention_mask, token_type_ids).pooler_output, dim=-1
-            )
-        loss = momentum_distillation_loss(
-            video_embeds, text_embeds, video_m, text_m, video_labels, text_labels,
-            self.video_queue.clone(), self.video_queue_labels.clone(), self.text_queue.clone(),
-            self.text_queue_labels.clone(), self.temperature, self.momentum_alpha(),  # clamped by forward's logits
-        )
-        if update:
-            self._dequeue_and_enqueue(video_m, video_labels, text_m, text_labels)
-            self.momentum_steps.add_(1)
-        return loss
-
-    def momentum_alpha(self) -> float | torch.Tensor:
-        """The distillation weight of this step: ALBEF ramps it linearly from 0 over the first
-        `momentum_alpha_warmup_steps` training steps (the momentum model is as untrained as the online one there).
-        During the ramp it is a 0-d tensor computed on the buffer's device (no host sync per step)."""
-        warmup = self.config.momentum_alpha_warmup_steps
-        if warmup <= 0:
-            return self.config.momentum_alpha
-        return self.config.momentum_alpha * (self.momentum_steps.float() / warmup).clamp(max=1.0)
-
-    @torch.no_grad()
-    def _dequeue_and_enqueue(self, video_m, video_labels, text_m, text_labels):
-        """Adds the momentum features and labels of every process to the queues (overwriting the oldest)."""
-        video_m, video_labels = gather_no_grad(video_m), gather_no_grad(video_labels)
-        text_m, text_labels = gather_no_grad(text_m), gather_no_grad(text_labels)
-        size = self.config.momentum_queue_size
-        batch = max(video_m.shape[0], text_m.shape[0])
-        if batch > size or (batch >= self._largest_queued_batch and size % batch != 0):
-            raise ValueError(
-                f"momentum_queue_size ({size}) must be a multiple of the global batch ({batch} clips or texts over "
-                "all processes); change one of them (a smaller last batch of an epoch is fine)."
-            )
-        self._largest_queued_batch = max(self._largest_queued_batch, batch)
-        enqueue(self.video_queue, self.video_queue_labels, self.video_queue_ptr, video_m, video_labels)
-        enqueue(self.text_queue, self.text_queue_labels, self.text_queue_ptr, text_m, text_labels)
 
 
 class SkeletonClipForActionRecognition(SkeletonClipPreTrainedModel):

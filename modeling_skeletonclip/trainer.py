@@ -1,17 +1,15 @@
-"""SkeletonClipTrainer: per-module learning rates, all-class evaluation over views, contrastive loss across processes."""
+"""SkeletonClipTrainer: per-module learning rates, the model's objective in training, all-class evaluation over views."""
 
 import math
 from dataclasses import dataclass, field
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch.optim.lr_scheduler import LambdaLR
 from transformers import Trainer, TrainingArguments
 from transformers.utils import logging
 
-from .modeling_skeletonclip import SkeletonClipModel, label_aware_contrastive_loss
-from .modeling_variants import gather_no_grad
+from .modeling_skeletonclip import SkeletonClipModel
 from .pose_transforms import PoseCollator
 
 
@@ -34,7 +32,7 @@ class SkeletonClipTrainingArguments(TrainingArguments):
         default=None,
         metadata={
             "help": "Projections, temperature and heads: lr x this. Default: 0.1 for the contrastive models (at the "
-            "reference's 1.0 the class-text embeddings collapsed onto one another at 48x56x56, see NOTES.md), "
+            "reference's 1.0 the class-text embeddings collapsed onto one another at 48x56x56, docs/open_problems.md), "
             "1.0 for the PoseC3D classifier."
         },
     )
@@ -50,29 +48,6 @@ class SkeletonClipTrainingArguments(TrainingArguments):
     sync_batchnorm: bool = field(default=False, metadata={"help": "Convert BatchNorm to SyncBatchNorm (multi-GPU)."})
     # Pose datasets carry keypoint columns that are not forward() arguments; the collator consumes them.
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep dataset columns for the collator."})
-
-
-def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
-    """All-gather along dim 0 across processes, keeping gradients for every process's slice."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return tensor
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(tensor), dim=0)
-
-
-def global_contrastive_loss(model: SkeletonClipModel, video_embeds, text_embeds, labels) -> torch.Tensor:
-    """The label-aware loss over the clips and texts of every process.
-
-    Every process computes the same global loss; the all-gather backward sums each feature's gradient over
-    processes and DDP averages parameter gradients, so the update equals one process holding the global batch.
-    """
-    views = video_embeds.shape[0] // labels.shape[0]
-    all_video = gather_with_grad(video_embeds)  # [P * B * views, D]
-    all_text = gather_with_grad(text_embeds)  # [P * B, D]
-    all_labels = gather_no_grad(labels)  # [P * B]
-    logits = model.logits(all_video, all_text)
-    return label_aware_contrastive_loss(logits, all_labels.repeat_interleave(views), all_labels)
 
 
 class SkeletonClipTrainer(Trainer):
@@ -98,10 +73,11 @@ class SkeletonClipTrainer(Trainer):
         # a collator of their own.
         self.eval_data_collator = eval_data_collator
         self._class_text_embeds = None  # [L, D] while an evaluation runs
-        self._train_class_text_inputs = None  # PACL "all_classes": tokenized training class texts (cached)
         self._loss_parts = {}  # name -> (sum, count) of the loss parts since the last log
         if self.args.freeze_text_encoder and hasattr(self.model, "text_model"):
             self.model.text_model.requires_grad_(False)
+        if isinstance(self.model, SkeletonClipModel):
+            self.model.gather_features_across_processes = self.args.gather_features_with_grad
         if self.args.sync_batchnorm:
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
 
@@ -170,52 +146,20 @@ class SkeletonClipTrainer(Trainer):
 
     # -- training -------------------------------------------------------------------------------------------------
 
-    def training_class_text_inputs(self, model) -> dict:
-        """Tokenized texts of every training class (the model's `id2label`), for PACL's all-class training."""
-        if self._train_class_text_inputs is None:
-            tokenizer = self.processing_class
-            if tokenizer is None:
-                raise ValueError("PACL with pacl_training='all_classes' needs the tokenizer as `processing_class`.")
-            texts = model.config.class_texts()
-            batch = tokenizer(
-                texts, padding=True, truncation=True, max_length=model.config.text_max_length, return_tensors="pt"
-            )
-            batch = dict(batch)
-            batch["text_labels"] = torch.arange(len(texts))
-            self._train_class_text_inputs = batch
-        return {k: v.to(self.args.device) for k, v in self._train_class_text_inputs.items()}
-
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        """The model's loss; parts (`loss_itc`, `loss_itm`) are kept for logging.
-
-        With several processes: "itc" (and the ITC part of "itc_itm") use the contrastive loss over the features of
-        every process; ITM negatives are drawn within each process; "itc_momentum" keeps a per-process batch loss
-        (its queues hold every process's features, as ALBEF); "pacl" computes its loss per process (exact for
-        "all_classes", whose loss needs no other clips; "in_batch" then sees the negatives of its own process).
-        """
+        """The model's loss (its objective's); the parts the objective reports (`loss_itc`, `loss_itm`) are kept
+        for logging."""
         unwrapped = self.accelerator.unwrap_model(model)
-        is_clip = isinstance(unwrapped, SkeletonClipModel)
-        objective = unwrapped.config.objective if is_clip else None
-        if objective == "pacl" and model.training and unwrapped.config.pacl_training == "all_classes":
-            text_keys = ("input_ids", "attention_mask", "token_type_ids", "text_labels")
-            inputs = {k: v for k, v in inputs.items() if k not in text_keys}
-            inputs.update(self.training_class_text_inputs(unwrapped))
-        multi_process = self.args.world_size > 1 and self.args.gather_features_with_grad
-        if multi_process and model.training and objective in ("itc", "itc_itm"):
-            outputs = model(**{**inputs, "return_loss": objective == "itc_itm"})
-            loss = global_contrastive_loss(unwrapped, outputs.video_embeds, outputs.text_embeds, inputs["labels"])
-            outputs["loss_itc"] = loss
-            if objective == "itc_itm":
-                loss = loss + unwrapped.config.itm_loss_weight * outputs.loss_itm
-            outputs["loss"] = loss
-        else:
-            loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
-        if model.training and is_clip and objective != "itc":
-            self._record_loss_parts(outputs)
+        objective = getattr(unwrapped, "objective", None)
+        if model.training and objective is not None:
+            inputs = unwrapped.training_inputs(inputs, self.processing_class)
+        loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
+        if model.training and objective is not None:
+            self._record_loss_parts(outputs, objective.logged_loss_parts)
         return (loss, outputs) if return_outputs else loss
 
-    def _record_loss_parts(self, outputs):
-        for name in ("loss_itc", "loss_itm"):
+    def _record_loss_parts(self, outputs, names):
+        for name in names:
             value = outputs.get(name) if hasattr(outputs, "get") else None
             if value is None:
                 continue

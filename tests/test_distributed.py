@@ -11,7 +11,6 @@ import pytest
 from helpers import TINY_HEATMAP, TINY_TEXT, TINY_VIDEO, random_keypoints
 
 from modeling_skeletonclip import SkeletonClipConfig, SkeletonClipModel
-from modeling_skeletonclip.trainer import global_contrastive_loss
 
 BATCH = 3  # per process
 
@@ -27,8 +26,13 @@ def make_model():
         for module in model.modules():
             if getattr(module, "zero_init", False):
                 module.weight.fill_(0.5)
-    # BatchNorm in eval mode: per-process batch statistics legitimately differ from whole-batch ones.
-    return model.eval()
+    # Training mode (the contrastive loss spans every process's features in training), BatchNorm in eval mode:
+    # per-process batch statistics legitimately differ from whole-batch ones.
+    model.train()
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm3d):
+            module.eval()
+    return model
 
 
 def global_batch():
@@ -45,8 +49,9 @@ def worker(rank, world_size, port, result_path):
     model = make_model()
     keypoints, scores, labels, input_ids = global_batch()
     part = slice(rank * BATCH, (rank + 1) * BATCH)
-    out = model(keypoints=keypoints[part], keypoint_scores=scores[part], input_ids=input_ids[part], return_loss=False)
-    loss = global_contrastive_loss(model, out.video_embeds, out.text_embeds, labels[part])
+    # The model's own loss: in training on several processes it spans the clips and texts of all of them.
+    loss = model(keypoints=keypoints[part], keypoint_scores=scores[part], input_ids=input_ids[part],
+                 labels=labels[part]).loss
     loss.backward()
     # What DDP does after backward: average every gradient over the processes. Done by hand so that the only
     # collectives are issued in one fixed order (the Trainer's DDP path is covered by the torchrun test).
