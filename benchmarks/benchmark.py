@@ -71,10 +71,18 @@ import torch
 import torch._inductor.config  # noqa: F401  (torch._inductor.config.patch for --inductor-options)
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Run from a checkout: the checkout's package, and tests/helpers.py (random keypoints, the heatmap oracle).
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [path for path in (_ROOT, os.path.join(_ROOT, "tests")) if path not in sys.path]
+
+from data_pipeline import benchmark_dataloader, benchmark_pipeline  # noqa: E402
+from heatmap_rendering import benchmark_rendering  # noqa: E402
+from helpers import random_keypoints  # noqa: E402
+from objective_training import benchmark_variants  # noqa: E402
 
 from modeling_skeletonclip.configuration_skeletonclip import SkeletonClipConfig, SkeletonClipVideoConfig  # noqa: E402
 from modeling_skeletonclip.fast_slowonly import fast_video_encoder_forward  # noqa: E402
+from modeling_skeletonclip.heatmaps import render_heatmaps  # noqa: E402
 from modeling_skeletonclip.modeling_skeletonclip import SkeletonClipModel, SkeletonClipVideoEncoder  # noqa: E402
 
 REDUCED_VIDEO = {"base_channels": 16, "stage_planes": [16, 32, 64], "stage_blocks": [1, 2, 1]}
@@ -357,19 +365,13 @@ def ratio(value, reference):
 
 def bench_heatmaps(args, device, results, table):
     entry = {}
-    try:
-        from modeling_skeletonclip._benchmark_heatmaps import benchmark_rendering
-    except ImportError as error:
-        entry["rendering"] = f"n/a ({error})"
-        table.append(["heatmaps torch vs numpy reference", "", "", "", "n/a", "", ""])
-    else:
-        batch = 4 if args.quick else 32
-        stats = benchmark_rendering(batch=batch, persons=2, frames=args.frames, size=(args.size, args.size),
-                                    device=str(device), repeats=3 if args.quick else 5)
-        entry["rendering"] = stats
-        table.append([f"heatmaps torch vs numpy ({device.type}, batch {batch})", "", "", "",
-                      f"{fmt(stats['torch_clips_per_s'])} vs {fmt(stats['numpy_clips_per_s'])}",
-                      fmt(stats["ratio"], 1) + "x", ""])
+    batch = 4 if args.quick else 32
+    stats = benchmark_rendering(batch=batch, persons=2, frames=args.frames, size=args.size, device=str(device),
+                                repeats=3 if args.quick else 5)
+    entry["rendering"] = stats
+    table.append([f"heatmaps torch vs numpy ({device.type}, batch {batch})", "", "", "",
+                  f"{fmt(stats['torch_clips_per_s'])} vs {fmt(stats['numpy_clips_per_s'])}",
+                  fmt(stats["ratio"], 1) + "x", ""])
     print_progress(table[-1])
     if device.type == "cuda":
         entry["render_128x48_56"] = bench_render_direct(device, args)
@@ -380,24 +382,13 @@ def bench_heatmaps(args, device, results, table):
 
 
 def bench_render_direct(device, args):
-    try:
-        from modeling_skeletonclip.heatmaps import render_heatmaps
-    except ImportError:
-        return None
-    generator = torch.Generator().manual_seed(0)
-    keypoints = (torch.rand(128, 2, 48, 17, 2, generator=generator) * 56).to(device)
-    scores = torch.rand(128, 2, 48, 17, generator=generator).to(device)
+    keypoints, scores = random_keypoints(128, persons=2, frames=48, size=56)
+    keypoints, scores = keypoints.to(device), scores.to(device)
     fn = lambda: render_heatmaps(keypoints, scores, size=(56, 56), sigma=0.6, with_joints=True, with_limbs=False)  # noqa: E731
     return 128 / seconds_per_iter(fn, device, args.steps, args.warmup)
 
 
 def bench_pipeline(args, device, results, table):
-    try:
-        from modeling_skeletonclip._benchmark_pipeline import benchmark_dataloader, benchmark_pipeline
-    except ImportError as error:
-        results["pipeline"] = f"n/a ({error})"
-        table.append(["CPU data pipeline (1 thread)", "n/a", "", "", "", "", ""])
-        return
     stats = benchmark_pipeline(num_clips=args.pipeline_clips, persons=2, frames=100)  # sets 1 thread itself
     results["pipeline"] = stats
     table.append(["CPU data pipeline (1 thread, 2 persons, 100 frames)", fmt(stats["clips_per_s"]), "", "",
@@ -429,13 +420,6 @@ def build_model(args, device, num_classes=60, conv_impl="fast"):
     return SkeletonClipModel(SkeletonClipConfig(**kwargs)).to(device)
 
 
-def random_keypoints(batch, frames, size, device, seed=0):
-    generator = torch.Generator().manual_seed(seed)
-    keypoints = torch.rand(batch, 2, frames, 17, 2, generator=generator) * (size - 1)
-    scores = torch.rand(batch, 2, frames, 17, generator=generator)
-    return keypoints.to(device), scores.to(device)
-
-
 def bench_model(args, device, results, table):
     """The full model (keypoints in: rendering, encoder, text encoder, loss) with the conv3d and the fast path;
     returns the fast-path model for the evaluation rows."""
@@ -454,7 +438,8 @@ def bench_model(args, device, results, table):
 
 def bench_model_train_and_inference(model, args, device):
     batch = args.model_batch
-    keypoints, scores = random_keypoints(batch, args.frames, args.size, device)
+    keypoints, scores = random_keypoints(batch, persons=2, frames=args.frames, size=args.size)
+    keypoints, scores = keypoints.to(device), scores.to(device)
     size = (args.size, args.size)
     input_ids = torch.randint(1000, 2000, (batch, 8), device=device)
     labels = torch.arange(batch, device=device) % 60
@@ -485,7 +470,8 @@ def bench_model_train_and_inference(model, args, device):
 def bench_eval_scaling(args, device, results, table, model=None):
     model = (model or build_model(args, device)).eval()
     clips = args.model_batch
-    keypoints, scores = random_keypoints(clips, args.frames, args.size, device, seed=1)
+    keypoints, scores = random_keypoints(clips, persons=2, frames=args.frames, size=args.size, seed=1)
+    keypoints, scores = keypoints.to(device), scores.to(device)
     size = (args.size, args.size)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
     entry = {"clips": clips}
@@ -524,8 +510,6 @@ HEADER = ["row", "train clips/s", "vs ref", "train peak GiB", "infer clips/s", "
 def bench_variants(args, device, results, table):
     """Train step of every objective (ITM, Mo, PACL) relative to the plain contrastive model, each in a fresh
     process so that peak memory is its own (the CPU demo model on CPU; batch = --model-batch)."""
-    from modeling_skeletonclip._benchmark_variants import benchmark_variants
-
     variant_rows = benchmark_variants(batch_size=args.model_batch, steps=args.steps, device=str(device))
     results["variants"] = variant_rows
     for row in variant_rows:

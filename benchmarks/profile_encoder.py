@@ -1,17 +1,17 @@
 #!/usr/bin/env python
 """Where the video encoder's time goes: a kernel-time breakdown of one configuration, by category.
 
-`scripts/benchmark.py` says how fast each configuration is; this script says why, so that the next optimisation
+`benchmark.py` says how fast each configuration is; this script says why, so that the next optimisation
 targets the largest term. It runs a few train steps (forward + backward + AdamW) or inference passes of the
 SlowOnly encoder under `torch.profiler` and sums the self time of every kernel (GPU) or operator (CPU) into
 categories: convolution (cuDNN / cuBLAS / oneDNN), batch norm, pooling, elementwise, optimizer, inductor-generated
 kernels (torch.compile's fused code), other.
 
 Usage:
-  python scripts/profile_encoder.py                                 # GPU: fast bf16, train, batch 128, 48x56x56
-  python scripts/profile_encoder.py --compile default --mode inference
-  python scripts/profile_encoder.py --impl conv3d --channels-last --json prof.json --trace trace.json
-  python scripts/profile_encoder.py --quick                         # CPU smoke run (reduced encoder)
+  python benchmarks/profile_encoder.py                              # GPU: fast bf16, train, batch 128, 48x56x56
+  python benchmarks/profile_encoder.py --compile default --mode inference
+  python benchmarks/profile_encoder.py --impl conv3d --channels-last --json prof.json --trace trace.json
+  python benchmarks/profile_encoder.py --quick                      # CPU smoke run (reduced encoder)
 
 Flags:
   --impl fast|conv3d   the encoder path; --fp32 turns bf16 autocast off; --channels-last: channels_last_3d
@@ -35,8 +35,9 @@ import sys
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Run from a checkout: the checkout's package, and tests/helpers.py (random keypoints, the heatmap oracle).
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [path for path in (_ROOT, os.path.join(_ROOT, "tests")) if path not in sys.path]
 
 from benchmark import (  # noqa: E402
     COMPILE_MODES,
