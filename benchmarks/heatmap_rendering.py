@@ -1,27 +1,26 @@
-"""Timing of ``heatmaps.render_heatmaps`` against the per-point numpy reference (same random inputs).
+"""Timing of `render_heatmaps` against the per-point numpy oracle of the tests (`reference_heatmaps` in
+tests/helpers.py), on the same random keypoints.
 
-Called by the benchmark script; returns clips per second for both and their ratio.
+`benchmark_rendering()` is a row of benchmark.py; run on its own (`python benchmarks/heatmap_rendering.py`) it
+prints the row with one torch thread and with all of them.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 
 import numpy as np
 import torch
 
-from ._heatmap_reference import reference_heatmaps
-from .heatmaps import render_heatmaps
+# Run from a checkout: the checkout's package, and tests/helpers.py (random keypoints, the heatmap oracle).
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [path for path in (_ROOT, os.path.join(_ROOT, "tests")) if path not in sys.path]
 
+from helpers import random_keypoints, reference_heatmaps  # noqa: E402
 
-def random_keypoints(batch=32, persons=2, frames=48, joints=17, size=(56, 56), seed=0):
-    """Random keypoints [N, M, T, V, 2] inside the image and scores [N, M, T, V] in [0, 1), float32."""
-    rng = np.random.default_rng(seed)
-    height, width = size
-    keypoints = rng.uniform(0, 1, size=(batch, persons, frames, joints, 2)).astype(np.float32)
-    keypoints *= np.array([width, height], dtype=np.float32)
-    scores = rng.uniform(0, 1, size=(batch, persons, frames, joints)).astype(np.float32)
-    return keypoints, scores
+from modeling_skeletonclip.heatmaps import render_heatmaps  # noqa: E402
 
 
 def _sync(device):
@@ -44,7 +43,7 @@ def benchmark_rendering(
     batch=32,
     persons=2,
     frames=48,
-    size=(56, 56),
+    size=56,
     device="cpu",
     sigma=0.6,
     with_limbs=False,
@@ -55,18 +54,17 @@ def benchmark_rendering(
 ):
     """Clips per second of render_heatmaps (whole batch) and of the numpy reference.
 
-    Joint heatmaps (plus limbs with ``with_limbs``) of ``batch`` random clips. Torch: one warm-up
-    call, then the best of ``repeats`` timed calls (each includes allocating the output). The reference
+    Joint heatmaps (plus limbs with ``with_limbs``) of ``batch`` random clips at ``size`` x ``size``. Torch: one
+    warm-up call, then the best of ``repeats`` timed calls (each includes allocating the output). The reference
     is timed on ``min(batch, reference_clips)`` clips (best of ``reference_repeats``, after a small
     warm-up) and scaled to clips per second. Returns
     {"torch_clips_per_s", "numpy_clips_per_s", "ratio", "device"} (ratio = torch / numpy), plus
     "threads" (torch CPU threads) and "max_abs_diff" (torch vs reference on the clips timed for both).
     """
     device = torch.device(device)
-    keypoints, scores = random_keypoints(batch, persons, frames, 17, size, seed)
-    kp_t = torch.from_numpy(keypoints).to(device)
-    sc_t = torch.from_numpy(scores).to(device)
-    kwargs = dict(size=size, sigma=sigma, with_joints=True, with_limbs=with_limbs)
+    keypoints, scores = random_keypoints(batch, persons, frames, size=size, seed=seed)
+    kp_t, sc_t = keypoints.to(device), scores.to(device)
+    kwargs = dict(size=(size, size), sigma=sigma, with_joints=True, with_limbs=with_limbs)
 
     result = {}
     render_heatmaps(kp_t, sc_t, **kwargs)  # warm-up

@@ -6,7 +6,8 @@ already-transformed keypoints (heatmaps are rendered inside the model, as in tra
 process's peak resident memory during the steps minus its resident memory before them (Linux: VmHWM after a reset
 through /proc/self/clear_refs); on CUDA it is `torch.cuda.max_memory_allocated` above the memory before the steps.
 
-    python -m modeling_skeletonclip._benchmark_variants            # tiny CPU config, all variants
+``benchmark_variants()`` is a row of benchmark.py; ``python benchmarks/objective_training.py`` prints its table for
+the CPU demo model.
 """
 
 from __future__ import annotations
@@ -19,6 +20,15 @@ import sys
 import time
 
 import torch
+
+# Run from a checkout: the checkout's package, and tests/helpers.py (random keypoints, the heatmap oracle).
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [path for path in (_ROOT, os.path.join(_ROOT, "tests")) if path not in sys.path]
+
+from helpers import random_keypoints  # noqa: E402
+
+from modeling_skeletonclip.configuration_skeletonclip import SkeletonClipConfig  # noqa: E402
+from modeling_skeletonclip.modeling_skeletonclip import SkeletonClipModel  # noqa: E402
 
 VARIANTS = (
     ("itc", {}),
@@ -56,9 +66,6 @@ def _reset_peak_rss() -> bool:
 def run_one(objective: str, overrides: dict, batch_size: int = 8, num_classes: int = 10, clip_len: int = 16,
             size: int = 32, warmup: int = 2, steps: int = 5, device: str = "cpu", seed: int = 0) -> dict:
     """Times `steps` training steps of one variant in this process."""
-    from .configuration_skeletonclip import SkeletonClipConfig
-    from .modeling_skeletonclip import SkeletonClipModel
-
     torch.manual_seed(seed)
     config = SkeletonClipConfig(
         video_config=SMALL_VIDEO,
@@ -70,9 +77,9 @@ def run_one(objective: str, overrides: dict, batch_size: int = 8, num_classes: i
     )
     model = SkeletonClipModel(config).to(device).train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    keypoints, scores = random_keypoints(batch_size, persons=1, frames=clip_len, size=size, views=1, seed=seed)
+    keypoints, scores = keypoints.to(device), scores.to(device)
     g = torch.Generator().manual_seed(seed)
-    keypoints = (torch.rand(batch_size, 1, 1, clip_len, 17, 2, generator=g) * (size - 1)).to(device)
-    scores = (torch.rand(batch_size, 1, 1, clip_len, 17, generator=g) * 0.7 + 0.3).to(device)
     labels = (torch.arange(batch_size) % num_classes).to(device)
     text_len = 6
     class_ids = torch.randint(1000, 2000, (num_classes, text_len), generator=g).to(device)
@@ -120,15 +127,15 @@ def run_one(objective: str, overrides: dict, batch_size: int = 8, num_classes: i
 def benchmark_variants(batch_size: int = 8, steps: int = 5, device: str = "cpu", threads: int | None = None) -> list[dict]:
     """One row per variant: median step time, peak memory, and both relative to "itc" (first row)."""
     rows = []
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    here = os.path.dirname(os.path.abspath(__file__))  # this module puts the checkout on sys.path itself
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (here, os.environ.get("PYTHONPATH")))))
     for objective, overrides in VARIANTS:
         kwargs = {"objective": objective, "overrides": overrides, "batch_size": batch_size, "steps": steps,
                   "device": device}
         code = (
             "import json, sys, torch\n"
             + (f"torch.set_num_threads({int(threads)})\n" if threads else "")
-            + "from modeling_skeletonclip._benchmark_variants import run_one\n"
+            + "from objective_training import run_one\n"
             + f"print('RESULT' + json.dumps(run_one(**{kwargs!r})))\n"
         )
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)

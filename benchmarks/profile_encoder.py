@@ -1,17 +1,17 @@
 #!/usr/bin/env python
 """Where the video encoder's time goes: a kernel-time breakdown of one configuration, by category.
 
-`scripts/benchmark.py` says how fast each configuration is; this script says why, so that the next optimisation
+`benchmark.py` says how fast each configuration is; this script says why, so that the next optimisation
 targets the largest term. It runs a few train steps (forward + backward + AdamW) or inference passes of the
 SlowOnly encoder under `torch.profiler` and sums the self time of every kernel (GPU) or operator (CPU) into
 categories: convolution (cuDNN / cuBLAS / oneDNN), batch norm, pooling, elementwise, optimizer, inductor-generated
 kernels (torch.compile's fused code), other.
 
 Usage:
-  python scripts/profile_encoder.py                                 # GPU: fast bf16, train, batch 128, 48x56x56
-  python scripts/profile_encoder.py --compile default --mode inference
-  python scripts/profile_encoder.py --impl conv3d --channels-last --json prof.json --trace trace.json
-  python scripts/profile_encoder.py --quick                         # CPU smoke run (reduced encoder)
+  python benchmarks/profile_encoder.py                              # GPU: fast bf16, train, batch 128, 48x56x56
+  python benchmarks/profile_encoder.py --compile default --mode inference
+  python benchmarks/profile_encoder.py --impl conv3d --channels-last --json prof.json --trace trace.json
+  python benchmarks/profile_encoder.py --quick                      # CPU smoke run (reduced encoder)
 
 Flags:
   --impl fast|conv3d   the encoder path; --fp32 turns bf16 autocast off; --channels-last: channels_last_3d
@@ -19,8 +19,6 @@ Flags:
   --compile MODE       torch.compile mode (default, reduce-overhead, max-autotune-no-cudagraphs, max-autotune).
   --channel-multiple N the fast path's input-channel padding (default: its own, 8 on CUDA).
   --fused-epilogues    the fast path's fused conv-bias(-add)-ReLU ops (inference only).
-  --fused-training     the fast path's fused conv-BN training graphs (`fused_conv_bn`; train only).
-  --unfold-stem        the fast path's stem as a 7x1 conv over its 7 horizontal taps as channels (`unfold_stem`).
   --inductor-options K=V[,K=V]  torch._inductor.config settings while compiling (e.g. coordinate_descent_tuning=True).
   --mode train|inference, --batch / --frames / --size, --steps (profiled) / --warmup, --top (kernels listed).
   --json PATH          categories and top kernels as JSON; --trace PATH: a Chrome trace of the profiled steps.
@@ -37,8 +35,9 @@ import sys
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Run from a checkout: the checkout's package, and tests/helpers.py (random keypoints, the heatmap oracle).
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [path for path in (_ROOT, os.path.join(_ROOT, "tests")) if path not in sys.path]
 
 from benchmark import (  # noqa: E402
     COMPILE_MODES,
@@ -116,8 +115,7 @@ def profile_encoder(args) -> dict:
     base = SkeletonClipVideoEncoder(config)
     x = torch.rand(args.batch, config.in_channels, args.frames, args.size, args.size, device=device)
     variant = EncoderVariant(args.impl, args.impl, not args.fp32, args.channels_last, args.compile,
-                             args.channel_multiple, args.fused_epilogues, tuple(args.inductor_options),
-                             args.fused_training, args.unfold_stem)
+                             args.channel_multiple, args.fused_epilogues, tuple(args.inductor_options))
     with torch._inductor.config.patch(dict(variant.inductor_options)):  # compilation happens in the first steps
         return _profile_encoder(args, base, x, device, variant)
 
@@ -142,7 +140,7 @@ def _profile_encoder(args, base, x, device, variant) -> dict:
     result["settings"] = {
         key: getattr(args, key)
         for key in ("impl", "mode", "batch", "frames", "size", "steps", "compile", "channels_last", "channel_multiple",
-                    "fused_epilogues", "fused_training", "unfold_stem", "inductor_options")
+                    "fused_epilogues", "inductor_options")
     }
     result["settings"]["precision"] = "fp32" if args.fp32 else "bf16 autocast"
     return result
@@ -177,8 +175,6 @@ def parse_args(argv=None):
     parser.add_argument("--compile", choices=COMPILE_MODES)
     parser.add_argument("--channel-multiple", type=int)
     parser.add_argument("--fused-epilogues", action="store_true")
-    parser.add_argument("--fused-training", action="store_true")
-    parser.add_argument("--unfold-stem", action="store_true")
     parser.add_argument("--inductor-options", type=parse_inductor_options, default=[])
     parser.add_argument("--mode", choices=("train", "inference"), default="train")
     parser.add_argument("--batch", type=int)
@@ -196,16 +192,13 @@ def parse_args(argv=None):
             setattr(args, key, value)
     if args.channel_multiple is not None and args.channel_multiple < 1:
         parser.error(f"--channel-multiple must be >= 1, got {args.channel_multiple}")
-    for flag, value in (("--channel-multiple", args.channel_multiple), ("--fused-epilogues", args.fused_epilogues),
-                        ("--fused-training", args.fused_training), ("--unfold-stem", args.unfold_stem)):
+    for flag, value in (("--channel-multiple", args.channel_multiple), ("--fused-epilogues", args.fused_epilogues)):
         if value not in (None, False) and args.impl != "fast":
             parser.error(f"{flag} applies to --impl fast only")
     if args.inductor_options and not args.compile:
         parser.error("--inductor-options applies to compiled code: add --compile MODE")
     if args.fused_epilogues and args.mode != "inference":
         parser.error("--fused-epilogues is an inference option: add --mode inference")
-    if args.fused_training and args.mode != "train":
-        parser.error("--fused-training is a training option: use --mode train")
     return args
 
 

