@@ -269,7 +269,7 @@ class SkeletonClipPreTrainedModel(PreTrainedModel):
 
 
 # The renderer gathers the in-window points of each joint (data-dependent sizes): under torch.compile it would break
-# the graph and recompile on every batch, so it always runs eagerly (cheap beside the encoder: ~33k clips/s, H100).
+# the graph and recompile on every batch, so it always runs eagerly (cheap beside the encoder, docs/benchmarks.md).
 _render_heatmaps_eager = torch.compiler.disable(render_heatmaps)
 
 
@@ -508,6 +508,7 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
         text_inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
         text_outputs = self.get_text_features(**text_inputs)
         video_embeds = F.normalize(video_outputs.pooler_output, dim=-1)  # [Nv, D]
+        text_embeds = F.normalize(text_outputs.pooler_output, dim=-1)  # [N_text, D]
         views = video_labels = None
         if labels is not None:
             num_videos = video_embeds.shape[0]
@@ -522,7 +523,7 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
                 video_outputs=video_outputs,
                 text_outputs=text_outputs,
                 video_embeds=video_embeds,
-                text_embeds=F.normalize(text_outputs.pooler_output, dim=-1),  # [N_text, D]
+                text_embeds=text_embeds,
                 text_inputs=text_inputs,
                 video_labels=video_labels,
                 text_labels=text_labels if return_loss else None,
@@ -535,7 +536,7 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
             logits_per_video=result.logits_per_video,
             logits_per_text=result.logits_per_video.t(),
             video_embeds=result.video_embeds,
-            text_embeds=F.normalize(text_outputs.pooler_output, dim=-1),
+            text_embeds=text_embeds,
             video_model_output=video_outputs,
             text_model_output=text_outputs,
             loss_itc=result.loss_itc,

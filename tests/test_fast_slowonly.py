@@ -441,7 +441,7 @@ def test_hooks_fire_with_the_conv3d_paths_tensors():
 
 
 def test_fused_epilogues_default_follows_the_conv_dtype():
-    # Default (None): fused on CUDA when the convolutions run in bf16/fp16 (measured faster there), else plain.
+    # Default (None): fused on CUDA when the convolutions run in bf16/fp16 (faster there), else plain.
     # The dtype part is checked here on CPU tensors; the CUDA part is `heatmaps.is_cuda`.
     from modeling_skeletonclip.fast_slowonly import _runs_in_half_precision
 
