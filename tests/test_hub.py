@@ -3,6 +3,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import textwrap
 
 import pytest
@@ -129,6 +130,8 @@ def test_loading_registers_no_op_and_old_checkpoints_run_their_own_code(tmp_path
 
     old = os.path.join(SAVED_MODELS, "itc")
     shutil.copytree(old, tmp_path / "saved_by_0_1_0")
+    with tarfile.open(os.path.join(SAVED_MODELS, "itc_code_0_1_0.tar.gz")) as code:  # the code it was saved with
+        code.extractall(tmp_path / "saved_by_0_1_0", filter="data")
     SkeletonClipModel.from_pretrained(old).save_pretrained(tmp_path / "saved_now")
     script = textwrap.dedent(
         f"""
