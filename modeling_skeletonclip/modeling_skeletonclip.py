@@ -3,6 +3,7 @@
 import os
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -225,12 +226,19 @@ class SkeletonClipPreTrainedModel(PreTrainedModel):
         Returns `(heatmaps [B * views, C, T, H, W], views)`.
         """
         video_cfg, heatmap_cfg = self.config.video_config, self.config.heatmap_config
+        keypoints, keypoint_scores, heatmaps = (
+            self._as_tensor(value, name)
+            for value, name in ((keypoints, "keypoints"), (keypoint_scores, "keypoint_scores"), (heatmaps, "heatmaps"))
+        )
         if heatmaps is not None:
             if heatmaps.dim() not in (5, 6) or heatmaps.shape[-4] != video_cfg.in_channels:
                 raise ValueError(
                     f"`heatmaps` must have shape [B, {video_cfg.in_channels}, T, H, W] or "
                     f"[B, views, {video_cfg.in_channels}, T, H, W], got {list(heatmaps.shape)}."
                 )
+            self._check_not_empty(heatmaps, "heatmaps")
+            if not torch.compiler.is_compiling() and not torch.isfinite(heatmaps).all():
+                raise ValueError("`heatmaps` contain NaN or infinite values; missing joints are zero heatmaps.")
             views = heatmaps.shape[1] if heatmaps.dim() == 6 else 1
             return heatmaps.flatten(0, 1) if heatmaps.dim() == 6 else heatmaps, views
         if keypoints is None:
@@ -249,6 +257,7 @@ class SkeletonClipPreTrainedModel(PreTrainedModel):
                 f"`keypoint_scores` must have shape {list(keypoints.shape[:-1])} (keypoints without the last axis), "
                 f"got {list(keypoint_scores.shape)}."
             )
+        self._check_not_empty(keypoints, "keypoints")
         views = keypoints.shape[1] if keypoints.dim() == 6 else 1
         if keypoints.dim() == 6:
             keypoints = keypoints.flatten(0, 1)  # [B * views, M, T, V, 2]
@@ -266,6 +275,31 @@ class SkeletonClipPreTrainedModel(PreTrainedModel):
             dtype=self._heatmap_dtype(keypoints.device),
         )  # [B * views, C, T, H, W]
         return heatmaps, views
+
+
+    def _as_tensor(self, value, name: str) -> torch.Tensor | None:
+        """Tensors pass; numpy arrays become tensors on the model's device; anything else is refused by name."""
+        if value is None or isinstance(value, torch.Tensor):
+            return value
+        if isinstance(value, np.ndarray):
+            return torch.from_numpy(value).to(self.device)
+        raise TypeError(f"`{name}` must be a torch.Tensor or a numpy array, got {type(value).__name__}.")
+
+    @staticmethod
+    def _check_not_empty(value: torch.Tensor, name: str):
+        if value.shape[0] == 0 or (value.dim() == 6 and value.shape[1] == 0):
+            raise ValueError(f"`{name}` holds no clips (shape {list(value.shape)}): a batch needs at least one.")
+
+    def _labels_per_view(self, labels, num_videos: int, views: int) -> torch.Tensor:
+        """`labels` `[B]` (one class per clip) repeated over the views of each clip: `[B * views]`."""
+        labels = self._as_tensor(labels, "labels")
+        clips = num_videos // views
+        if labels.dim() != 1 or labels.shape[0] != clips:
+            raise ValueError(
+                f"`labels` must have shape [{clips}] (one class per clip: {clips} clips x {views} views), got "
+                f"{list(labels.shape)}."
+            )
+        return labels.repeat_interleave(views)
 
 
 # The renderer gathers the in-window points of each joint (data-dependent sizes): under torch.compile it would break
@@ -491,6 +525,11 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if input_ids is None:
             raise ValueError("`input_ids` [N_text, L] are required: the contrastive model scores clips against texts.")
+        input_ids, attention_mask, token_type_ids, labels, text_labels = (
+            self._as_tensor(value, name)
+            for value, name in ((input_ids, "input_ids"), (attention_mask, "attention_mask"),
+                                (token_type_ids, "token_type_ids"), (labels, "labels"), (text_labels, "text_labels"))
+        )
         if return_loss is None:
             return_loss = labels is not None
         if return_loss:
@@ -503,19 +542,15 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
                     "when the texts are not the class texts of the clips, in order."
                 )
 
-        rendered, _ = self.prepare_heatmaps(keypoints, keypoint_scores, heatmaps, heatmap_size)  # [Nv, C, T, H, W]
+        rendered, views = self.prepare_heatmaps(keypoints, keypoint_scores, heatmaps, heatmap_size)  # [Nv, C, T, H, W]
         video_outputs = self._video_features(self, rendered)
         text_inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
         text_outputs = self.get_text_features(**text_inputs)
         video_embeds = F.normalize(video_outputs.pooler_output, dim=-1)  # [Nv, D]
         text_embeds = F.normalize(text_outputs.pooler_output, dim=-1)  # [N_text, D]
-        views = video_labels = None
+        video_labels = None
         if labels is not None:
-            num_videos = video_embeds.shape[0]
-            views = num_videos // labels.shape[0]
-            if views * labels.shape[0] != num_videos:
-                raise ValueError(f"Got {num_videos} clip views for {labels.shape[0]} labels.")
-            video_labels = labels.repeat_interleave(views)  # [Nv]
+            video_labels = self._labels_per_view(labels, video_embeds.shape[0], views)  # [Nv]
         result = self.objective(
             self,
             ObjectiveInputs(
@@ -527,7 +562,7 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
                 text_inputs=text_inputs,
                 video_labels=video_labels,
                 text_labels=text_labels if return_loss else None,
-                views=views,
+                views=views if labels is not None else None,
                 return_loss=return_loss,
             ),
         )
@@ -575,7 +610,7 @@ class SkeletonClipForActionRecognition(SkeletonClipPreTrainedModel):
         logits = self.classifier(self.dropout(pooled))  # [B * views, num_labels]
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits, labels.repeat_interleave(views))
+            loss = F.cross_entropy(logits, self._labels_per_view(labels, logits.shape[0], views))
         output = SkeletonClipActionRecognitionOutput(loss=loss, logits=logits, pooled_features=pooled)
         return output if return_dict else output.to_tuple()
 

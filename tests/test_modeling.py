@@ -157,9 +157,60 @@ def test_bad_input_raises_value_error_with_expected_shape(tiny_config, kwargs, m
 def test_views_mismatch_with_labels_is_reported(tiny_config):
     model = SkeletonClipModel(tiny_config)
     keypoints, scores = random_keypoints(3)
-    with pytest.raises(ValueError, match="3 clip views for 2 labels"):
+    with pytest.raises(ValueError, match=r"`labels` must have shape \[3\] \(one class per clip: 3 clips x 1 views\), got \[2\]"):
         model(keypoints=keypoints, keypoint_scores=scores, input_ids=torch.ones(2, 3, dtype=torch.long),
               labels=torch.tensor([0, 1]))
+
+
+@pytest.mark.parametrize("clips, labels", [(4, 2), (3, 2), (2, 4)])
+def test_views_come_from_the_input_shape_not_from_the_label_count(tiny_config, clips, labels):
+    # 4 clips with 2 labels are not 2 clips x 2 views: views are an axis of the input ([B, views, M, T, V, 2]).
+    model = SkeletonClipModel(tiny_config)
+    keypoints, scores = random_keypoints(clips)
+    with pytest.raises(ValueError, match=rf"`labels` must have shape \[{clips}\].*got \[{labels}\]"):
+        model(keypoints=keypoints, keypoint_scores=scores, input_ids=torch.ones(labels, 3, dtype=torch.long),
+              labels=torch.arange(labels) % 4)
+    keypoints, scores = random_keypoints(2, views=2)  # 2 clips x 2 views: labels [2]
+    out = model(keypoints=keypoints, keypoint_scores=scores, input_ids=torch.ones(2, 3, dtype=torch.long),
+                labels=torch.tensor([0, 1]))
+    assert out.logits_per_video.shape == (4, 2) and torch.isfinite(out.loss)
+
+
+def test_two_dimensional_labels_are_refused_by_name(tiny_config):
+    model = SkeletonClipForActionRecognition(tiny_config)
+    keypoints, scores = random_keypoints(2)
+    with pytest.raises(ValueError, match=r"`labels` must have shape \[2\].*got \[2, 4\]"):
+        model(keypoints=keypoints, keypoint_scores=scores, labels=torch.zeros(2, 4, dtype=torch.long))
+
+
+def test_empty_batch_is_a_clear_error(tiny_config):
+    model = SkeletonClipForActionRecognition(tiny_config)
+    keypoints, scores = random_keypoints(1)
+    for name, value in (("keypoints", keypoints[:0]), ("heatmaps", torch.zeros(0, 17, 8, 16, 16))):
+        with pytest.raises(ValueError, match=rf"`{name}` holds no clips"):
+            model(**{name: value})
+
+
+def test_numpy_inputs_work_like_tensors(tiny_config):
+    model = SkeletonClipModel(tiny_config).eval()
+    keypoints, scores = random_keypoints(2)
+    ids, labels = torch.ones(2, 3, dtype=torch.long), torch.tensor([0, 1])
+    with torch.no_grad():
+        expected = model(keypoints=keypoints, keypoint_scores=scores, input_ids=ids, labels=labels)
+        got = model(keypoints=keypoints.numpy(), keypoint_scores=scores.numpy(), input_ids=ids.numpy(),
+                    labels=labels.numpy())
+    torch.testing.assert_close(got.logits_per_video, expected.logits_per_video, rtol=0, atol=0)
+    torch.testing.assert_close(got.loss, expected.loss, rtol=0, atol=0)
+    with pytest.raises(TypeError, match="`keypoints` must be a torch.Tensor or a numpy array, got list"):
+        model(keypoints=keypoints.tolist(), input_ids=ids)
+
+
+def test_non_finite_heatmaps_are_refused(tiny_config):
+    model = SkeletonClipForActionRecognition(tiny_config)
+    heatmaps = torch.zeros(1, 17, 8, 16, 16)
+    heatmaps[0, 3, 2, 5, 5] = float("nan")
+    with pytest.raises(ValueError, match="`heatmaps` contain NaN or infinite values"):
+        model(heatmaps=heatmaps, labels=torch.tensor([0]))
 
 
 def test_classifier_baseline_loss_and_views(tiny_config):
