@@ -40,6 +40,7 @@ from modeling_skeletonclip import (  # noqa: E402
 from modeling_skeletonclip.clip_dataset import PoseClipDataset  # noqa: E402
 from modeling_skeletonclip.metrics import load_skeleton_accuracy  # noqa: E402
 from modeling_skeletonclip.pose_dataset import PoseDataError  # noqa: E402
+from modeling_skeletonclip.presets import preset_config  # noqa: E402
 from modeling_skeletonclip.trainer import SkeletonClipTrainer, SkeletonClipTrainingArguments  # noqa: E402
 
 
@@ -47,20 +48,6 @@ logger = logging.getLogger(__name__)
 
 DEMO_CONFIG = os.path.join(REPO_ROOT, "configs", "synthetic_demo.json")
 SYNTHETIC_DIR = os.path.join(REPO_ROOT, "data", "synthetic")
-
-# Model sizes. "full" is the PoseC3D SlowOnly of the paper (for GPUs); "small" keeps the topology with fewer and
-# narrower blocks, smaller heatmaps and shorter clips so that the demo trains on two CPU cores in minutes.
-PRESETS = {
-    "full": {"video_config": {}, "heatmap_config": {}, "clip_len": 48},
-    "small": {
-        "video_config": {"base_channels": 16, "stage_planes": [16, 32, 64], "stage_blocks": [1, 1, 1]},
-        # 24x24 heatmaps and 32 frames: measured on 2 CPU cores, 93.8 % top-1 on the synthetic set in under 4
-        # minutes (32x32 with 16 frames: 84.6 % in 5.7 minutes; repetitive motions alias at 16 frames).
-        "heatmap_config": {"train_size": [24, 24], "eval_size": [24, 24]},
-        "clip_len": 32,
-    },
-}
-
 
 @dataclass
 class ModelArguments:
@@ -221,11 +208,10 @@ def restrict_remap(ds, classes, class_names):
 
 
 def build_model(model_args, class_names):
-    preset = model_args.preset
-    if preset == "auto":
-        preset = "full" if torch.cuda.is_available() else "small"
-    if preset not in PRESETS:
-        raise ArgumentError(f"--preset must be one of {sorted(PRESETS)} or 'auto', got {model_args.preset!r}.")
+    try:
+        preset_kwargs, preset_clip_len = preset_config(model_args.preset)
+    except ValueError as err:
+        raise ArgumentError(str(err)) from err
     if model_args.model_type not in ("contrastive", "classifier"):
         raise ArgumentError(f"--model_type must be 'contrastive' or 'classifier', got {model_args.model_type!r}.")
     id2label = dict(enumerate(class_names))
@@ -237,11 +223,12 @@ def build_model(model_args, class_names):
         tokenizer = None
         if model_args.model_type == "contrastive":
             tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path)
-        return model, tokenizer, PRESETS[preset]["clip_len"]
+        return model, tokenizer, preset_clip_len
 
-    spec = PRESETS[preset]
-    heatmap_config = dict(spec["heatmap_config"], with_joints=not model_args.with_limbs, with_limbs=model_args.with_limbs)
-    video_config = dict(spec["video_config"])
+    heatmap_config = dict(
+        preset_kwargs["heatmap_config"], with_joints=not model_args.with_limbs, with_limbs=model_args.with_limbs
+    )
+    video_config = preset_kwargs["video_config"]
     if model_args.conv_impl:
         video_config["conv_impl"] = model_args.conv_impl
     config_kwargs = dict(
@@ -265,7 +252,7 @@ def build_model(model_args, class_names):
         model, tokenizer = SkeletonClipModel.from_text_pretrained(model_args.text_model_name_or_path, **config_kwargs)
     else:
         model, tokenizer = SkeletonClipForActionRecognition(SkeletonClipConfig(**config_kwargs)), None
-    return model, tokenizer, spec["clip_len"]
+    return model, tokenizer, preset_clip_len
 
 
 def static_person_count(*datasets):
