@@ -41,13 +41,19 @@ from modeling_skeletonclip.clip_dataset import PoseClipDataset  # noqa: E402
 from modeling_skeletonclip.metrics import load_skeleton_accuracy  # noqa: E402
 from modeling_skeletonclip.pose_dataset import PoseDataError  # noqa: E402
 from modeling_skeletonclip.presets import preset_config  # noqa: E402
+from modeling_skeletonclip.resources import (  # noqa: E402
+    DEMO_RECIPE,
+    packaged_data_file,
+    packaged_recipe,
+    packaged_recipes,
+)
 from modeling_skeletonclip.trainer import SkeletonClipTrainer, SkeletonClipTrainingArguments  # noqa: E402
 
 
 logger = logging.getLogger(__name__)
 
-DEMO_CONFIG = os.path.join(REPO_ROOT, "configs", "synthetic_demo.json")
 SYNTHETIC_DIR = os.path.join(REPO_ROOT, "data", "synthetic")
+
 
 @dataclass
 class ModelArguments:
@@ -106,9 +112,14 @@ class ArgumentError(ValueError):
 
 
 def json_to_argv(path: str) -> list[str]:
-    """A JSON file of arguments as command-line tokens, so that later command-line arguments override it."""
+    """A JSON file of arguments as command-line tokens, so that later command-line arguments override it. A bare
+    file name that is not in the working directory may name a recipe shipped in the package (synthetic_demo.json)."""
     if not os.path.isfile(path):
-        raise ArgumentError(f"Argument file {path} does not exist.")
+        packaged = packaged_recipe(path)
+        if packaged is None:
+            recipes = ", ".join(packaged_recipes())
+            raise ArgumentError(f"Argument file {path} does not exist (recipes in the package: {recipes}).")
+        path = packaged
     with open(path) as f:
         data = json.load(f)
     argv = []
@@ -121,11 +132,23 @@ def json_to_argv(path: str) -> list[str]:
     return argv
 
 
+def existing_data_file(path: str, flag: str) -> str:
+    """`path` if it exists, else the package's copy of a `data/...` path (label maps, zero-shot class splits), so
+    that recipes naming `data/label_maps/ntu60.txt` also run outside a checkout; else an error naming the file."""
+    if os.path.isfile(path):
+        return path
+    packaged = packaged_data_file(path)
+    if packaged is None:
+        raise ArgumentError(f"{flag} {path} does not exist.")
+    logger.info(f"{flag} {path}: not in the working directory, using the package's copy {packaged}")
+    return packaged
+
+
 def parse_args(argv):
-    """`[config.json] [--overrides ...]`; no arguments at all runs the synthetic demo (configs/synthetic_demo.json)."""
+    """`[config.json] [--overrides ...]`; no arguments at all runs the synthetic demo (recipes/synthetic_demo.json)."""
     parser = HfArgumentParser((ModelArguments, DataArguments, SkeletonClipTrainingArguments))
     if not argv:
-        argv = [DEMO_CONFIG]
+        argv = [DEMO_RECIPE]
     if argv[0].endswith(".json"):
         argv = json_to_argv(argv[0]) + list(argv[1:])
     try:
@@ -153,8 +176,8 @@ def load_data(data_args, training_args):
         synthetic_data(data_args)
     if not os.path.isfile(data_args.train_file):
         raise ArgumentError(f"--train_file {data_args.train_file} does not exist.")
-    if data_args.label_map is not None and not os.path.isfile(data_args.label_map):
-        raise ArgumentError(f"--label_map {data_args.label_map} does not exist.")
+    if data_args.label_map is not None:
+        data_args.label_map = existing_data_file(data_args.label_map, "--label_map")
     data_args.test_split = data_args.test_split or data_args.eval_split
     wanted = {}
     for flag, split, needed, action in (
@@ -329,8 +352,7 @@ def main(argv=None):
     train_names = eval_names = class_names
     splits = dict(dataset)
     if data_args.class_split_file:
-        if not os.path.isfile(data_args.class_split_file):
-            raise ArgumentError(f"--class_split_file {data_args.class_split_file} does not exist.")
+        data_args.class_split_file = existing_data_file(data_args.class_split_file, "--class_split_file")
         splits, train_names, eval_names = apply_class_split(dataset, class_names, data_args, training_args)
 
     model, tokenizer, preset_clip_len = build_model(model_args, train_names)

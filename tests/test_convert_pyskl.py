@@ -6,6 +6,10 @@ import torch
 
 from conftest import REPO_ROOT
 
+from modeling_skeletonclip.resources import PACKAGE_DIR
+
+NTU60_LABELS = os.path.join(PACKAGE_DIR, "data", "label_maps", "ntu60.txt")
+
 
 def load_script():
     path = os.path.join(REPO_ROOT, "scripts", "convert_pyskl_checkpoint.py")
@@ -45,7 +49,7 @@ def test_every_pyskl_tensor_lands_where_it_belongs(tmp_path):
     script = load_script()
     sd = pyskl_state_dict()
     torch.save({"meta": {"epoch": 24}, "state_dict": sd}, tmp_path / "posec3d.pth")
-    model = script.convert(tmp_path / "posec3d.pth", tmp_path / "out", os.path.join(REPO_ROOT, "data/label_maps/ntu60.txt"))
+    model = script.convert(tmp_path / "posec3d.pth", tmp_path / "out", NTU60_LABELS)
     ours = model.state_dict()
     assert len(ours) == len(sd)
     for key, tensor in sd.items():
@@ -65,4 +69,4 @@ def test_unknown_keys_and_wrong_label_map_are_refused(tmp_path):
     sd = pyskl_state_dict(num_classes=120)
     torch.save(sd, tmp_path / "x.pth")
     with pytest.raises(ValueError, match="60 names but the checkpoint has 120 classes"):
-        script.convert(tmp_path / "x.pth", tmp_path / "out", os.path.join(REPO_ROOT, "data/label_maps/ntu60.txt"))
+        script.convert(tmp_path / "x.pth", tmp_path / "out", NTU60_LABELS)

@@ -49,9 +49,10 @@ def tiny_args(poses, output_dir, *extra):
 @pytest.mark.parametrize(
     "extra, message",
     [
-
         (["--do_train", "--train_file", "/no/such.pkl"], "--train_file /no/such.pkl does not exist"),
         (["--do_train", "--label_map", "/no/labels.txt"], "--label_map /no/labels.txt does not exist"),
+        (["--do_train", "--label_map", "data/label_maps/ntu999.txt"], "--label_map data/label_maps/ntu999.txt does not"),
+        (["--do_train", "--class_split_file", "data/zero_shot/nope.json"], "--class_split_file data/zero_shot/nope.json"),
         (["--do_train", "--preset", "huge"], "--preset must be one of"),
         (["--do_train", "--model_type", "gan"], "--model_type must be"),
         (["--do_train", "--config_overrides", "{bad"], "--config_overrides is not valid JSON"),
@@ -62,6 +63,20 @@ def test_bad_arguments_are_one_clear_error(script, poses, tmp_path, extra, messa
     with pytest.raises(script.ArgumentError) as err:
         script.main(tiny_args(poses, tmp_path / "out", *extra))
     assert message in str(err.value)
+
+
+def test_a_json_argument_file_that_does_not_exist_names_the_packaged_recipes(script):
+    with pytest.raises(script.ArgumentError, match=r"Argument file nope.json does not exist \(recipes in the package: "
+                                                   r"synthetic_demo.json\)"):
+        script.parse_args(["nope.json"])
+
+
+def test_no_arguments_is_the_packaged_demo_recipe_and_its_name_takes_overrides(script, tmp_path):
+    model_args, data_args, training_args = script.parse_args([])
+    assert training_args.do_train and training_args.do_eval and data_args.train_file is None  # synthetic data
+    assert training_args.output_dir == "runs/synthetic_demo"
+    _, _, training_args = script.parse_args(["synthetic_demo.json", "--output_dir", str(tmp_path), "--do_eval", "false"])
+    assert training_args.output_dir == str(tmp_path) and training_args.do_train and not training_args.do_eval
 
 
 def test_unknown_split_names_the_file_and_the_splits_it_has(script, poses, tmp_path):
@@ -100,7 +115,7 @@ def test_zero_shot_split_and_open_vocabulary_prediction(script, poses, tmp_path)
     candidates = tmp_path / "candidates.txt"
     candidates.write_text("sit down\nstand up\nwave\n")
     script.main(tiny_args(poses, out, "--do_train", "--do_eval", "--num_train_epochs", "1", "--save_strategy", "no",
-                          "--class_split_file", os.path.join(REPO_ROOT, "data/zero_shot/synthetic_10_3.json")))
+                          "--class_split_file", "data/zero_shot/synthetic_10_3.json"))  # the packaged copy
     config = json.load(open(out / "config.json"))
     assert len(config["id2label"]) == 10  # trained on the seen classes only
     assert json.load(open(out / "eval_results.json"))["eval_top1_accuracy"] >= 0  # evaluated on the 3 unseen classes
