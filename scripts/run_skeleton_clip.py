@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,6 +44,7 @@ from modeling_skeletonclip.pose_dataset import PoseDataError  # noqa: E402
 from modeling_skeletonclip.presets import preset_config  # noqa: E402
 from modeling_skeletonclip.resources import (  # noqa: E402
     DEMO_RECIPE,
+    cache_dir,
     packaged_data_file,
     packaged_recipe,
     packaged_recipes,
@@ -51,9 +53,6 @@ from modeling_skeletonclip.trainer import SkeletonClipTrainer, SkeletonClipTrain
 
 
 logger = logging.getLogger(__name__)
-
-SYNTHETIC_DIR = os.path.join(REPO_ROOT, "data", "synthetic")
-
 
 @dataclass
 class ModelArguments:
@@ -158,17 +157,31 @@ def parse_args(argv):
 
 
 def synthetic_data(data_args):
-    """The embedded default dataset: synthetic COCO-17 poses, generated once under data/synthetic/."""
-    from modeling_skeletonclip.synthetic_poses import write_synthetic_poses
-
-    path = os.path.join(SYNTHETIC_DIR, "poses.pkl")
-    if not os.path.exists(path):
-        logger.info(f"Generating the synthetic pose dataset at {path}")
-        write_synthetic_poses(path)
+    """The embedded default dataset: synthetic COCO-17 poses, generated once into the user cache (there may be no
+    checkout to write into): `$SKELETONCLIP_CACHE/synthetic/`, by default `~/.cache/skeletonclip/synthetic/`."""
+    folder = os.path.join(cache_dir(), "synthetic")
+    path, labels = os.path.join(folder, "poses.pkl"), os.path.join(folder, "labels.txt")
+    if os.path.isfile(path) and os.path.isfile(labels):
+        logger.info(f"Using the synthetic pose dataset at {path} (SKELETONCLIP_CACHE moves it)")
+    else:
+        logger.info(f"Generating the synthetic pose dataset at {path} (SKELETONCLIP_CACHE moves it)")
+        write_synthetic_demo(folder)
     data_args.train_file = path
     data_args.train_split = data_args.train_split or "train"
     data_args.eval_split = data_args.eval_split or "val"
-    data_args.label_map = data_args.label_map or os.path.join(SYNTHETIC_DIR, "labels.txt")
+    data_args.label_map = data_args.label_map or labels
+
+
+def write_synthetic_demo(folder):
+    """Writes poses.pkl and labels.txt through a temporary folder and renames them into place, so that processes
+    started together (torchrun) never read a half-written file."""
+    from modeling_skeletonclip.synthetic_poses import write_synthetic_poses
+
+    os.makedirs(folder, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".generating-") as tmp:
+        write_synthetic_poses(os.path.join(tmp, "poses.pkl"))
+        os.replace(os.path.join(tmp, "labels.txt"), os.path.join(folder, "labels.txt"))
+        os.replace(os.path.join(tmp, "poses.pkl"), os.path.join(folder, "poses.pkl"))
 
 
 def load_data(data_args, training_args):

@@ -79,6 +79,24 @@ def test_no_arguments_is_the_packaged_demo_recipe_and_its_name_takes_overrides(s
     assert training_args.output_dir == str(tmp_path) and training_args.do_train and not training_args.do_eval
 
 
+def test_synthetic_demo_data_is_generated_once_into_the_user_cache(script, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("SKELETONCLIP_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "cache" / "synthetic"
+    data_args = script.DataArguments()
+    with caplog.at_level("INFO"):
+        script.synthetic_data(data_args)
+    assert data_args.train_file == str(folder / "poses.pkl") and data_args.label_map == str(folder / "labels.txt")
+    assert (data_args.train_split, data_args.eval_split) == ("train", "val")
+    assert sorted(os.listdir(folder)) == ["labels.txt", "poses.pkl"]  # no temporary folder left behind
+    assert f"Generating the synthetic pose dataset at {folder / 'poses.pkl'}" in caplog.text
+    mtime = os.path.getmtime(folder / "poses.pkl")
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        script.synthetic_data(script.DataArguments())
+    assert os.path.getmtime(folder / "poses.pkl") == mtime
+    assert f"Using the synthetic pose dataset at {folder / 'poses.pkl'}" in caplog.text
+
+
 def test_unknown_split_names_the_file_and_the_splits_it_has(script, poses, tmp_path):
     with pytest.raises(ValueError) as err:
         script.main(tiny_args(poses, tmp_path / "out", "--do_train", "--train_split", "nope"))
