@@ -1,7 +1,7 @@
-"""scripts/run_skeleton_clip.py end to end on tiny settings: arguments, training, resuming, prediction, zero-shot."""
+"""The training script (modeling_skeletonclip/run_training.py, `skeletonclip train`) end to end on tiny settings:
+arguments, training, resuming, prediction, zero-shot."""
 
 import csv
-import importlib.util
 import json
 import os
 
@@ -22,10 +22,9 @@ TINY = json.dumps(
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("run_skeleton_clip", os.path.join(REPO_ROOT, "scripts", "run_skeleton_clip.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from modeling_skeletonclip import run_training
+
+    return run_training
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +62,21 @@ def test_bad_arguments_are_one_clear_error(script, poses, tmp_path, extra, messa
     with pytest.raises(script.ArgumentError) as err:
         script.main(tiny_args(poses, tmp_path / "out", *extra))
     assert message in str(err.value)
+
+
+def test_the_script_reports_a_bad_argument_as_one_line_and_exit_status_2(tmp_path, monkeypatch, capsys):
+    """scripts/run_skeleton_clip.py, the thin wrapper, keeps the command line's error contract."""
+    import runpy
+    import sys
+
+    path = os.path.join(REPO_ROOT, "scripts", "run_skeleton_clip.py")
+    monkeypatch.setattr(sys, "argv", [path, "--do_train", "--no_such_flag", "1", "--output_dir", str(tmp_path)])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(path, run_name="__main__")
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: Some specified arguments are not used by the HfArgumentParser: ['--no_such_flag', '1']"
+    ]
 
 
 def test_a_json_argument_file_that_does_not_exist_names_the_packaged_recipes(script):
