@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Convert a pyskl PoseC3D (ResNet3dSlowOnly + I3DHead) checkpoint into a SkeletonClipForActionRecognition folder.
+r"""Convert a pyskl PoseC3D (ResNet3dSlowOnly + I3DHead) checkpoint into a SkeletonClipForActionRecognition folder.
 
     skeletonclip convert-pyskl slowonly_r50_ntu60_xsub_joint.pth out/posec3d-ntu60-joint \
         --label_map data/label_maps/ntu60.txt
