@@ -50,8 +50,9 @@ def tiny_args(poses, output_dir, *extra):
     [
         (["--do_train", "--train_file", "/no/such.pkl"], "--train_file /no/such.pkl does not exist"),
         (["--do_train", "--label_map", "/no/labels.txt"], "--label_map /no/labels.txt does not exist"),
-        (["--do_train", "--label_map", "data/label_maps/ntu999.txt"], "--label_map data/label_maps/ntu999.txt does not"),
-        (["--do_train", "--class_split_file", "data/zero_shot/nope.json"], "--class_split_file data/zero_shot/nope.json"),
+        # under data/ but neither in the working directory nor in the package
+        (["--do_train", "--label_map", "data/label_maps/ntu9.txt"], "--label_map data/label_maps/ntu9.txt does not"),
+        (["--do_train", "--class_split_file", "data/zero_shot/no.json"], "--class_split_file data/zero_shot/no.json"),
         (["--do_train", "--preset", "huge"], "--preset must be one of"),
         (["--do_train", "--model_type", "gan"], "--model_type must be"),
         (["--do_train", "--config_overrides", "{bad"], "--config_overrides is not valid JSON"),
@@ -89,7 +90,7 @@ def test_no_arguments_is_the_packaged_demo_recipe_and_its_name_takes_overrides(s
     model_args, data_args, training_args = script.parse_args([])
     assert training_args.do_train and training_args.do_eval and data_args.train_file is None  # synthetic data
     assert training_args.output_dir == "runs/synthetic_demo"
-    _, _, training_args = script.parse_args(["synthetic_demo.json", "--output_dir", str(tmp_path), "--do_eval", "false"])
+    _, _, training_args = script.parse_args(["synthetic_demo.json", "--output_dir", str(tmp_path), "--do_eval", "0"])
     assert training_args.output_dir == str(tmp_path) and training_args.do_train and not training_args.do_eval
 
 
