@@ -508,8 +508,9 @@ def load_pose_dataset(
     Args:
         path: the pickle, ``{"split": {name: [frame_dir, ...]}, "annotations": [dict, ...]}``. It is read with
             :func:`safe_load_pickle` (numpy arrays and plain Python values only).
-        label_map: class names: a text file with one name per line (line k, from 0, names label k; e.g.
-            ``data/label_maps/ntu60.txt``), or a list of names. ``None`` names classes ``class_0 .. class_<max label>``.
+        label_map: class names: a text file with one name per line (line k, from 0, names label k; e.g. the
+            packaged NTU60 names, ``resources.packaged_data_file("data/label_maps/ntu60.txt")``), or a list of
+            names. ``None`` names classes ``class_0 .. class_<max label>``.
         splits: build only these splits (default: all of them). Any names work (``xsub_train``, ``xsub_test``, ...).
         num_joints: joints V every clip must have (17 for COCO-17).
         label_offset: added to every label before checking. Labels that run 1..num_classes look 1-based and

@@ -1,18 +1,17 @@
-import importlib.util
 import os
 
 import pytest
 import torch
 
-from helpers import REPO_ROOT
+from modeling_skeletonclip.resources import PACKAGE_DIR
+
+NTU60_LABELS = os.path.join(PACKAGE_DIR, "data", "label_maps", "ntu60.txt")
 
 
 def load_script():
-    path = os.path.join(REPO_ROOT, "scripts", "convert_pyskl_checkpoint.py")
-    spec = importlib.util.spec_from_file_location("convert_pyskl_checkpoint", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from modeling_skeletonclip import convert_pyskl
+
+    return convert_pyskl
 
 
 def pyskl_state_dict(num_classes=60):
@@ -45,7 +44,7 @@ def test_every_pyskl_tensor_lands_where_it_belongs(tmp_path):
     script = load_script()
     sd = pyskl_state_dict()
     torch.save({"meta": {"epoch": 24}, "state_dict": sd}, tmp_path / "posec3d.pth")
-    model = script.convert(tmp_path / "posec3d.pth", tmp_path / "out", os.path.join(REPO_ROOT, "data/label_maps/ntu60.txt"))
+    model = script.convert(tmp_path / "posec3d.pth", tmp_path / "out", NTU60_LABELS)
     ours = model.state_dict()
     assert len(ours) == len(sd)
     for key, tensor in sd.items():
@@ -65,4 +64,17 @@ def test_unknown_keys_and_wrong_label_map_are_refused(tmp_path):
     sd = pyskl_state_dict(num_classes=120)
     torch.save(sd, tmp_path / "x.pth")
     with pytest.raises(ValueError, match="60 names but the checkpoint has 120 classes"):
-        script.convert(tmp_path / "x.pth", tmp_path / "out", os.path.join(REPO_ROOT, "data/label_maps/ntu60.txt"))
+        script.convert(tmp_path / "x.pth", tmp_path / "out", NTU60_LABELS)
+
+
+def test_command_line_finds_the_packaged_label_map_and_names_a_missing_one(tmp_path, monkeypatch, capsys):
+    script = load_script()
+    torch.save(pyskl_state_dict(), tmp_path / "posec3d.pth")
+    monkeypatch.chdir(tmp_path)  # no data/ here: data/label_maps/ntu60.txt is the package's copy
+    script.main(["posec3d.pth", "out", "--label_map", "data/label_maps/ntu60.txt"])
+    assert "Saved SkeletonClipForActionRecognition to out" in capsys.readouterr().out
+    assert os.path.isfile(tmp_path / "out" / "config.json")
+    with pytest.raises(SystemExit) as exit_info:
+        script.main(["posec3d.pth", "out2", "--label_map", "data/label_maps/ntu61.txt"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines() == ["error: --label_map data/label_maps/ntu61.txt does not exist."]

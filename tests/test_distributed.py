@@ -132,6 +132,9 @@ def test_run_script_under_torchrun(tmp_path):
            "--clip_len", "8", "--per_device_train_batch_size", "4", "--do_train", "--do_eval",
            "--num_train_epochs", "1", "--report_to", "none", "--use_cpu", "--save_strategy", "no",
            "--dataset_cache_dir", str(tmp_path / "cache")]
-    subprocess.run(cmd, check=True, cwd=tmp_path, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    # The wrapper imports the installed package: put this checkout's first.
+    pythonpath = os.pathsep.join([REPO_ROOT, os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": pythonpath}
+    subprocess.run(cmd, check=True, cwd=tmp_path, timeout=600, env=env)
     metrics = json.load(open(tmp_path / "out" / "all_results.json"))
     assert "eval_top1_accuracy" in metrics and "train_loss" in metrics

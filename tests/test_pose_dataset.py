@@ -218,7 +218,9 @@ def test_label_maps_and_split_selection(tmp_path, cache):
 
 
 def test_ntu_label_map(tmp_path, cache):
-    lm = os.path.join(os.path.dirname(__file__), "..", "data", "label_maps", "ntu60.txt")
+    from modeling_skeletonclip.resources import packaged_data_file
+
+    lm = packaged_data_file("data/label_maps/ntu60.txt")
     path = dump(make_data(num_classes=60), tmp_path / "d.pkl")
     names = load_pose_dataset(path, label_map=lm, cache_dir=cache)["xsub_train"].features["label"].names
     assert len(names) == 60 and names[0] == "drink water"

@@ -1,7 +1,7 @@
-"""scripts/run_skeleton_clip.py end to end on tiny settings: arguments, training, resuming, prediction, zero-shot."""
+"""The training script (modeling_skeletonclip/run_training.py, `skeletonclip train`) end to end on tiny settings:
+arguments, training, resuming, prediction, zero-shot."""
 
 import csv
-import importlib.util
 import json
 import os
 
@@ -22,10 +22,9 @@ TINY = json.dumps(
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("run_skeleton_clip", os.path.join(REPO_ROOT, "scripts", "run_skeleton_clip.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from modeling_skeletonclip import run_training
+
+    return run_training
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +48,11 @@ def tiny_args(poses, output_dir, *extra):
 @pytest.mark.parametrize(
     "extra, message",
     [
-
         (["--do_train", "--train_file", "/no/such.pkl"], "--train_file /no/such.pkl does not exist"),
         (["--do_train", "--label_map", "/no/labels.txt"], "--label_map /no/labels.txt does not exist"),
+        # under data/ but neither in the working directory nor in the package
+        (["--do_train", "--label_map", "data/label_maps/ntu9.txt"], "--label_map data/label_maps/ntu9.txt does not"),
+        (["--do_train", "--class_split_file", "data/zero_shot/no.json"], "--class_split_file data/zero_shot/no.json"),
         (["--do_train", "--preset", "huge"], "--preset must be one of"),
         (["--do_train", "--model_type", "gan"], "--model_type must be"),
         (["--do_train", "--config_overrides", "{bad"], "--config_overrides is not valid JSON"),
@@ -62,6 +63,53 @@ def test_bad_arguments_are_one_clear_error(script, poses, tmp_path, extra, messa
     with pytest.raises(script.ArgumentError) as err:
         script.main(tiny_args(poses, tmp_path / "out", *extra))
     assert message in str(err.value)
+
+
+def test_the_script_reports_a_bad_argument_as_one_line_and_exit_status_2(tmp_path, monkeypatch, capsys):
+    """scripts/run_skeleton_clip.py, the thin wrapper, keeps the command line's error contract."""
+    import runpy
+    import sys
+
+    path = os.path.join(REPO_ROOT, "scripts", "run_skeleton_clip.py")
+    monkeypatch.setattr(sys, "argv", [path, "--do_train", "--no_such_flag", "1", "--output_dir", str(tmp_path)])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(path, run_name="__main__")
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: Some specified arguments are not used by the HfArgumentParser: ['--no_such_flag', '1']"
+    ]
+
+
+def test_a_json_argument_file_that_does_not_exist_names_the_packaged_recipes(script):
+    with pytest.raises(script.ArgumentError, match=r"Argument file nope.json does not exist \(recipes in the package: "
+                                                   r"synthetic_demo.json\)"):
+        script.parse_args(["nope.json"])
+
+
+def test_no_arguments_is_the_packaged_demo_recipe_and_its_name_takes_overrides(script, tmp_path):
+    model_args, data_args, training_args = script.parse_args([])
+    assert training_args.do_train and training_args.do_eval and data_args.train_file is None  # synthetic data
+    assert training_args.output_dir == "runs/synthetic_demo"
+    _, _, training_args = script.parse_args(["synthetic_demo.json", "--output_dir", str(tmp_path), "--do_eval", "0"])
+    assert training_args.output_dir == str(tmp_path) and training_args.do_train and not training_args.do_eval
+
+
+def test_synthetic_demo_data_is_generated_once_into_the_user_cache(script, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("SKELETONCLIP_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "cache" / "synthetic"
+    data_args = script.DataArguments()
+    with caplog.at_level("INFO"):
+        script.synthetic_data(data_args)
+    assert data_args.train_file == str(folder / "poses.pkl") and data_args.label_map == str(folder / "labels.txt")
+    assert (data_args.train_split, data_args.eval_split) == ("train", "val")
+    assert sorted(os.listdir(folder)) == ["labels.txt", "poses.pkl"]  # no temporary folder left behind
+    assert f"Generating the synthetic pose dataset at {folder / 'poses.pkl'}" in caplog.text
+    mtime = os.path.getmtime(folder / "poses.pkl")
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        script.synthetic_data(script.DataArguments())
+    assert os.path.getmtime(folder / "poses.pkl") == mtime
+    assert f"Using the synthetic pose dataset at {folder / 'poses.pkl'}" in caplog.text
 
 
 def test_unknown_split_names_the_file_and_the_splits_it_has(script, poses, tmp_path):
@@ -100,7 +148,7 @@ def test_zero_shot_split_and_open_vocabulary_prediction(script, poses, tmp_path)
     candidates = tmp_path / "candidates.txt"
     candidates.write_text("sit down\nstand up\nwave\n")
     script.main(tiny_args(poses, out, "--do_train", "--do_eval", "--num_train_epochs", "1", "--save_strategy", "no",
-                          "--class_split_file", os.path.join(REPO_ROOT, "data/zero_shot/synthetic_10_3.json")))
+                          "--class_split_file", "data/zero_shot/synthetic_10_3.json"))  # the packaged copy
     config = json.load(open(out / "config.json"))
     assert len(config["id2label"]) == 10  # trained on the seen classes only
     assert json.load(open(out / "eval_results.json"))["eval_top1_accuracy"] >= 0  # evaluated on the 3 unseen classes

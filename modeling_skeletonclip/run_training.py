@@ -1,0 +1,498 @@
+#!/usr/bin/env python
+"""Train and evaluate SkeletonCLIP models on pose pickles, the way transformers' examples train everything else.
+Installed as the `skeletonclip train` command (`skeletonclip predict` runs it for prediction only).
+
+    # the embedded defaults: synthetic poses (generated on first use) and the packaged text encoder, no network
+    skeletonclip train
+
+    # NTU60 XSub, contrastive model (see configs/ in the repository for the reference recipes)
+    skeletonclip train --train_file ntu60_hrnet.pkl --train_split xsub_train \
+        --eval_split xsub_val --label_map data/label_maps/ntu60.txt --output_dir runs/ntu60_xsub \
+        --do_train --do_eval
+
+    # a JSON file holding all arguments; later arguments override it
+    skeletonclip train configs/ntu60_xsub_visece.json --per_device_train_batch_size 8
+
+`python -m modeling_skeletonclip.run_training ARGS` and `python scripts/run_skeleton_clip.py ARGS` are the same.
+"""
+
+import csv
+import json
+import logging
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import transformers
+from transformers import AutoTokenizer, HfArgumentParser, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from modeling_skeletonclip import (
+    PoseClipTransform,
+    PoseCollator,
+    SkeletonClipConfig,
+    SkeletonClipForActionRecognition,
+    SkeletonClipModel,
+    load_pose_dataset,
+)
+from modeling_skeletonclip.clip_dataset import PoseClipDataset
+from modeling_skeletonclip.metrics import load_skeleton_accuracy
+from modeling_skeletonclip.pose_dataset import PoseDataError
+from modeling_skeletonclip.presets import preset_config
+from modeling_skeletonclip.resources import (
+    DEMO_RECIPE,
+    cache_dir,
+    packaged_data_file,
+    packaged_recipe,
+    packaged_recipes,
+)
+from modeling_skeletonclip.trainer import SkeletonClipTrainer, SkeletonClipTrainingArguments
+
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelArguments:
+    model_type: str = field(
+        default="contrastive",
+        metadata={"help": "'contrastive' (SkeletonClipModel, skeleton-text) or 'classifier' (the PoseC3D baseline)."},
+    )
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "A saved SkeletonCLIP model (folder) to start from instead of a fresh one."}
+    )
+    text_model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "BERT checkpoint name or folder for the text encoder; default: the packaged all-MiniLM-L6-v2."},
+    )
+    preset: str = field(
+        default="auto", metadata={"help": "'full' (paper size), 'small' (CPU demo) or 'auto' (full on GPU, else small)."}
+    )
+    objective: str = field(default="itc", metadata={"help": "Training objective: itc, itc_itm, itc_momentum, pacl."})
+    text_template: str = field(default="{}", metadata={"help": "How a class name becomes a text, e.g. 'a person {}'."})
+    with_limbs: bool = field(default=False, metadata={"help": "Render limb heatmaps instead of joint heatmaps."})
+    conv_impl: str | None = field(default=None, metadata={"help": "Video encoder implementation: conv3d or fast."})
+    config_overrides: str | None = field(
+        default=None, metadata={"help": "JSON merged into the model config, e.g. '{\"projection_dim\": 128}'."}
+    )
+
+
+@dataclass
+class DataArguments:
+    train_file: str | None = field(
+        default=None, metadata={"help": "pyskl-format pose pickle; none: the synthetic demo data (made on first use)."}
+    )
+    train_split: str | None = field(default=None, metadata={"help": "Split name for training (e.g. xsub_train)."})
+    eval_split: str | None = field(default=None, metadata={"help": "Split name for evaluation (e.g. xsub_val)."})
+    test_split: str | None = field(default=None, metadata={"help": "Split for --do_predict (default: eval_split)."})
+    label_map: str | None = field(default=None, metadata={"help": "Class names, one per line (line i = label i-1)."})
+    label_offset: int = field(default=0, metadata={"help": "Added to every label (-1 for 1-based pickles)."})
+    class_split_file: str | None = field(
+        default=None,
+        metadata={"help": "Zero-shot JSON {'seen': [...], 'unseen': [...]}: train on seen, evaluate on unseen."},
+    )
+    candidate_labels: str | None = field(
+        default=None, metadata={"help": "Text file of candidate class texts for --do_predict (open vocabulary)."}
+    )
+    clip_len: int | None = field(default=None, metadata={"help": "Frames per clip (preset default: 48 full)."})
+    eval_num_clips: int = field(default=1, metadata={"help": "Clips per video in evaluation."})
+    test_num_clips: int = field(default=10, metadata={"help": "Clips per video in prediction (x2 with flip)."})
+    test_flip: bool = field(default=True, metadata={"help": "Flip-double the prediction views."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the training split."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate the evaluation split."})
+    predictions_format: str = field(default="csv", metadata={"help": "Format of --do_predict output: csv or json."})
+    dataset_cache_dir: str | None = field(default=None, metadata={"help": "Where the Arrow cache of pickles lives."})
+
+
+class ArgumentError(ValueError):
+    """A bad command-line argument: reported as one line, without a traceback."""
+
+
+def json_to_argv(path: str) -> list[str]:
+    """A JSON file of arguments as command-line tokens, so that later command-line arguments override it. A bare
+    file name that is not in the working directory may name a recipe shipped in the package (synthetic_demo.json)."""
+    if not os.path.isfile(path):
+        packaged = packaged_recipe(path)
+        if packaged is None:
+            recipes = ", ".join(packaged_recipes())
+            raise ArgumentError(f"Argument file {path} does not exist (recipes in the package: {recipes}).")
+        path = packaged
+    with open(path) as f:
+        data = json.load(f)
+    argv = []
+    for key, value in data.items():
+        argv.append(f"--{key}")
+        if isinstance(value, list):
+            argv.extend(str(v) for v in value)
+        else:
+            argv.append(json.dumps(value) if isinstance(value, dict) else str(value))
+    return argv
+
+
+def existing_data_file(path: str, flag: str) -> str:
+    """`path` if it exists, else the package's copy of a `data/...` path (label maps, zero-shot class splits), so
+    that recipes naming `data/label_maps/ntu60.txt` also run outside a checkout; else an error naming the file."""
+    if os.path.isfile(path):
+        return path
+    packaged = packaged_data_file(path)
+    if packaged is None:
+        raise ArgumentError(f"{flag} {path} does not exist.")
+    logger.info(f"{flag} {path}: not in the working directory, using the package's copy {packaged}")
+    return packaged
+
+
+def parse_args(argv, prog=None, description=None):
+    """`[config.json] [--overrides ...]`; no arguments at all runs the synthetic demo (recipes/synthetic_demo.json).
+    `prog` and `description` head the `--help` text (default: the program's file name, no description)."""
+    parser = HfArgumentParser(
+        (ModelArguments, DataArguments, SkeletonClipTrainingArguments), prog=prog, description=description
+    )
+    if not argv:
+        argv = [DEMO_RECIPE]
+    if argv[0].endswith(".json"):
+        argv = json_to_argv(argv[0]) + list(argv[1:])
+    try:
+        return parser.parse_args_into_dataclasses(args=argv)
+    except ValueError as err:  # unknown arguments and bad values
+        raise ArgumentError(str(err)) from err
+
+
+def synthetic_data(data_args):
+    """The embedded default dataset: synthetic COCO-17 poses, generated once into the user cache (there may be no
+    checkout to write into): `$SKELETONCLIP_CACHE/synthetic/`, by default `~/.cache/skeletonclip/synthetic/`."""
+    folder = os.path.join(cache_dir(), "synthetic")
+    path, labels = os.path.join(folder, "poses.pkl"), os.path.join(folder, "labels.txt")
+    if os.path.isfile(path) and os.path.isfile(labels):
+        logger.info(f"Using the synthetic pose dataset at {path} (SKELETONCLIP_CACHE moves it)")
+    else:
+        logger.info(f"Generating the synthetic pose dataset at {path} (SKELETONCLIP_CACHE moves it)")
+        write_synthetic_demo(folder)
+    data_args.train_file = path
+    data_args.train_split = data_args.train_split or "train"
+    data_args.eval_split = data_args.eval_split or "val"
+    data_args.label_map = data_args.label_map or labels
+
+
+def write_synthetic_demo(folder):
+    """Writes poses.pkl and labels.txt through a temporary folder and renames them into place, so that processes
+    started together (torchrun) never read a half-written file."""
+    from modeling_skeletonclip.synthetic_poses import write_synthetic_poses
+
+    os.makedirs(folder, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".generating-") as tmp:
+        write_synthetic_poses(os.path.join(tmp, "poses.pkl"))
+        os.replace(os.path.join(tmp, "labels.txt"), os.path.join(folder, "labels.txt"))
+        os.replace(os.path.join(tmp, "poses.pkl"), os.path.join(folder, "poses.pkl"))
+
+
+def load_data(data_args, training_args):
+    if data_args.train_file is None:
+        synthetic_data(data_args)
+    if not os.path.isfile(data_args.train_file):
+        raise ArgumentError(f"--train_file {data_args.train_file} does not exist.")
+    if data_args.label_map is not None:
+        data_args.label_map = existing_data_file(data_args.label_map, "--label_map")
+    data_args.test_split = data_args.test_split or data_args.eval_split
+    wanted = {}
+    for flag, split, needed, action in (
+        ("--train_split", data_args.train_split, training_args.do_train, "--do_train"),
+        ("--eval_split", data_args.eval_split, training_args.do_eval, "--do_eval"),
+        ("--test_split", data_args.test_split, training_args.do_predict, "--do_predict"),
+    ):
+        if needed and split is None:
+            raise ArgumentError(f"{flag} is required with {action}.")
+        if needed:
+            wanted[flag] = split
+    splits = sorted({s for s in wanted.values() if s})
+    # Only the splits this run uses are converted (an NTU pickle also holds the other benchmark's splits).
+    return load_pose_dataset(
+        data_args.train_file,
+        label_map=data_args.label_map,
+        splits=splits,
+        label_offset=data_args.label_offset,
+        cache_dir=data_args.dataset_cache_dir,
+    )
+
+
+def apply_class_split(dataset, class_names, data_args, training_args):
+    """Zero-shot: keep seen classes for training and unseen ones for evaluation, each relabelled 0..n-1."""
+    with open(data_args.class_split_file) as f:
+        split = json.load(f)
+    seen, unseen = [int(c) for c in split["seen"]], [int(c) for c in split["unseen"]]
+    if set(seen) & set(unseen):
+        raise ArgumentError(f"{data_args.class_split_file}: classes {sorted(set(seen) & set(unseen))} are both seen and unseen.")
+    for c in seen + unseen:
+        if not 0 <= c < len(class_names):
+            raise ArgumentError(f"{data_args.class_split_file}: class {c} outside [0, {len(class_names)}).")
+
+    out = {}
+    if training_args.do_train:
+        out[data_args.train_split] = restrict_remap(dataset[data_args.train_split], seen, class_names)
+    for split_name in {data_args.eval_split, data_args.test_split} - {None}:
+        out[split_name] = restrict_remap(dataset[split_name], unseen, class_names)
+    return out, [class_names[c] for c in seen], [class_names[c] for c in unseen]
+
+
+def restrict_remap(ds, classes, class_names):
+    import datasets
+
+    remap = np.full(len(class_names), -1, dtype=np.int64)
+    remap[classes] = np.arange(len(classes))
+    ds = ds.filter(lambda labels: [remap[label] >= 0 for label in labels], input_columns="label", batched=True)
+    ds = ds.cast_column("label", datasets.Value("int64"))
+    ds = ds.map(lambda labels: {"label": [int(remap[label]) for label in labels]}, input_columns="label", batched=True)
+    return ds.cast_column("label", datasets.ClassLabel(names=[class_names[c] for c in classes]))
+
+
+def build_model(model_args, class_names):
+    try:
+        preset_kwargs, preset_clip_len = preset_config(model_args.preset)
+    except ValueError as err:
+        raise ArgumentError(str(err)) from err
+    if model_args.model_type not in ("contrastive", "classifier"):
+        raise ArgumentError(f"--model_type must be 'contrastive' or 'classifier', got {model_args.model_type!r}.")
+    id2label = dict(enumerate(class_names))
+    if model_args.model_name_or_path:
+        model_cls = SkeletonClipModel if model_args.model_type == "contrastive" else SkeletonClipForActionRecognition
+        if not os.path.isdir(model_args.model_name_or_path):
+            raise ArgumentError(f"--model_name_or_path {model_args.model_name_or_path} is not a folder.")
+        model = model_cls.from_pretrained(model_args.model_name_or_path, id2label=id2label)
+        tokenizer = None
+        if model_args.model_type == "contrastive":
+            tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path)
+        return model, tokenizer, preset_clip_len
+
+    heatmap_config = dict(
+        preset_kwargs["heatmap_config"], with_joints=not model_args.with_limbs, with_limbs=model_args.with_limbs
+    )
+    video_config = preset_kwargs["video_config"]
+    if model_args.conv_impl:
+        video_config["conv_impl"] = model_args.conv_impl
+    config_kwargs = dict(
+        video_config=video_config,
+        heatmap_config=heatmap_config,
+        id2label=id2label,
+        text_template=model_args.text_template,
+        objective=model_args.objective,
+    )
+    if model_args.config_overrides:
+        try:
+            overrides = json.loads(model_args.config_overrides)
+        except json.JSONDecodeError as err:
+            raise ArgumentError(f"--config_overrides is not valid JSON: {err}") from err
+        for key, value in overrides.items():  # sub-config dicts merge key by key
+            if isinstance(value, dict) and isinstance(config_kwargs.get(key), dict):
+                config_kwargs[key] = {**config_kwargs[key], **value}
+            else:
+                config_kwargs[key] = value
+    if model_args.model_type == "contrastive":
+        model, tokenizer = SkeletonClipModel.from_text_pretrained(model_args.text_model_name_or_path, **config_kwargs)
+    else:
+        model, tokenizer = SkeletonClipForActionRecognition(SkeletonClipConfig(**config_kwargs)), None
+    return model, tokenizer, preset_clip_len
+
+
+def static_person_count(*datasets):
+    """The largest person count of the clips a run uses: with `--torch_compile` every batch is padded to it, so that
+    the compiled model sees one shape (padded persons are NaN, i.e. missing, and render nothing)."""
+    counts = [int(np.max(ds.with_format("numpy")["num_person"])) for ds in datasets if ds is not None and len(ds)]
+    return max(counts) if counts else None
+
+
+def drop_labels(collator):
+    def collate(examples):
+        batch = collator(examples)
+        batch.pop("labels")
+        return batch
+
+    return collate
+
+
+def compute_metrics_fn():
+    metric = load_skeleton_accuracy()
+
+    def compute_metrics(eval_pred):
+        return metric.compute(predictions=eval_pred.predictions, references=eval_pred.label_ids)
+
+    return compute_metrics
+
+
+def write_predictions(path_prefix, fmt, frame_dirs, labels, scores, names, top_k=5):
+    probs = np.exp(scores)  # the trainer hands log-probabilities averaged over views
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
+    rows = []
+    for i, frame_dir in enumerate(frame_dirs):
+        rows.append(
+            {
+                "frame_dir": frame_dir,
+                "label": names[labels[i]] if labels is not None and 0 <= labels[i] < len(names) else "",
+                "top_classes": [names[j] for j in order[i]],
+                "top_probs": [round(float(probs[i, j]), 6) for j in order[i]],
+            }
+        )
+    path = f"{path_prefix}.{fmt}"
+    if fmt == "json":
+        with open(path, "w") as f:
+            json.dump(rows, f, indent=1)
+    else:
+        with open(path, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["frame_dir", "label"] + [f"top{k + 1}_{kind}" for k in range(top_k) for kind in ("class", "prob")])
+            for row in rows:
+                cells = [c for pair in zip(row["top_classes"], row["top_probs"]) for c in pair]
+                writer.writerow([row["frame_dir"], row["label"]] + cells)
+    return path
+
+
+def main(argv=None):
+    """Runs on `argv` (default: the command line). Bad arguments or data raise ArgumentError or PoseDataError;
+    `report_bad_input(main)` turns them into one line on stderr and exit status 2."""
+    run(*parse_args(sys.argv[1:] if argv is None else argv))
+
+
+def run(model_args, data_args, training_args):
+    """Trains, evaluates and predicts as the parsed arguments say."""
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
+    if data_args.predictions_format not in ("csv", "json"):
+        raise ArgumentError(f"--predictions_format must be csv or json, got {data_args.predictions_format!r}.")
+    if not torch.cuda.is_available():
+        training_args.dataloader_pin_memory = False  # nothing to pin for on a CPU-only machine
+    set_seed(training_args.seed)
+
+    last_checkpoint = None
+    if os.path.isdir(training_args.output_dir) and training_args.do_train:
+        last_checkpoint = get_last_checkpoint(training_args.output_dir)
+        if last_checkpoint is not None and training_args.resume_from_checkpoint is None:
+            logger.info(f"Resuming from the last checkpoint {last_checkpoint}.")
+
+    dataset = load_data(data_args, training_args)
+    first_split = next(iter(dataset.values()))
+    class_names = list(first_split.features["label"].names)
+    train_names = eval_names = class_names
+    splits = dict(dataset)
+    if data_args.class_split_file:
+        data_args.class_split_file = existing_data_file(data_args.class_split_file, "--class_split_file")
+        splits, train_names, eval_names = apply_class_split(dataset, class_names, data_args, training_args)
+
+    model, tokenizer, preset_clip_len = build_model(model_args, train_names)
+    clip_len = data_args.clip_len or preset_clip_len
+    heatmap_cfg = model.config.heatmap_config
+    transform_kwargs = dict(
+        clip_len=clip_len,
+        train_size=tuple(heatmap_cfg.train_size),
+        eval_size=tuple(heatmap_cfg.eval_size),
+        layout=heatmap_cfg.layout,
+    )
+
+    def take(ds, n):
+        return ds.select(range(min(n, len(ds)))) if n is not None else ds
+
+    train_dataset = eval_dataset = test_dataset = None
+    if training_args.do_train:
+        train_split = take(splits[data_args.train_split], data_args.max_train_samples)
+        train_dataset = PoseClipDataset(
+            train_split, PoseClipTransform("train", seed=training_args.seed, **transform_kwargs)
+        )
+    if training_args.do_eval:
+        eval_split = take(splits[data_args.eval_split], data_args.max_eval_samples)
+        eval_dataset = PoseClipDataset(
+            eval_split, PoseClipTransform("val", num_clips=data_args.eval_num_clips, **transform_kwargs)
+        )
+    if training_args.do_predict:
+        test_split = take(splits[data_args.test_split], data_args.max_eval_samples)
+        test_dataset = PoseClipDataset(
+            test_split,
+            PoseClipTransform(
+                "test", num_clips=data_args.test_num_clips, flip_double=data_args.test_flip, **transform_kwargs
+            ),
+        )
+
+    is_contrastive = isinstance(model, SkeletonClipModel)
+    static_persons = None
+    if training_args.torch_compile:
+        used = [d.dataset if d is not None else None for d in (train_dataset, eval_dataset, test_dataset)]
+        static_persons = static_person_count(*used)
+        logger.info(f"--torch_compile: every batch is padded to {static_persons} persons and texts to "
+                    f"{model.config.text_max_length} tokens (one compiled shape).")
+    train_collator = PoseCollator(
+        tokenizer=tokenizer if is_contrastive else None,
+        class_texts=model.config.class_texts(train_names) if is_contrastive else None,
+        text_max_length=model.config.text_max_length,
+        static_persons=static_persons,
+    )
+    trainer = SkeletonClipTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        data_collator=train_collator,
+        eval_data_collator=PoseCollator(static_persons=static_persons),
+        processing_class=tokenizer,
+        compute_metrics=compute_metrics_fn(),
+        class_names=eval_names if is_contrastive else None,
+    )
+
+    if training_args.do_train:
+        checkpoint = training_args.resume_from_checkpoint or last_checkpoint
+        train_result = trainer.train(resume_from_checkpoint=checkpoint)
+        trainer.save_model()  # model, config with auto_map, code files and (as processing_class) the tokenizer
+        trainer.log_metrics("train", train_result.metrics)
+        trainer.save_metrics("train", train_result.metrics)
+        trainer.save_state()
+
+    if training_args.do_eval:
+        metrics = trainer.evaluate()
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+
+    if training_args.do_predict:
+        names = eval_names
+        if data_args.candidate_labels:
+            if not is_contrastive:
+                raise ArgumentError("--candidate_labels needs the contrastive model (texts), not the classifier.")
+            with open(data_args.candidate_labels) as f:
+                names = [line.strip() for line in f if line.strip()]
+            trainer.class_names = names
+            # The clips' own labels do not index the candidate texts: predict without them.
+            trainer.eval_data_collator = drop_labels(PoseCollator(static_persons=static_persons))
+        output = trainer.predict(test_dataset)
+        labels = output.label_ids if not data_args.candidate_labels else None
+        if labels is not None:
+            trainer.log_metrics("predict", output.metrics)
+            trainer.save_metrics("predict", output.metrics)
+        if trainer.is_world_process_zero():
+            path = write_predictions(
+                os.path.join(training_args.output_dir, "predictions"),
+                data_args.predictions_format,
+                list(test_dataset.dataset["frame_dir"]),
+                labels,
+                output.predictions,
+                names,
+            )
+            logger.info(f"Wrote per-clip top-5 predictions to {path}")
+
+    if trainer.is_world_process_zero() and training_args.do_train:
+        kwargs = {"finetuned_from": model_args.text_model_name_or_path or "all-MiniLM-L6-v2", "tasks": "video-classification"}
+        if training_args.push_to_hub:
+            trainer.push_to_hub(**kwargs)
+        else:
+            trainer.create_model_card(**kwargs)
+
+
+def report_bad_input(main_function, *args, **kwargs) -> int:
+    """Calls `main_function`; bad arguments or bad data become one line on stderr and exit status 2 (as argparse's
+    own errors), without a traceback. Returns the exit status."""
+    try:
+        main_function(*args, **kwargs)
+    except (ArgumentError, PoseDataError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(report_bad_input(main))
