@@ -29,6 +29,7 @@ from helpers import random_keypoints  # noqa: E402
 
 from modeling_skeletonclip.configuration_skeletonclip import SkeletonClipConfig  # noqa: E402
 from modeling_skeletonclip.modeling_skeletonclip import SkeletonClipModel  # noqa: E402
+from modeling_skeletonclip.presets import preset_config  # noqa: E402
 
 VARIANTS = (
     ("itc", {}),
@@ -38,8 +39,8 @@ VARIANTS = (
     ("pacl", {"pacl_training": "in_batch"}),
 )
 
-# The CPU demo model ("small" preset of run_skeleton_clip.py) around a randomly initialised MiniLM-shaped BERT.
-SMALL_VIDEO = {"base_channels": 16, "stage_planes": [16, 32, 64], "stage_blocks": [1, 1, 1], "conv_impl": "fast"}
+# The CPU demo model (the training command's "small" preset encoder) around a randomly initialised MiniLM-shaped BERT.
+SMALL_VIDEO = {**preset_config("small")[0]["video_config"], "conv_impl": "fast"}
 MINILM_TEXT = {"hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 12, "intermediate_size": 1536}
 
 

@@ -16,7 +16,7 @@ import sys
 import sysconfig
 
 import pytest
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 
 TINY = json.dumps(
     {

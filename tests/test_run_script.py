@@ -222,21 +222,3 @@ def test_bf16_flag_trains_under_autocast_and_renders_bf16_heatmaps(script, poses
     assert dtypes and set(dtypes) == {torch.bfloat16}
     losses = [h["loss"] for h in json.load(open(out / "trainer_state.json"))["log_history"] if "loss" in h]
     assert len(losses) == 2 and all(0 < loss < 10 for loss in losses)
-
-
-def test_fused_training_switch_through_config_overrides(script, poses, tmp_path, monkeypatch):
-    """README: `--config_overrides '{"video_config": {"fused_training": true}}'` trains through the fused conv-BN
-    ops (the torch reference on CPU) and saves the switch with the model."""
-    import modeling_skeletonclip.fast_slowonly as fast_slowonly
-
-    calls = []
-    genstats = fast_slowonly.conv2d_genstats
-    monkeypatch.setattr(fast_slowonly, "conv2d_genstats", lambda *args: calls.append(1) or genstats(*args))
-    overrides = json.loads(TINY)
-    overrides["video_config"] = {**overrides.get("video_config", {}), "fused_training": True}
-    out = tmp_path / "run"
-    args = tiny_args(poses, out, "--do_train", "--max_steps", "2", "--save_strategy", "no")
-    args[args.index("--config_overrides") + 1] = json.dumps(overrides)
-    script.main(args)
-    assert calls, "the fused ops ran"
-    assert json.load(open(out / "config.json"))["video_config"]["fused_training"] is True
