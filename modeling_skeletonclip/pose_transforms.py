@@ -24,12 +24,17 @@ from __future__ import annotations
 
 import math
 import os
+import reprlib
 from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
 
+from .pose_dataset import PoseDataError
 from .pose_layouts import get_layout
+
+# Coordinates beyond this many pixels are not poses (float32 arithmetic on them overflows into inf).
+MAX_ABS_COORDINATE = 1e6
 
 __all__ = [
     "PoseClipTransform",
@@ -288,46 +293,76 @@ def flip_keypoints(keypoints: np.ndarray, scores: np.ndarray, width: float, flip
 # ---------------------------------------------------------------------------------------------
 # Row decoding
 # ---------------------------------------------------------------------------------------------
-def _float_array(value, name: str) -> np.ndarray:
+def _clip_name(example: Any, index: Optional[int] = None) -> str:
+    """How errors name a row: its frame_dir (bounded), else its position."""
+    frame_dir = example.get("frame_dir") if isinstance(example, dict) else None
+    if isinstance(frame_dir, str):
+        return f"frame_dir {reprlib.repr(frame_dir)}"
+    return f"Example {index}" if index is not None else "A pose row"
+
+
+def _float_array(value, field: str, clip: str) -> np.ndarray:
     arr = np.asarray(value)
     if arr.dtype == object:  # ragged nesting as returned by some dataset formats: stack the pieces
-        arr = np.stack([_float_array(v, name) for v in arr])
+        arr = np.stack([_float_array(v, field, clip) for v in arr])
+    if arr.dtype.kind not in "fiu":
+        raise PoseDataError(f"{clip}: field {field!r} must hold real numbers, got dtype {arr.dtype}.")
     return arr.astype(np.float32, copy=False)
+
+
+def _int_field(example: dict, field: str, clip: str) -> int:
+    value = np.asarray(example[field])
+    if value.size != 1 or value.dtype.kind not in "iu" or not -(2**62) < int(value.reshape(())) < 2**62:
+        raise PoseDataError(f"{clip}: field {field!r} must be an integer, got {reprlib.repr(example[field])}.")
+    return int(value.reshape(()))
 
 
 def _decode_row(example: dict) -> tuple[np.ndarray, np.ndarray, tuple[float, float], int]:
     """Row -> keypoints [M, T, V, 2], scores [M, T, V], img_shape (h, w), label."""
+    clip = _clip_name(example)
+    if not isinstance(example, dict):
+        raise PoseDataError(f"A pose row must be a dict, got {type(example).__name__}.")
+    missing = [key for key in ("keypoint", "label", "img_shape") if key not in example]
+    if missing:
+        raise PoseDataError(f"{clip}: the pose row lacks field(s) {missing}; got {reprlib.repr(sorted(example))}.")
+    kp = _float_array(example["keypoint"], "keypoint", clip)
+    label = _int_field(example, "label", clip)
     try:
-        kp = _float_array(example["keypoint"], "keypoint")
-        label = int(np.asarray(example["label"]))
-        hw = example["img_shape"]
-        h, w = float(hw[0]), float(hw[1])
-    except KeyError as err:
-        raise ValueError(f"Pose row lacks the key {err.args[0]!r}; got keys {sorted(example)}.") from None
+        if isinstance(example["img_shape"], (str, bytes)):  # "48" would iterate as (4, 8)
+            raise TypeError
+        h, w = (float(v) for v in example["img_shape"])
+    except (TypeError, ValueError):
+        h = w = math.nan
+    if not (0 < h < math.inf and 0 < w < math.inf):
+        raise PoseDataError(f"{clip}: field 'img_shape' must be (h, w) > 0, got {reprlib.repr(example['img_shape'])}.")
     if kp.ndim != 3 or kp.shape[-1] != 2:
-        raise ValueError(
-            f"'keypoint' must be [M*T, V, 2] (2D coordinates), got shape {kp.shape}"
-            f" (frame_dir={example.get('frame_dir')!r})."
+        raise PoseDataError(f"{clip}: field 'keypoint' must be [M*T, V, 2] (2D coordinates), got shape {kp.shape}.")
+    if np.abs(np.nan_to_num(kp, nan=0.0, posinf=0.0, neginf=0.0)).max(initial=0.0) > MAX_ABS_COORDINATE:
+        raise PoseDataError(
+            f"{clip}: field 'keypoint' holds coordinates beyond {MAX_ABS_COORDINATE:g} pixels (largest "
+            f"{np.abs(np.nan_to_num(kp, nan=0.0, posinf=0.0, neginf=0.0)).max():g}); these are not pixel positions."
         )
     rows, V = kp.shape[0], kp.shape[1]
     if "keypoint_score" in example and example["keypoint_score"] is not None:
-        scores = _float_array(example["keypoint_score"], "keypoint_score")
+        scores = _float_array(example["keypoint_score"], "keypoint_score", clip)
         if scores.shape != (rows, V):
-            raise ValueError(f"'keypoint_score' must be [M*T, V] = {(rows, V)}, got {scores.shape}.")
+            raise PoseDataError(f"{clip}: field 'keypoint_score' must be [M*T, V] = {(rows, V)}, got {scores.shape}.")
     else:
         scores = np.ones((rows, V), dtype=np.float32)
     if example.get("num_person") is not None:
-        M = int(np.asarray(example["num_person"]))
+        M = _int_field(example, "num_person", clip)
     elif example.get("total_frames"):
-        M = max(rows // int(np.asarray(example["total_frames"])), 1)
+        M = max(rows // max(_int_field(example, "total_frames", clip), 1), 1)
     else:
         M = 1
-    if M <= 0 or rows == 0:
+    if M < 0 or (M == 0 and rows > 0):
+        raise PoseDataError(f"{clip}: field 'num_person' is {M} but 'keypoint' holds {rows} rows.")
+    if rows == 0:
         # A clip with no person at all: one empty person keeps every shape valid (renders nothing).
-        T = max(int(np.asarray(example.get("total_frames", 1))), 1)
+        T = max(_int_field(example, "total_frames", clip) if "total_frames" in example else 1, 1)
         return np.zeros((1, T, V, 2), np.float32), np.zeros((1, T, V), np.float32), (h, w), label
     if rows % M:
-        raise ValueError(f"'keypoint' has {rows} rows, not a multiple of num_person={M}.")
+        raise PoseDataError(f"{clip}: field 'keypoint' has {rows} rows, not a multiple of num_person={M}.")
     T = rows // M
     return kp.reshape(M, T, V, 2), scores.reshape(M, T, V), (h, w), label
 
@@ -558,23 +593,26 @@ class PoseCollator:
 
         kps, scs, labels = [], [], []
         for i, ex in enumerate(examples):
-            try:
-                kp = np.asarray(ex["keypoints"], dtype=np.float32)
-                sc = np.asarray(ex["keypoint_scores"], dtype=np.float32)
-                label = ex["labels"] if "labels" in ex else ex["label"]
-            except KeyError as err:
-                raise ValueError(
-                    f"Example {i} lacks {err.args[0]!r} (keys: {sorted(ex)}); rows must be transformed by "
-                    "PoseClipTransform first (pass transform= to the collator or use dataset.with_transform)."
-                ) from None
+            clip = _clip_name(ex, i)
+            if not isinstance(ex, dict):
+                raise PoseDataError(f"Example {i}: a transformed clip must be a dict, got {type(ex).__name__}.")
+            missing = [key for key in ("keypoints", "keypoint_scores") if key not in ex]
+            if missing or not ("labels" in ex or "label" in ex):
+                raise PoseDataError(
+                    f"Example {i} lacks {missing or ['label']} (keys: {reprlib.repr(sorted(ex))}); rows must be "
+                    "transformed by PoseClipTransform first (pass transform= to the collator or use "
+                    "dataset.with_transform)."
+                )
+            kp = _float_array(ex["keypoints"], "keypoints", clip)
+            sc = _float_array(ex["keypoint_scores"], "keypoint_scores", clip)
             if kp.ndim != 5 or kp.shape[-1] != 2 or sc.shape != kp.shape[:-1]:
-                raise ValueError(
+                raise PoseDataError(
                     f"Example {i}: expected keypoints [views, M, T, V, 2] and keypoint_scores [views, M, T, V], "
                     f"got {kp.shape} and {sc.shape}."
                 )
             kps.append(kp)
             scs.append(sc)
-            labels.append(int(np.asarray(label)))
+            labels.append(_int_field(ex, "labels" if "labels" in ex else "label", clip))
 
         views, _, T, V, _ = kps[0].shape
         for i, kp in enumerate(kps):

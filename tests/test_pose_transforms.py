@@ -338,6 +338,43 @@ def test_bad_inputs():
         PoseClipTransform("val")(row)
 
 
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("keypoint", lambda row: row["keypoint"].astype(bool), "field 'keypoint' must hold real numbers, got dtype bool"),
+        ("keypoint", lambda row: row["keypoint"].astype(np.complex64), "must hold real numbers, got dtype complex64"),
+        ("keypoint", lambda row: row["keypoint"].astype("datetime64[s]"), "must hold real numbers, got dtype datetime64"),
+        ("keypoint", lambda row: np.where(row["keypoint"] != 0, 3e38, 0).astype(np.float32), "beyond 1e+06 pixels"),
+        ("num_person", lambda row: -1, "field 'num_person' is -1"),
+        ("img_shape", lambda row: "48", "field 'img_shape' must be (h, w) > 0"),
+        ("img_shape", lambda row: (0, 64), "field 'img_shape' must be (h, w) > 0"),
+        ("label", lambda row: 10**30, "field 'label' must be an integer"),
+        ("label", lambda row: "3", "field 'label' must be an integer"),
+        ("keypoint_score", lambda row: row["keypoint_score"][:-1], "field 'keypoint_score' must be [M*T, V]"),
+    ],
+)
+def test_bad_rows_are_pose_data_errors_naming_the_clip_and_the_field(field, value, message):
+    from modeling_skeletonclip.pose_dataset import PoseDataError
+
+    row = make_row()
+    row["frame_dir"] = "S001C001P001R001A001"
+    row[field] = value(row)
+    for mode in ("train", "val"):
+        with pytest.raises(PoseDataError, match="frame_dir 'S001C001P001R001A001'") as err:
+            PoseClipTransform(mode, seed=0)(row)
+        assert message in str(err.value)
+
+
+def test_collator_refuses_bad_examples_by_name():
+    from modeling_skeletonclip.pose_dataset import PoseDataError
+
+    good = PoseClipTransform("val")(make_row())
+    with pytest.raises(PoseDataError, match="Example 1: field 'label' must be an integer"):
+        PoseCollator()([good, {**good, "label": 2.5}])
+    with pytest.raises(PoseDataError, match="Example 0: field 'keypoints' must hold real numbers, got dtype bool"):
+        PoseCollator()([{**good, "keypoints": good["keypoints"] > 0}])
+
+
 # ------------------------------------------------------------------------------------------------
 # The collator
 # ------------------------------------------------------------------------------------------------
