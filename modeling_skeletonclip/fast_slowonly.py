@@ -279,13 +279,18 @@ def _op_namespace() -> str:
         return "skeletonclip_" + hashlib.sha256(source.read()).hexdigest()[:16]
 
 
-_CONV2D_BIAS_RELU = []  # the custom op, registered on first use: importing or loading a model registers nothing
+_OP_NAMESPACE = _op_namespace()  # read once at import: torch.compile cannot trace file reads
+
+
+_CONV2D_BIAS_RELU = []  # the custom op once registered
 
 
 def conv2d_bias_relu_op():
-    """`_conv2d_bias_relu` as a custom op (with a fake implementation, so that torch.compile keeps it whole)."""
+    """`_conv2d_bias_relu` as a custom op (with a fake implementation, so that torch.compile keeps it whole),
+    registered on first use. Registration cannot happen inside a torch.compile trace: on CUDA, where inference in
+    bf16/fp16 uses the op by default, it is registered when this file is imported."""
     if not _CONV2D_BIAS_RELU:
-        namespace = _op_namespace()
+        namespace = _OP_NAMESPACE
         if hasattr(getattr(torch.ops, namespace), "conv2d_bias_relu"):  # an identical copy registered it
             op = getattr(torch.ops, namespace).conv2d_bias_relu.default
         else:
@@ -296,7 +301,14 @@ def conv2d_bias_relu_op():
     return _CONV2D_BIAS_RELU[0]
 
 
+if torch.cuda.is_available():
+    conv2d_bias_relu_op()
+
+
 def conv2d_bias_relu(x, weight, bias, residual, stride: list[int], padding: list[int]) -> torch.Tensor:
+    if not _CONV2D_BIAS_RELU and torch.compiler.is_compiling() and not x.is_cuda:
+        # Traced before any eager call registered the op: off CUDA the op is these plain ops anyway.
+        return _conv2d_bias_relu(x, weight, bias, residual, stride, padding)
     return conv2d_bias_relu_op()(x, weight, bias, residual, stride, padding)
 
 
