@@ -8,6 +8,7 @@ Window bounds are computed in float64 Python arithmetic (as numpy 1.x did for `n
 values in float64.
 """
 
+import json
 import math
 import os
 
@@ -30,6 +31,15 @@ TINY_TEXT = {
     "intermediate_size": 64,
 }
 TINY_HEATMAP = {"train_size": [16, 16], "eval_size": [16, 16]}
+# The training command's `--config_overrides` for a tiny model.
+TINY_OVERRIDES = json.dumps(
+    {
+        "video_config": {"base_channels": 8, "stage_planes": [8, 8, 8], "stage_blocks": [1, 1, 1]},
+        "heatmap_config": {"train_size": [16, 16], "eval_size": [16, 16]},
+        "projection_dim": 16,
+        "frame_embed_dim": 16,
+    }
+)
 
 
 def random_keypoints(batch, persons=1, frames=8, joints=17, size=16, views=None, seed=0):

@@ -6,18 +6,10 @@ import json
 import os
 
 import pytest
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, TINY_OVERRIDES as TINY
 
 from modeling_skeletonclip.synthetic_poses import write_synthetic_poses
 
-TINY = json.dumps(
-    {
-        "video_config": {"base_channels": 8, "stage_planes": [8, 8, 8], "stage_blocks": [1, 1, 1]},
-        "heatmap_config": {"train_size": [16, 16], "eval_size": [16, 16]},
-        "projection_dim": 16,
-        "frame_embed_dim": 16,
-    }
-)
 
 
 @pytest.fixture(scope="module")
