@@ -9,13 +9,8 @@ writes data/synthetic/poses.pkl and data/synthetic/labels.txt (one class name pe
 
 import argparse
 import os
-import sys
 
-try:
-    from modeling_skeletonclip.synthetic_poses import SYNTHETIC_CLASS_NAMES, write_synthetic_poses
-except ImportError:  # run from a checkout without installing the package
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from modeling_skeletonclip.synthetic_poses import SYNTHETIC_CLASS_NAMES, write_synthetic_poses
+from modeling_skeletonclip.synthetic_poses import SYNTHETIC_CLASS_NAMES, write_synthetic_poses
 
 
 def main(argv=None):
