@@ -25,18 +25,18 @@ Flat person-major arrays read back much faster than nested lists (numpy formatti
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import math
 import numbers
 import os
-import pickle
 import re
 from collections.abc import Sequence
-from typing import Any, BinaryIO, Optional, Union
+from typing import Any, Optional, Union
 
 import numpy as np
+
+from .safe_pickle import PoseDataError, UnsafePickleError, safe_load_pickle  # noqa: F401 (re-exported)
 
 logger = logging.getLogger(__name__)
 
@@ -45,151 +45,8 @@ _CACHE_FORMAT_VERSION = 1
 
 
 # --------------------------------------------------------------------------------------------------
-# Restricted unpickling
-# --------------------------------------------------------------------------------------------------
-
-
-class UnsafePickleError(pickle.UnpicklingError):
-    """The pickle refers to a global that is not on the allow-list (it could run code when loaded)."""
-
-
-# Everything a pickle of numpy arrays, numpy scalars and plain Python containers needs, and nothing more.
-# Each entry only constructs data; none of them can call arbitrary functions or import modules.
-_SAFE_GLOBALS = frozenset(
-    {
-        # numpy arrays, dtypes and scalars (numpy 2 names; numpy 1 "numpy.core" names are mapped onto these)
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "scalar"),
-        ("numpy._core.numeric", "_frombuffer"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        # protocol 0-2 pickles write bytes as _codecs.encode(str, "latin1")
-        ("_codecs", "encode"),
-        # plain containers and values
-        ("collections", "OrderedDict"),
-        ("collections", "defaultdict"),
-        ("builtins", "set"),
-        ("builtins", "frozenset"),
-        ("builtins", "tuple"),
-        ("builtins", "list"),
-        ("builtins", "dict"),
-        ("builtins", "complex"),
-        ("builtins", "slice"),
-        ("builtins", "range"),
-        ("builtins", "bytearray"),
-        ("builtins", "bytes"),
-        # Python 2 pickles name the builtins module __builtin__
-        ("__builtin__", "set"),
-        ("__builtin__", "frozenset"),
-        ("__builtin__", "tuple"),
-        ("__builtin__", "list"),
-        ("__builtin__", "dict"),
-        ("__builtin__", "complex"),
-        ("__builtin__", "slice"),
-        ("__builtin__", "bytearray"),
-    }
-)
-# numpy 1.x pickles say numpy.core.*; numpy 2 moved it to numpy._core (numpy.core is a deprecated shim).
-_NUMPY_MODULE_ALIASES = {
-    "numpy.core.multiarray": "numpy._core.multiarray",
-    "numpy.core.numeric": "numpy._core.numeric",
-    "numpy._core.multiarray": "numpy._core.multiarray",
-    "numpy._core.numeric": "numpy._core.numeric",
-}
-
-
-def _numpy_module(module: str) -> str:
-    """The module a numpy global lives in under the installed numpy."""
-    target = _NUMPY_MODULE_ALIASES.get(module, module)
-    if target.startswith("numpy._core") and not hasattr(np, "_core"):  # numpy < 2
-        target = "numpy.core" + target[len("numpy._core"):]
-    return target
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, file, source: str):
-        super().__init__(file, encoding="latin1")  # latin1: numpy arrays pickled by Python 2
-        self._source = source
-
-    def find_class(self, module: str, name: str) -> Any:
-        canonical = _NUMPY_MODULE_ALIASES.get(module, module)
-        if (canonical, name) not in _SAFE_GLOBALS:
-            raise UnsafePickleError(
-                f"Refusing to load {self._source}: the pickle refers to the global '{module}.{name}', which is "
-                f"not a numpy array/scalar or a plain Python container. Pose pickles only need those; a pickle "
-                f"that names other globals can run arbitrary code when loaded. If you trust this file, convert "
-                f"it to plain dicts, lists and numpy arrays first."
-            )
-        if canonical.startswith("numpy"):
-            module = _numpy_module(canonical)
-        elif module == "__builtin__":
-            module = "builtins"
-        return super().find_class(module, name)
-
-
-class _ReadProgress(io.RawIOBase):
-    """A read-only file wrapper that advances a tqdm bar by the bytes read."""
-
-    def __init__(self, f: BinaryIO, bar):
-        self._f, self._bar = f, bar
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._f.read(n)
-        self._bar.update(len(data))
-        return data
-
-    def readinto(self, b) -> int:
-        n = self._f.readinto(b)
-        self._bar.update(n or 0)
-        return n
-
-    def readline(self, size: int = -1) -> bytes:
-        data = self._f.readline(size)
-        self._bar.update(len(data))
-        return data
-
-    def peek(self, n: int = 0) -> bytes:
-        return self._f.peek(n) if hasattr(self._f, "peek") else b""
-
-
-_PROGRESS_MIN_BYTES = 32 * 2**20
-
-
-def safe_load_pickle(path_or_fileobj: Union[str, os.PathLike, BinaryIO]) -> Any:
-    """Loads a pickle that may only contain numpy arrays, numpy dtypes/scalars and plain Python values.
-
-    Any other global named in the pickle (``os.system``, ``builtins.eval``, a class with ``__reduce__``, ...)
-    raises :class:`UnsafePickleError` (a ``pickle.UnpicklingError``) naming the refused ``module.name`` and the
-    file, before anything it names is called. Pickles written by numpy 1 (``numpy.core``) and numpy 2
-    (``numpy._core``) both load, under either numpy. A bar shows progress on files larger than 32 MiB.
-    """
-    if isinstance(path_or_fileobj, (str, os.PathLike)):
-        path = os.fspath(path_or_fileobj)
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size >= _PROGRESS_MIN_BYTES:
-                from datasets.utils.logging import is_progress_bar_enabled
-                from tqdm.auto import tqdm
-
-                with tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024,
-                          desc=f"Reading {os.path.basename(path)}", disable=not is_progress_bar_enabled()) as bar:
-                    return _RestrictedUnpickler(io.BufferedReader(_ReadProgress(f, bar), 1 << 20), path).load()
-            return _RestrictedUnpickler(f, path).load()
-    source = getattr(path_or_fileobj, "name", None)
-    source = str(source) if isinstance(source, (str, os.PathLike)) else "<file object>"
-    return _RestrictedUnpickler(path_or_fileobj, source).load()
-
-
-# --------------------------------------------------------------------------------------------------
 # Schema and label maps
 # --------------------------------------------------------------------------------------------------
-
-
-class PoseDataError(ValueError):
-    """A pose pickle or one of its annotations does not follow the format; the message names file, clip and field."""
 
 
 def pose_features(label_names: Sequence[str], num_joints: int = 17):
@@ -507,7 +364,7 @@ def load_pose_dataset(
 
     Args:
         path: the pickle, ``{"split": {name: [frame_dir, ...]}, "annotations": [dict, ...]}``. It is read with
-            :func:`safe_load_pickle` (numpy arrays and plain Python values only).
+            :func:`safe_load_pickle` (numeric numpy arrays and plain Python values only, within size limits).
         label_map: class names: a text file with one name per line (line k, from 0, names label k; e.g.
             ``data/label_maps/ntu60.txt``), or a list of names. ``None`` names classes ``class_0 .. class_<max label>``.
         splits: build only these splits (default: all of them). Any names work (``xsub_train``, ``xsub_test``, ...).
