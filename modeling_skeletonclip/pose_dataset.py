@@ -31,6 +31,7 @@ import math
 import numbers
 import os
 import re
+import shutil
 from collections.abc import Sequence
 from itertools import islice
 from typing import Any, Optional, Union
@@ -53,6 +54,8 @@ _MAX_COORDINATE = 1e6
 # Largest image side accepted in img_shape / original_shape (stored as int32).
 _MAX_IMAGE_SIDE = 100_000
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+# Files at least this large show a progress bar while hashed (for the cache key) and while read.
+_PROGRESS_MIN_BYTES = 32 * 2**20
 
 
 # --------------------------------------------------------------------------------------------------
@@ -476,6 +479,32 @@ def _cache_root(cache_dir: Optional[str]) -> str:
     return os.fspath(cache_dir)
 
 
+def _file_digest(path: str) -> str:
+    """SHA-256 of the file's content (the cache key: an edit that keeps size and mtime still changes it)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        bar = None
+        if size >= _PROGRESS_MIN_BYTES:
+            from datasets.utils.logging import is_progress_bar_enabled
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024,
+                       desc=f"Hashing {os.path.basename(path)}", disable=not is_progress_bar_enabled())
+        try:
+            while True:
+                chunk = f.read(1 << 22)
+                if not chunk:
+                    break
+                digest.update(chunk)
+                if bar is not None:
+                    bar.update(len(chunk))
+        finally:
+            if bar is not None:
+                bar.close()
+    return digest.hexdigest()
+
+
 def _resolve_num_joints(num_joints: Optional[int], layout) -> int:
     """The joint count every clip must have: the layout's, or a count that a known layout has."""
     if num_joints is not None and (isinstance(num_joints, bool) or not isinstance(num_joints, numbers.Integral)):
@@ -501,10 +530,28 @@ def _resolve_num_joints(num_joints: Optional[int], layout) -> int:
     return int(num_joints)
 
 
+def _read_marker(marker: str) -> Optional[dict]:
+    """The cached conversion's summary ({"names": [...], "splits": {name: rows}}), or None if absent or unreadable."""
+    try:
+        with open(marker, encoding="utf-8") as f:
+            info = json.load(f)
+    except (OSError, ValueError):
+        return None
+    ok = (
+        isinstance(info, dict)
+        and isinstance(info.get("names"), list) and all(isinstance(n, str) for n in info["names"])
+        and isinstance(info.get("splits"), dict)
+        and all(isinstance(n, int) and n >= 0 for n in info["splits"].values())
+    )
+    return info if ok else None
+
+
 def _build_split(path: str, name: str, rows: Optional[list], expected: int, key: str, options: tuple, limits: dict,
                  features, cache_dir: Optional[str], num_proc: Optional[int]):
-    """One split as an Arrow-backed Dataset (from its cache when there is one)."""
+    """One split as an Arrow-backed Dataset, from its cache when intact; a damaged cache is rebuilt with a warning."""
     import datasets
+    from datasets.exceptions import DatasetGenerationError
+    from datasets.packaged_modules.generator.generator import Generator
 
     # datasets' split name: also the Arrow file's name, so short and plain ASCII
     split = re.sub(r"[^A-Za-z0-9_]", "_", name)[:100] or "split"
@@ -518,15 +565,50 @@ def _build_split(path: str, name: str, rows: Optional[list], expected: int, key:
         shards = [rows[k:k + step] for k in range(0, len(rows), step)]
     else:
         shards = [rows]
-    return datasets.Dataset.from_generator(
-        _generate_rows,
+    kwargs = dict(
         features=features,
         cache_dir=cache_dir,
         gen_kwargs={"shards": shards, "path": path, "key": key, "options": options, "limits": limits},
-        num_proc=num_proc if (num_proc or 1) > 1 and len(shards) > 1 else None,
         split=split,
-        fingerprint=hashlib.sha256(f"{key}/{name}".encode()).hexdigest()[:32],
     )
+    fingerprint = hashlib.sha256(f"{key}/{name}".encode()).hexdigest()[:32]
+    # where from_generator keeps this split (the same builder it makes), to tell a cache hit and remove a damaged one
+    builder = Generator(generator=_generate_rows, config_id=f"default-fingerprint={fingerprint}", **kwargs)
+    builder_dir = builder.cache_dir
+    cached = os.path.isdir(builder_dir)
+    for attempt in (0, 1):
+        try:
+            ds = datasets.Dataset.from_generator(
+                _generate_rows,
+                num_proc=num_proc if (num_proc or 1) > 1 and len(shards) > 1 else None,
+                fingerprint=fingerprint,
+                **kwargs,
+            )
+            if ds.num_rows != expected:
+                raise ValueError(f"it holds {ds.num_rows} rows instead of {expected}")
+            return ds
+        except PoseDataError:
+            raise
+        except DatasetGenerationError as e:
+            cause = e.__cause__ or e
+            if isinstance(cause, PoseDataError):
+                raise cause from None
+            if not cached or attempt:
+                raise PoseDataError(
+                    f"{path}: converting split {short_repr(name)} to Arrow failed: {type(cause).__name__}: "
+                    f"{short_repr(str(cause))}."
+                ) from e
+            error = cause
+        except Exception as e:  # a damaged cache: truncated or emptied Arrow file, wrong row count
+            if not cached or attempt:
+                raise
+            error = e
+        logger.warning(
+            "%s: the Arrow cache of split %r (%s) is damaged (%s: %s); rebuilding it.",
+            path, name, builder_dir, type(error).__name__, short_repr(str(error)),
+        )
+        shutil.rmtree(builder_dir, ignore_errors=True)
+        cached = False
 
 
 def load_pose_dataset(
@@ -560,9 +642,10 @@ def load_pose_dataset(
             where it is all zeros (padding). No pixel scale is applied (a true 2D projection of NTU skeletons would
             need one; their x, y are metres, y pointing up); the clip transform's PoseCompact later crops and
             rescales to the box of the non-zero joints. ``img_shape`` defaults to the extent of the coordinates.
-        cache_dir: where the Arrow cache goes (default: the `datasets` cache). The cache is keyed on the file's
-            path, modification time and size and on the options above, so a second load of an unchanged file
-            does not read the pickle at all.
+        cache_dir: where the Arrow cache goes (default: the `datasets` cache). The cache is keyed on a SHA-256 of
+            the file's content and on the options above, so a second load of an unchanged file reads it once (to
+            hash it; a bar shows progress on large files) but does not unpickle it. A damaged cache (e.g. a
+            truncated ``.arrow`` file) is rebuilt, with a warning.
         num_proc: processes that convert rows (forked workers share the loaded pickle; spawned ones re-read it).
         layout: the joint layout (a ``JointLayout``, a registered name such as ``"coco17"``, or its dict); sets
             ``num_joints``.
@@ -604,20 +687,11 @@ def load_pose_dataset(
         raise FileNotFoundError(f"Pose pickle not found: {path}")
     names = None if label_map is None else read_label_map(label_map)
     options = (None if names is None else tuple(names), int(label_offset), int(num_joints), keypoint_3d)
-    st = os.stat(path)
-    key = hashlib.sha256(
-        json.dumps([_CACHE_FORMAT_VERSION, path, st.st_mtime_ns, st.st_size, options]).encode()
-    ).hexdigest()[:32]
+    key = hashlib.sha256(json.dumps([_CACHE_FORMAT_VERSION, _file_digest(path), options]).encode()).hexdigest()[:32]
     root = _cache_root(cache_dir)
     marker = os.path.join(root, "skeletonclip_pose", f"{key}.json")
 
-    info = None
-    if os.path.isfile(marker):
-        try:
-            with open(marker, encoding="utf-8") as f:
-                info = json.load(f)
-        except (OSError, ValueError):
-            info = None
+    info = _read_marker(marker)
     if info is None:  # first load: read and validate now, so that errors surface here as PoseDataError
         _, _, split_rows, names = _load_validated(path, key, options, limits)
         info = {"names": list(names), "splits": {s: len(r) for s, r in split_rows.items()}}
@@ -637,7 +711,7 @@ def load_pose_dataset(
     try:
         for name in wanted:
             # On a cache hit the pickle is not loaded and the generator never runs; if the Arrow files were
-            # removed, _LazySplit makes the generator read the pickle again.
+            # removed or damaged, _LazySplit makes the generator read the pickle again.
             rows = _LOADED[key][2][name] if key in _LOADED else None
             out[name] = _build_split(path, name, rows, info["splits"][name], key, options, limits, features,
                                      cache_dir, num_proc)

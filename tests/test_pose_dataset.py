@@ -162,10 +162,16 @@ def test_safe_load_refuses_arbitrary_classes(tmp_path):
 
 
 def test_progress_bar_path(tmp_path, monkeypatch):
+    # reading (safe_pickle) and hashing for the cache key (pose_dataset) both show a bar on large files
     monkeypatch.setattr(safe_pickle, "_PROGRESS_MIN_BYTES", 0)
+    monkeypatch.setattr(pose_dataset, "_PROGRESS_MIN_BYTES", 0)
     data = make_data()
-    out = safe_load_pickle(dump(data, tmp_path / "p.pkl"))
+    path = dump(data, tmp_path / "p.pkl")
+    out = safe_load_pickle(path)
     np.testing.assert_array_equal(out["annotations"][3]["keypoint"], data["annotations"][3]["keypoint"])
+    ds = load_pose_dataset(path, cache_dir=str(tmp_path / "cache"))["xsub_train"].with_format("numpy")
+    np.testing.assert_array_equal(ds[3]["keypoint"].reshape(data["annotations"][3]["keypoint"].shape),
+                                  data["annotations"][3]["keypoint"])
 
 
 # ---------------------------------------------------------------- load_pose_dataset: schema and conversion
@@ -403,6 +409,38 @@ def test_arrow_cache_removed_is_rebuilt(tmp_path, cache):
     shutil.rmtree(os.path.join(cache, "generator"))
     again = load_pose_dataset(path, cache_dir=cache)
     assert again["xsub_train"].num_rows == n
+
+
+def test_damaged_arrow_cache_is_rebuilt(tmp_path, cache, caplog):
+    path = dump(make_data(), tmp_path / "d.pkl")
+    first = load_pose_dataset(path, cache_dir=cache)
+    arrow = first["xsub_train"].cache_files[0]["filename"]
+    expected = first["xsub_train"].with_format("numpy")[3]["keypoint"]
+    del first
+    with open(arrow, "r+b") as f:  # an interrupted copy or a full disk
+        f.truncate(os.path.getsize(arrow) // 2)
+    with caplog.at_level("WARNING", logger="modeling_skeletonclip.pose_dataset"):
+        again = load_pose_dataset(path, cache_dir=cache)
+    assert "damaged" in caplog.text and "xsub_train" in caplog.text and path in caplog.text
+    assert again["xsub_train"].num_rows == 4
+    np.testing.assert_array_equal(again["xsub_train"].with_format("numpy")[3]["keypoint"], expected)
+
+
+def test_cache_key_is_the_content(tmp_path, cache):
+    """An edit that keeps the size and the modification time is not served from the stale cache."""
+    data = make_data()
+    path = dump(data, tmp_path / "d.pkl")
+    assert load_pose_dataset(path, cache_dir=cache)["xsub_train"][0]["label"] == 0
+    st = os.stat(path)
+    data["annotations"][0]["label"] = 2  # same pickled size
+    dump(data, path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(path).st_size == st.st_size and os.stat(path).st_mtime_ns == st.st_mtime_ns
+    assert load_pose_dataset(path, cache_dir=cache)["xsub_train"][0]["label"] == 2
+    # and a copy of a file elsewhere is the same dataset (the key does not depend on the path)
+    copy = tmp_path / "copy.pkl"
+    copy.write_bytes(open(path, "rb").read())
+    assert load_pose_dataset(str(copy), cache_dir=cache)["xsub_train"][0]["label"] == 2
 
 
 # ---------------------------------------------------------------- what the loader admits: pickles of every kind
