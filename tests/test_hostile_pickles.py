@@ -149,14 +149,14 @@ def nested_shared(depth: int) -> bytes:
     """[[...], [...]] nested `depth` levels, every level the same list twice (2**depth leaves from a few bytes)."""
     out = P.EMPTY_LIST + put(0)
     for k in range(1, depth + 1):
-        out += lst(get(k - 1), get(k - 1)) + put(k)
+        out += P.POP + lst(get(k - 1), get(k - 1)) + put(k)  # only the outermost level stays on the stack
     return out
 
 
 def shared_tuple_key(depth: int) -> bytes:
     out = tup() + put(0)
     for k in range(1, depth + 1):
-        out += tup(get(k - 1), get(k - 1)) + put(k)
+        out += P.POP + tup(get(k - 1), get(k - 1)) + put(k)
     return out
 
 
@@ -257,8 +257,9 @@ for codec in ("utf-8", "rot13", "idna", "unicode_escape", "utf-16"):
 case("exponential_tuple_key", pose(extra=Raw(dct(shared_tuple_key(60), i(1)))), ["expand"])
 case("nested_tuple_key", pose(extra=Raw(dct(tup(tup(i(1)), i(2)), i(1)))), ["key", "flat tuples"])
 case("list_key", program(dct(lst(), i(1))), ["key"], SAFE)
-case("bytes_10gb", program(call(g("__builtin__", "bytes"), i(10**10))), ["builtins.bytes"], SAFE)
-case("bytearray_10gb", program(call(g("__builtin__", "bytearray"), i(10**10))), ["builtins.bytearray"], SAFE)
+for module in ("builtins", "__builtin__"):  # Python 3 and Python 2 names
+    case(f"bytes_10gb_{module}", program(call(g(module, "bytes"), i(10**10))), ["builtins.bytes"], SAFE)
+    case(f"bytearray_10gb_{module}", program(call(g(module, "bytearray"), i(10**10))), ["builtins.bytearray"], SAFE)
 for name, head in {
     "binbytes8": P.BINBYTES8 + struct.pack("<Q", 10**10), "binunicode8": P.BINUNICODE8 + struct.pack("<Q", 10**10),
     "bytearray8": P.BYTEARRAY8 + struct.pack("<Q", 10**10), "binbytes": P.BINBYTES + struct.pack("<I", 2**32 - 1),
