@@ -197,8 +197,8 @@ def _check_shape(u: "_Reader", shape, what: str) -> tuple:
     return shape
 
 
-def _make_array(u: "_Reader", buf, dtype: np.dtype, shape: tuple, order: str, copy: bool, what: str) -> np.ndarray:
-    """An array from exactly prod(shape) * itemsize bytes (one copy at most; bool bytes normalised to 0/1)."""
+def _check_size(u: "_Reader", buf, dtype: np.dtype, shape: tuple, what: str) -> int:
+    """The element count, once the data is exactly prod(shape) * itemsize bytes."""
     count = math.prod(shape)
     if count > u.max_items:
         raise u.refuse(f"{what}: shape {shape} holds {count} elements, more than max_items={u.max_items}")
@@ -208,6 +208,12 @@ def _make_array(u: "_Reader", buf, dtype: np.dtype, shape: tuple, order: str, co
             f"{what}: an array of shape {shape} and dtype {dtype} takes {nbytes} bytes, but the file gives {len(buf)}"
         )
     u.alloc(_OBJ + nbytes)
+    return count
+
+
+def _make_array(u: "_Reader", buf, dtype: np.dtype, shape: tuple, order: str, copy: bool, what: str) -> np.ndarray:
+    """An array from exactly prod(shape) * itemsize bytes (one copy at most; bool bytes normalised to 0/1)."""
+    count = _check_size(u, buf, dtype, shape, what)
     flat = np.frombuffer(buf, dtype=dtype, count=count) if count else np.empty(0, dtype)
     if dtype.kind == "b":  # a bool byte other than 0/1 is not a valid numpy bool
         flat, copy = flat.view(np.uint8) != 0, False
@@ -279,7 +285,14 @@ def _finish_array(u: "_Reader", state) -> np.ndarray:
     if type(raw) is list:
         raise u.refuse(f"{what}: the data is a list of Python objects (an object array); only numeric data is allowed")
     raw = _as_bytes(u, raw, what)
-    return _make_array(u, raw, dtype, shape, "F" if fortran else "C", True, what)
+    if dtype.kind == "b" or type(raw) is not bytes:
+        return _make_array(u, raw, dtype, shape, "F" if fortran else "C", True, what)
+    _check_size(u, raw, dtype, shape, what)
+    # numpy's own set-state, with arguments now known to be sound (a plain numeric dtype made here, int sizes,
+    # exactly the bytes they need): like pickle, it keeps a large buffer as the array's memory instead of a copy
+    arr = np.ndarray((0,), np.uint8)
+    arr.__setstate__((shape, dtype, bool(fortran), raw))
+    return arr
 
 
 def _build_frombuffer(u: "_Reader", args: tuple):
@@ -522,6 +535,13 @@ class _Reader:
     def _tuple_cost(self, items) -> tuple:
         cost, depth, special = _OBJ + _SLOT * len(items), 1, False
         for x in items:
+            t = type(x)
+            if t is str or t is bytes:  # the common cases first: every numpy array pickles a few tuples
+                cost += _OBJ + len(x)
+                continue
+            if t in _ATOMS:
+                cost += _OBJ
+                continue
             c, d, s = self.measure(x)
             cost += c
             if d >= depth:
@@ -863,7 +883,7 @@ def _op_pop_mark(u):
 
 def _op_dup(u):
     u.alloc(_SLOT)
-    u.push(u.stack[-1])
+    u.stack.append(u.stack[-1])
 
 
 def _op_proto(u):
@@ -893,59 +913,59 @@ def _int_line(u, line: bytes, long: bool):
 
 def _op_int(u):
     u.alloc(_OBJ)
-    u.push(_int_line(u, u.readline(), False))
+    u.stack.append(_int_line(u, u.readline(), False))
 
 
 def _op_long(u):
     u.alloc(_OBJ)
-    u.push(_int_line(u, u.readline(), True))
+    u.stack.append(_int_line(u, u.readline(), True))
 
 
 def _op_binint(u):
-    u.push(struct.unpack("<i", u.read(4))[0])
+    u.stack.append(struct.unpack("<i", u.read(4))[0])
 
 
 def _op_binint1(u):
-    u.push(u.read(1)[0])
+    u.stack.append(u.read(1)[0])
 
 
 def _op_binint2(u):
-    u.push(struct.unpack("<H", u.read(2))[0])
+    u.stack.append(struct.unpack("<H", u.read(2))[0])
 
 
 def _op_long1(u):
     n = u.read(1)[0]
     u.alloc(_OBJ + n)
-    u.push(int.from_bytes(u.read(n), "little", signed=True))
+    u.stack.append(int.from_bytes(u.read(n), "little", signed=True))
 
 
 def _op_long4(u):
     n = u.sized("<i", 4)
     u.alloc(_OBJ + n)
-    u.push(int.from_bytes(u.read(n), "little", signed=True))
+    u.stack.append(int.from_bytes(u.read(n), "little", signed=True))
 
 
 def _op_float(u):
     line = u.readline()
     if len(line) > 400:
         raise u.corrupt("a float literal of more than 400 characters")
-    u.push(float(line))
+    u.stack.append(float(line))
 
 
 def _op_binfloat(u):
-    u.push(struct.unpack(">d", u.read(8))[0])
+    u.stack.append(struct.unpack(">d", u.read(8))[0])
 
 
 def _op_none(u):
-    u.push(None)
+    u.stack.append(None)
 
 
 def _op_true(u):
-    u.push(True)
+    u.stack.append(True)
 
 
 def _op_false(u):
-    u.push(False)
+    u.stack.append(False)
 
 
 def _op_string(u):
@@ -959,7 +979,7 @@ def _op_string(u):
 def _op_unicode(u):
     raw = u.readline()
     u.alloc(_OBJ + len(raw))
-    u.push(str(raw, "raw-unicode-escape"))
+    u.stack.append(str(raw, "raw-unicode-escape"))
 
 
 def _op_binstring(u):
@@ -999,34 +1019,36 @@ def _op_bytearray8(u):
 
 
 def _op_empty_list(u):
-    u.push(u.register([]))
+    u.stack.append(u.register([]))
 
 
 def _op_empty_dict(u):
-    u.push(u.register({}))
+    u.stack.append(u.register({}))
 
 
 def _op_empty_set(u):
-    u.push(u.register(set()))
+    u.stack.append(u.register(set()))
 
 
 def _op_empty_tuple(u):
-    u.push(())
+    u.stack.append(())
 
 
 def _op_list(u):
-    u.push(u.new_list(u.pop_mark()))
+    items = u.pop_mark()  # first: it replaces u.stack
+    u.stack.append(u.new_list(items))
 
 
 def _op_dict(u):
     items = u.pop_mark()
     d = u.register({})
     u.set_items(d, items)
-    u.push(d)
+    u.stack.append(d)
 
 
 def _op_tuple(u):
-    u.push(u.new_tuple(u.pop_mark()))
+    items = u.pop_mark()  # first: it replaces u.stack
+    u.stack.append(u.new_tuple(items))
 
 
 def _op_tuple_n(n):
@@ -1035,12 +1057,13 @@ def _op_tuple_n(n):
             raise u.corrupt(f"TUPLE{n} with fewer than {n} items on the stack")
         items = u.stack[-n:]
         del u.stack[-n:]
-        u.push(u.new_tuple(items))
+        u.stack.append(u.new_tuple(items))
     return op
 
 
 def _op_frozenset(u):
-    u.push(u.new_frozenset(u.pop_mark()))
+    items = u.pop_mark()  # first: it replaces u.stack
+    u.stack.append(u.new_frozenset(items))
 
 
 def _op_append(u):
@@ -1083,7 +1106,7 @@ def _memo_get(u, idx: int):
     except KeyError:
         raise u.corrupt(f"memo entry {idx} is used before it was stored") from None
     u.alloc(_SLOT)
-    u.push(obj)
+    u.stack.append(obj)
 
 
 def _op_put(u):

@@ -716,3 +716,17 @@ def test_any_split_name_loads(tmp_path, cache):
     dd = load_pose_dataset(dump(data, tmp_path / "d.pkl"), cache_dir=cache)
     assert list(dd) == names and [dd[n].num_rows for n in names] == [1, 2, 0]
     assert dd["a..b"][1]["frame_dir"] == "clip2"
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 4, 5])
+def test_safe_load_arrays_match_pickle(protocol):
+    """Arrays come back as pickle makes them: values, dtype (big-endian data in native order), memory order and
+    writeability (a large buffer becomes the array's memory, as numpy's set-state does)."""
+    arrays = [np.arange(6, dtype=">f4").reshape(2, 3), np.asfortranarray(np.ones((300, 4), "<f8")),
+              np.arange(24, dtype=np.int16).reshape(2, 3, 4).transpose(1, 0, 2), np.array([True, False]),
+              np.zeros((0, 17, 2), np.float16), np.arange(5000, dtype=">i8"), np.array([1 + 2j], np.complex64)]
+    raw = pickle.dumps(arrays, protocol=protocol)
+    for ours, theirs in zip(safe_load_pickle(io.BytesIO(raw)), pickle.loads(raw)):
+        np.testing.assert_array_equal(ours, theirs)
+        assert ours.dtype == theirs.dtype and ours.shape == theirs.shape
+        assert ours.flags.f_contiguous == theirs.flags.f_contiguous and ours.flags.writeable == theirs.flags.writeable
