@@ -374,3 +374,19 @@ def test_hostile_file_fails_cleanly(isolated_runs, name):
 def test_control_file_loads(isolated_runs):
     result = isolated_runs["control_valid_file"].result
     assert result == {"ok": True, "rows": {"train": 2}}, isolated_runs["control_valid_file"].describe()
+
+
+def test_harness_reports_crashes_and_hangs_per_case(tmp_path):
+    """A case that kills its worker or hangs is reported as such, on that case alone, and the cases after it run."""
+    files = {"abort": program(call(g("os", "abort"))), "sleep": program(call(g("time", "sleep"), i(60))),
+             "valid": CASES["control_valid_file"][0]}
+    for name, data in files.items():
+        files[name] = tmp_path / f"{name}.pkl"
+        files[name].write_bytes(data)
+    # unrestricted pickle.load runs what the files name: os.abort(), time.sleep(60)
+    crash, hang, after = run_loader_isolated(
+        [("pickle.load", files["abort"], None), ("pickle.load", files["sleep"], None),
+         ("safe_load_pickle", files["valid"], None)], timeout=2.0, jobs=1)
+    assert crash.result is None and not crash.timed_out and crash.returncode < 0, crash.describe()  # a signal
+    assert hang.result is None and hang.timed_out, hang.describe()
+    assert after.result == {"ok": True, "type": "dict"}, after.describe()
