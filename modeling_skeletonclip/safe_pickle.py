@@ -148,6 +148,10 @@ _TYPESTR = re.compile(r"[biufc][0-9]{1,2}")
 _NUMERIC_KINDS = "biufc"
 # Values that hold no references: their cost is fixed and they can be dict keys.
 _ATOMS = frozenset({type(None), bool, float, complex} | {np.dtype(c).type for c in "?bBhHiIlLqQefdgFDG"})
+# Scalars that may be dict keys or set elements (see _Reader.key_cost): no complex, no longdouble (whose values
+# outnumber their hashes).
+_KEY_NUMBERS = frozenset({type(None), bool, int, float} | {np.dtype(c).type for c in "?bBhHiIlLqQefd"})
+_KEY_INT_BOUND = 2**61
 _LATIN1 = frozenset({"latin1", "latin-1", "latin_1", "iso-8859-1", "iso8859-1", "l1"})
 
 # Cost model of the expanded size (bytes): every object, every reference to it, and its payload.
@@ -550,38 +554,45 @@ class _Reader:
         return cost, depth, special
 
     def key_cost(self, k) -> int:
-        """Expanded cost of a dict key or set element, checked before it is hashed."""
-        t = type(k)
-        if t is str or t is bytes:
-            n = len(k)
-        elif t is int:
-            n = k.bit_length() >> 3
-        elif t in _ATOMS:
-            n = 8
-        elif t is tuple:
+        """Expanded cost of a dict key or set element, checked before it is hashed.
+
+        Keys are str, bytes, None, bool, int, float (or numpy bool/int/float scalars) or flat tuples of at most 16
+        of them. str and bytes hashes are salted; ints, floats and tuples of them are not, so only values whose
+        hashes cannot be made to collide in bulk are admitted: ints below 2**61 in magnitude (their hash is
+        themselves), no complex numbers (whose hash any two pairs a - 1000003 k, k share).
+        """
+        if type(k) is tuple:
             if len(k) > _MAX_KEY_ITEMS:
                 raise self.refuse(f"a dict key or set element is a tuple of {len(k)} items (at most {_MAX_KEY_ITEMS})")
             n = _SLOT * len(k)
             for e in k:
-                te = type(e)
-                if te is str or te is bytes:
-                    n += len(e)
-                elif te is int:
-                    n += e.bit_length() >> 3
-                elif te in _ATOMS:
-                    n += 8
-                else:
+                if type(e) is tuple:
                     raise self.refuse(
-                        f"a dict key or set element is a tuple holding {self.describe(e)}; keys must be scalars or "
-                        f"flat tuples of scalars"
+                        f"a dict key or set element is a tuple holding a tuple; keys must be scalars or flat tuples "
+                        f"of scalars"
                     )
+                n += self._scalar_key_size(e)
         else:
-            raise self.refuse(
-                f"a dict key or set element is {self.describe(k)}; keys must be scalars or flat tuples of scalars"
-            )
+            n = self._scalar_key_size(k)
         if n > self.max_key_bytes:
             raise self.refuse(f"a dict key or set element of {n} bytes (max_key_bytes={self.max_key_bytes})")
         return _OBJ + n
+
+    def _scalar_key_size(self, k) -> int:
+        t = type(k)
+        if t is str or t is bytes:
+            return len(k)
+        if t in _KEY_NUMBERS:
+            if t is not float and t is not bool and t is not type(None) and not -_KEY_INT_BOUND < k < _KEY_INT_BOUND:
+                raise self.refuse(
+                    f"a dict key or set element is the integer {short_repr(k)}; integer keys must be below 2**61 in "
+                    f"magnitude (larger ones can share a hash in bulk and make building the dict quadratic)"
+                )
+            return 8
+        raise self.refuse(
+            f"a dict key or set element is {self.describe(k)}; keys must be str, bytes, None, bool, int or float "
+            f"scalars or flat tuples of them"
+        )
 
     def value_info(self, x, where: str) -> tuple:
         cost, depth, special = self.measure(x)
