@@ -148,10 +148,10 @@ _TYPESTR = re.compile(r"[biufc][0-9]{1,2}")
 _NUMERIC_KINDS = "biufc"
 # Values that hold no references: their cost is fixed and they can be dict keys.
 _ATOMS = frozenset({type(None), bool, float, complex} | {np.dtype(c).type for c in "?bBhHiIlLqQefdgFDG"})
-# Scalars that may be dict keys or set elements (see _Reader.key_cost): no complex, no longdouble (whose values
-# outnumber their hashes).
-_KEY_NUMBERS = frozenset({type(None), bool, int, float} | {np.dtype(c).type for c in "?bBhHiIlLqQefd"})
-_KEY_INT_BOUND = 2**61
+# Keys of one dict or set that may share a hash. str and bytes hashes are salted; int, float, complex and tuple
+# hashes are not, and any number of keys can be made to share one (ints that differ by multiples of 2**61 - 1), which
+# makes building the dict quadratic: minutes for 60000 keys. Distinct real keys practically never share a hash.
+_MAX_SHARED_HASH = 8
 _LATIN1 = frozenset({"latin1", "latin-1", "latin_1", "iso-8859-1", "iso8859-1", "l1"})
 
 # Cost model of the expanded size (bytes): every object, every reference to it, and its payload.
@@ -471,6 +471,7 @@ class _Reader:
         # id(container) -> [cost, depth, special, obj, sealed] (mutable) or (cost, depth, special, obj); obj pins the id
         self.info: dict = {}
         self.allocated = 0
+        self.key_hashes: dict = {}  # id(dict or set) -> {hash: keys}, for keys with unsalted hashes
 
     # ---------------------------------------------------------------- errors
 
@@ -554,13 +555,7 @@ class _Reader:
         return cost, depth, special
 
     def key_cost(self, k) -> int:
-        """Expanded cost of a dict key or set element, checked before it is hashed.
-
-        Keys are str, bytes, None, bool, int, float (or numpy bool/int/float scalars) or flat tuples of at most 16
-        of them. str and bytes hashes are salted; ints, floats and tuples of them are not, so only values whose
-        hashes cannot be made to collide in bulk are admitted: ints below 2**61 in magnitude (their hash is
-        themselves), no complex numbers (whose hash any two pairs a - 1000003 k, k share).
-        """
+        """Expanded cost of a dict key or set element (a scalar or a flat tuple of at most 16), before it is hashed."""
         if type(k) is tuple:
             if len(k) > _MAX_KEY_ITEMS:
                 raise self.refuse(f"a dict key or set element is a tuple of {len(k)} items (at most {_MAX_KEY_ITEMS})")
@@ -568,8 +563,8 @@ class _Reader:
             for e in k:
                 if type(e) is tuple:
                     raise self.refuse(
-                        f"a dict key or set element is a tuple holding a tuple; keys must be scalars or flat tuples "
-                        f"of scalars"
+                        "a dict key or set element is a tuple holding a tuple; keys must be scalars or flat tuples "
+                        "of scalars"
                     )
                 n += self._scalar_key_size(e)
         else:
@@ -582,17 +577,34 @@ class _Reader:
         t = type(k)
         if t is str or t is bytes:
             return len(k)
-        if t in _KEY_NUMBERS:
-            if t is not float and t is not bool and t is not type(None) and not -_KEY_INT_BOUND < k < _KEY_INT_BOUND:
-                raise self.refuse(
-                    f"a dict key or set element is the integer {short_repr(k)}; integer keys must be below 2**61 in "
-                    f"magnitude (larger ones can share a hash in bulk and make building the dict quadratic)"
-                )
+        if t is int:
+            return k.bit_length() >> 3
+        if t in _ATOMS:
             return 8
         raise self.refuse(
-            f"a dict key or set element is {self.describe(k)}; keys must be str, bytes, None, bool, int or float "
-            f"scalars or flat tuples of them"
+            f"a dict key or set element is {self.describe(k)}; keys must be scalars (str, bytes, None, bool, "
+            f"numbers) or flat tuples of them"
         )
+
+    def check_hashes(self, owner, keys):
+        """Refuses keys of one container that share a hash beyond chance (a hash-flooding pattern)."""
+        counts = None
+        for k in keys:
+            t = type(k)
+            if t is str or t is bytes:  # salted: cannot be made to collide
+                continue
+            if counts is None:
+                counts = self.key_hashes.setdefault(id(owner), {})
+            h = hash(k)  # bounded: key_cost sized it first
+            c = counts.get(h, 0) + 1
+            if c == 1:
+                self.alloc(_OBJ)
+            elif c > _MAX_SHARED_HASH:
+                raise self.refuse(
+                    f"more than {_MAX_SHARED_HASH} keys of one dict or set share one hash (e.g. {short_repr(k)}): "
+                    f"a hash-flooding pattern, which would make building it take quadratic time"
+                )
+            counts[h] = c
 
     def value_info(self, x, where: str) -> tuple:
         cost, depth, special = self.measure(x)
@@ -653,6 +665,7 @@ class _Reader:
             if d >= depth:
                 depth = d + 1
         self.grew(info, mapping, cost, depth, len(items) // 2, len(items), "dict")
+        self.check_hashes(mapping, items[0::2])
         for i in range(0, len(items), 2):
             mapping[items[i]] = items[i + 1]
 
@@ -662,6 +675,7 @@ class _Reader:
         for x in items:
             cost += _SLOT + self.key_cost(x)
         self.grew(info, s, cost, 2, len(items), len(items), "set")
+        self.check_hashes(s, items)
         s.update(items)
 
     def new_list(self, items: list):
@@ -687,6 +701,8 @@ class _Reader:
             raise self.refuse(f"a frozenset of more than {self.max_items} items (max_items)")
         self.check_limit(cost, "a frozenset")
         self.alloc(_OBJ + _SLOT * len(items))
+        self.check_hashes(items, items)
+        self.key_hashes.pop(id(items), None)
         fs = frozenset(items)
         self.info[id(fs)] = (cost, 2, False, fs)
         return fs

@@ -257,15 +257,18 @@ for codec in ("utf-8", "rot13", "idna", "unicode_escape", "utf-16"):
 case("exponential_tuple_key", pose(extra=Raw(dct(shared_tuple_key(60), i(1)))), ["expand"])
 case("nested_tuple_key", pose(extra=Raw(dct(tup(tup(i(1)), i(2)), i(1)))), ["key", "flat tuples"])
 case("list_key", program(dct(lst(), i(1))), ["key"], SAFE)
-# ints that differ by multiples of 2**61 - 1 and complex numbers (a - 1000003 k, k) all share one hash: building a
-# set or dict of 60000 of them takes minutes. Such keys are refused by value.
-flood_ints = b"".join(i(k * (2**61 - 1)) for k in range(1, 60_000))
-case("hash_flood_int_set", pose(extra=Raw(P.EMPTY_SET + P.MARK + flood_ints + P.ADDITEMS)), ["2**61", "key"])
-flood_pairs = b"".join(i(k * (2**61 - 1)) + NONE for k in range(1, 60_000))
-case("hash_flood_int_dict", pose(extra=Raw(P.EMPTY_DICT + P.MARK + flood_pairs + P.SETITEMS)), ["2**61", "key"])
+# ints that differ by multiples of 2**61 - 1, tuples of them and complex numbers (a - 1000003 k, k) all share one
+# hash: building a set or dict of 60000 of them takes minutes.
+flood = [i(k * (2**61 - 1)) for k in range(1, 60_000)]
+case("hash_flood_int_set", pose(extra=Raw(P.EMPTY_SET + P.MARK + b"".join(flood) + P.ADDITEMS)), ["share one hash"])
+case("hash_flood_int_dict", pose(extra=Raw(P.EMPTY_DICT + P.MARK + b"".join(k + NONE for k in flood) + P.SETITEMS)),
+     ["share one hash"])
+case("hash_flood_tuple_dict", pose(extra=Raw(P.EMPTY_DICT + P.MARK + b"".join(k + i(0) + P.TUPLE2 + NONE for k in flood)
+                                             + P.SETITEMS)), ["share one hash"])
 flood_complex = b"".join(call(g("builtins", "complex"), P.BINFLOAT + struct.pack(">d", 1000003.0 * k),
                               P.BINFLOAT + struct.pack(">d", -float(k))) for k in range(1, 60_000))
-case("hash_flood_complex_set", pose(extra=Raw(P.EMPTY_SET + P.MARK + flood_complex + P.ADDITEMS)), ["complex", "key"])
+case("hash_flood_complex_set", pose(extra=Raw(P.EMPTY_SET + P.MARK + flood_complex + P.ADDITEMS)), ["share one hash"])
+case("hash_flood_frozenset", program(P.MARK + b"".join(flood) + P.FROZENSET), ["share one hash"], SAFE)
 for module in ("builtins", "__builtin__"):  # Python 3 and Python 2 names
     case(f"bytes_10gb_{module}", program(call(g(module, "bytes"), i(10**10))), ["builtins.bytes"], SAFE)
     case(f"bytearray_10gb_{module}", program(call(g(module, "bytearray"), i(10**10))), ["builtins.bytearray"], SAFE)

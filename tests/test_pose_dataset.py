@@ -74,6 +74,8 @@ def test_safe_load_roundtrips_numpy_and_containers(tmp_path, protocol):
         "fs": frozenset({3}),
         "tuple": (1, "x", None, 2.5, True, b"raw"),
         "complex": 1 + 2j,
+        "keys": {2**64 + 7: "big int", (1, "a", None): "tuple", 2.5: "float", b"k": "bytes", None: "none"},
+        "numbers": set(range(-1000, 1000)),
     }
     path = dump(obj, tmp_path / "ok.pkl", protocol)
     out = safe_load_pickle(path)
