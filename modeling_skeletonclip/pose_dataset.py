@@ -32,6 +32,7 @@ import numbers
 import os
 import re
 import shutil
+from collections import Counter
 from collections.abc import Sequence
 from itertools import islice
 from typing import Any, Optional, Union
@@ -98,9 +99,9 @@ def read_label_map(label_map: Union[str, os.PathLike, Sequence[str]]) -> list[st
         source = "label_map"
     if not names:
         raise PoseDataError(f"Label map {source} names no classes.")
-    dupes = sorted({n for n in names if names.count(n) > 1})
+    dupes = sorted(n for n, count in Counter(names).items() if count > 1)
     if dupes:
-        raise PoseDataError(f"Label map {source}: class names must be unique; repeated: {dupes[:5]}.")
+        raise PoseDataError(f"Label map {source}: class names must be unique; repeated: {short_repr(dupes[:5])}.")
     return names
 
 
@@ -679,7 +680,7 @@ def load_pose_dataset(
         ValueError for bad arguments (``keypoint_3d``, ``num_joints`` / ``layout``).
     """
     if keypoint_3d not in ("refuse", "project_xy"):
-        raise ValueError(f"keypoint_3d must be 'refuse' or 'project_xy'; got {keypoint_3d!r}.")
+        raise ValueError(f"keypoint_3d must be 'refuse' or 'project_xy'; got {short_repr(keypoint_3d)}.")
     num_joints = _resolve_num_joints(num_joints, layout)
     limits = dict(pickle_limits or {})
     path = os.path.abspath(os.fspath(path))
