@@ -319,9 +319,10 @@ def _validate(data: Any, path: str, names: Optional[list[str]], label_offset: in
     if clipped:
         lo = min(metas[i]["score_range"][0] for i in clipped)
         hi = max(metas[i]["score_range"][1] for i in clipped)
+        first = _where(path, clipped[0], anns[clipped[0]])[len(path) + 2:]  # the clip, without the path again
         logger.warning(
             "%s: %d clip(s) (first: %s) have keypoint_score outside [0, 1] (from %.4g to %.4g); the scores are "
-            "clipped to [0, 1].", path, len(clipped), _where(path, clipped[0], anns[clipped[0]])[len(path) + 2:], lo, hi,
+            "clipped to [0, 1].", path, len(clipped), first, lo, hi,
         )
 
     # labels

@@ -14,7 +14,8 @@ every allowed global is a stand-in that checks its arguments and builds the valu
 
 Limits apply while the data is built, before anything large exists: nesting depth, the *expanded* size (every use
 of a shared memo reference counts the object again, so a few bytes cannot stand for a large tree), the length of
-one container, and dict keys / set elements (scalars or flat tuples of them, sized before they are hashed).
+one container, and dict keys / set elements (scalars or flat tuples of them, sized before they are hashed; more
+than a few keys of one container sharing a hash are refused as hash flooding).
 Declared lengths larger than what is left of the file are refused before anything is read.
 
 Every failure is an :class:`UnsafePickleError` that names the file; it is both a :class:`PoseDataError` and a
@@ -1350,7 +1351,8 @@ def safe_load_pickle(
         UnsafePickleError (a PoseDataError and a ``pickle.UnpicklingError``) naming the file: a global outside the
         allow-list (named as ``module.name``), a dtype other than a plain numeric one or with forged state, array
         data whose length does not match its shape, persistent ids (torch checkpoints), out-of-band buffers, a
-        limit exceeded, a length larger than the rest of the file; an empty, truncated or damaged file.
+        limit exceeded, keys that share a hash (hash flooding), a length larger than the rest of the file; an
+        empty, truncated or damaged file (one that is a zip, e.g. a torch checkpoint, is named as such).
     """
     limits = (max_depth, max_expanded_bytes, max_items, max_key_bytes)
     if isinstance(path_or_fileobj, (str, os.PathLike)):
