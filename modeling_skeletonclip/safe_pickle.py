@@ -836,9 +836,6 @@ class _Reader:
 
     # ---------------------------------------------------------------- stack helpers
 
-    def push(self, x):
-        self.stack.append(x)
-
     def pop_mark(self) -> list:
         if not self.metastack:
             raise self.corrupt("an opcode needs a MARK that is not there")
@@ -880,7 +877,7 @@ class _Reader:
                 f"arbitrary code when loaded. If you trust this file, convert it to plain dicts, lists and numpy "
                 f"arrays first"
             )
-        self.push(g)
+        self.stack.append(g)
 
 
 def _default_limit(size: int) -> int:
