@@ -11,7 +11,7 @@ from .modeling_skeletonclip import (
     SkeletonClipOutput,
     SkeletonClipPreTrainedModel,
 )
-from .pose_dataset import load_pose_dataset, safe_load_pickle
+from .pose_dataset import PoseDataError, UnsafePickleError, load_pose_dataset, safe_load_pickle
 from .pose_layouts import COCO17, JointLayout
 from .pose_transforms import PoseClipTransform, PoseCollator
 from .text_encoders import load_pretrained_text_encoder
@@ -42,6 +42,7 @@ __all__ = [
     "JointLayout",
     "PoseClipTransform",
     "PoseCollator",
+    "PoseDataError",
     "SkeletonClipActionRecognitionOutput",
     "SkeletonClipConfig",
     "SkeletonClipForActionRecognition",
@@ -52,6 +53,7 @@ __all__ = [
     "SkeletonClipTrainer",
     "SkeletonClipTrainingArguments",
     "SkeletonClipVideoConfig",
+    "UnsafePickleError",
     "load_pose_dataset",
     "load_pretrained_text_encoder",
     "render_heatmaps",

@@ -183,3 +183,161 @@ def reference_heatmaps(
     flipped_scores = scores[:, :, :, perm]
     view_flip = _render_one_view(flipped, flipped_scores, size, sigma, with_joints, with_limbs, limbs)
     return np.stack([view, view_flip], axis=1)
+
+
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Isolated loader runs (hostile files)
+# ----------------------------------------------------------------------------------------------------------------
+
+# Runs cases one after the other in a fresh interpreter, reporting each case's start and result on its own line.
+# The package __init__ imports transformers and torch (about 10 s); the loader needs only numpy (and datasets once a
+# file validates), so its modules are imported without the package's __init__.
+_LOADER_WORKER = r"""
+import json, pickle, sys, traceback, types
+
+request = json.load(open(sys.argv[1]))
+package = types.ModuleType("modeling_skeletonclip")
+package.__path__ = [request["package_dir"]]
+sys.modules["modeling_skeletonclip"] = package
+from modeling_skeletonclip import pose_dataset  # noqa: E402
+
+if any(case["call"] == "load_pose_dataset" for _, case in request["cases"]):
+    import datasets  # noqa: E402,F401  (imported up front: a case's clock measures the loader, not imports)
+
+
+def run(case):
+    try:
+        if case["call"] == "pickle.load":  # unrestricted, to check that this harness sees crashes and hangs
+            with open(case["path"], "rb") as f:
+                out = pickle.load(f)
+        else:
+            out = getattr(pose_dataset, case["call"])(case["path"], **case["kwargs"])
+    except BaseException as e:  # everything is reported: the test decides what is acceptable
+        return {"ok": False, "type": type(e).__name__, "pose_error": isinstance(e, pose_dataset.PoseDataError),
+                "unpickling_error": isinstance(e, pickle.UnpicklingError), "message": str(e)[:4000],
+                "traceback": traceback.format_exc()[-4000:]}
+    if case["call"] == "load_pose_dataset":
+        return {"ok": True, "rows": {name: split.num_rows for name, split in out.items()}}
+    return {"ok": True, "type": type(out).__name__}
+
+
+for index, case in request["cases"]:
+    print("@@START@@", index, flush=True)
+    print("@@RESULT@@", index, json.dumps(run(case)), flush=True)
+"""
+
+# Address space of one worker: a clean load (numpy, datasets, pyarrow) reserves about 1.7 GB of it while using
+# ~150 MB of memory; a hostile file that asks for more gets a MemoryError instead of the machine's memory.
+LOADER_MEMORY_LIMIT = 3 * 2**30
+# Wall-clock time one case may take, from its start (the worker's imports are not counted): a case takes well
+# under a second; the margin is for a busy machine.
+LOADER_TIMEOUT = 10.0
+
+
+class IsolatedRun:
+    """The outcome of one `run_loader_isolated` case: `result` (the worker's dict) or why there is none."""
+
+    def __init__(self, path, result=None, returncode=None, timed_out=False, stderr=""):
+        self.path, self.result, self.returncode = path, result, returncode
+        self.timed_out, self.stderr = timed_out, stderr
+
+    def describe(self) -> str:
+        if self.timed_out:
+            return f"{self.path}: timed out"
+        if self.result is None:
+            status = self.returncode
+            return f"{self.path}: no result (the worker ended with status {status}); stderr:\n{self.stderr[-3000:]}"
+        return f"{self.path}: {self.result}"
+
+
+def run_loader_isolated(cases, timeout=LOADER_TIMEOUT, memory_limit=LOADER_MEMORY_LIMIT, jobs=2):
+    """Runs ``pose_dataset.<call>(path, **kwargs)`` for each ``(call, path, kwargs)`` case in worker processes with a
+    memory limit (RLIMIT_AS) and a per-case wall-clock timeout. Returns one `IsolatedRun` per case, in order.
+
+    Start-up (imports) dominates a case's cost, so a worker runs several cases in turn, ``jobs`` workers at a time,
+    and reports each case's start and result on its own line. A case that kills its worker (a signal, a crash) or
+    runs past the timeout gets that as its outcome, and the cases after it go on in a fresh worker: no case hides
+    another.
+    """
+    import json
+    import resource
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    def limit_memory():
+        resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", HF_DATASETS_OFFLINE="1",
+               HF_HUB_OFFLINE="1", PYTHONPATH=os.pathsep.join([REPO_ROOT, os.environ.get("PYTHONPATH", "")]))
+    package_dir = os.path.join(REPO_ROOT, "modeling_skeletonclip")
+    runs = [None] * len(cases)
+    queues = [list(range(len(cases)))[k::jobs] for k in range(jobs)]  # interleaved: slow cases spread out
+    workers = {}  # queue number -> (process, stdout file, stderr file, started case, its start time)
+    with tempfile.TemporaryDirectory() as logs:
+        launched = 0
+
+        def launch(q):
+            nonlocal launched
+            launched += 1
+            request = os.path.join(logs, f"{launched}.json")
+            with open(request, "w") as f:
+                json.dump({"package_dir": package_dir,
+                           "cases": [[i, {"call": cases[i][0], "path": str(cases[i][1]), "kwargs": cases[i][2] or {}}]
+                                     for i in queues[q]]}, f)
+            # files, not pipes: a worker that writes a lot must not block on a full pipe
+            out, err = open(f"{request}.out", "w+"), open(f"{request}.err", "w+")
+            proc = subprocess.Popen([sys.executable, "-c", _LOADER_WORKER, request], stdout=out, stderr=err,
+                                    preexec_fn=limit_memory, env=env, cwd=REPO_ROOT)
+            workers[q] = [proc, out, err, None, None]
+
+        def collect(q):
+            """Records the results written so far; returns the case started but not finished, if any."""
+            proc, out, err, _, _ = workers[q]
+            out.seek(0)
+            started = None
+            for line in out.read().split("\n")[:-1]:  # complete lines only: the worker may be mid-write
+                if line.startswith("@@START@@ "):
+                    started = int(line.split()[1])
+                elif line.startswith("@@RESULT@@ "):
+                    _, index, payload = line.split(" ", 2)
+                    index = int(index)
+                    runs[index] = IsolatedRun(str(cases[index][1]), json.loads(payload), 0)
+                    if index in queues[q]:
+                        queues[q].remove(index)
+                    started = None
+            return started
+
+        for q in range(jobs):
+            if queues[q]:
+                launch(q)
+        while workers:
+            time.sleep(0.02)
+            for q in list(workers):
+                proc, out, err, current, since = workers[q]
+                started = collect(q)
+                if started != current:  # a new case began: its clock starts now
+                    workers[q][3], workers[q][4] = started, time.monotonic()
+                    current, since = started, workers[q][4]
+                timed_out = current is not None and time.monotonic() - since > timeout
+                if timed_out:
+                    proc.kill()
+                if proc.poll() is None:
+                    continue
+                started = collect(q)
+                if started is not None:  # this case ended the worker: a signal, a crash, the timeout
+                    err.seek(0)
+                    runs[started] = IsolatedRun(str(cases[started][1]), None, proc.returncode, timed_out, err.read())
+                    queues[q].remove(started)
+                elif queues[q]:  # ended before its next case: report that on the case, so every worker makes progress
+                    err.seek(0)
+                    first = queues[q].pop(0)
+                    runs[first] = IsolatedRun(str(cases[first][1]), None, proc.returncode, False, err.read())
+                out.close(), err.close()
+                del workers[q]
+                if queues[q]:
+                    launch(q)
+    return runs
