@@ -51,7 +51,7 @@ __all__ = ["PoseDataError", "UnsafePickleError", "load_pose_dataset", "pose_feat
 _CACHE_FORMAT_VERSION = 2
 
 # Coordinates are pixels: anything beyond this is garbage, and float32 maths in the transforms would overflow.
-_MAX_COORDINATE = 1e6
+MAX_ABS_COORDINATE = 1e6
 # Largest image side accepted in img_shape / original_shape (stored as int32).
 _MAX_IMAGE_SIDE = 100_000
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -240,10 +240,10 @@ def _check_annotation(index: int, ann: Any, path: str, num_joints: int, keypoint
         )
     coords = _as_real(kp)
     largest = float(np.max(np.abs(coords), where=np.isfinite(coords), initial=0.0))
-    if largest > _MAX_COORDINATE:
+    if largest > MAX_ABS_COORDINATE:
         raise PoseDataError(
             f"{where}: field 'keypoint' holds a coordinate of magnitude {largest:.4g}; coordinates must be pixels "
-            f"within +-{_MAX_COORDINATE:.0e} (NaN or inf mark a missing joint)."
+            f"within +-{MAX_ABS_COORDINATE:.0e} (NaN or inf mark a missing joint)."
         )
     if "num_person" in ann:  # pickles that carry a person count must agree with the keypoints
         count = ann["num_person"]

@@ -30,11 +30,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from .pose_dataset import PoseDataError
+from .pose_dataset import MAX_ABS_COORDINATE, PoseDataError
 from .pose_layouts import get_layout
-
-# Coordinates beyond this many pixels are not poses (float32 arithmetic on them overflows into inf).
-MAX_ABS_COORDINATE = 1e6
 
 __all__ = [
     "PoseClipTransform",
