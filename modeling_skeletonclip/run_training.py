@@ -394,8 +394,10 @@ def run(model_args, data_args, training_args):
     train_dataset = eval_dataset = test_dataset = None
     if training_args.do_train:
         train_split = take(splits[data_args.train_split], data_args.max_train_samples)
+        # Seeded: each clip's augmentation depends on (seed, epoch, index) only, so resuming is exact.
         train_dataset = PoseClipDataset(
-            train_split, PoseClipTransform("train", seed=training_args.seed, **transform_kwargs)
+            train_split, PoseClipTransform("train", seed=training_args.seed, **transform_kwargs),
+            seed=training_args.seed,
         )
     if training_args.do_eval:
         eval_split = take(splits[data_args.eval_split], data_args.max_eval_samples)

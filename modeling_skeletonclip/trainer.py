@@ -3,10 +3,11 @@
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.optim.lr_scheduler import LambdaLR
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.utils import logging
 
 from .modeling_skeletonclip import SkeletonClipModel
@@ -50,6 +51,31 @@ class SkeletonClipTrainingArguments(TrainingArguments):
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep dataset columns for the collator."})
 
 
+class _EpochCallback(TrainerCallback):
+    """Makes what the training DataLoader draws a function of (seed, epoch), so that a resumed run draws what the
+    uninterrupted run drew, whichever checkpoint it resumes from:
+
+    - the training set's augmentation (`PoseClipDataset.set_epoch`), on every process (accelerate forwards the epoch
+      to the dataset itself only in some configurations);
+    - the seed the DataLoader gives its workers: drawn from the global generator, it would shift every later
+      dropout mask whenever a resumed run makes one iterator more than the uninterrupted run (persistent workers
+      make one per run, not per epoch). Drawn from a generator of the loader's own, it leaves the global generator,
+      which the Trainer checkpoints, to the model.
+    """
+
+    def on_epoch_begin(self, args, state, control, train_dataloader=None, **kwargs):
+        # The Trainer's own count: `state.epoch` is the number of epochs done, fractional mid-epoch.
+        epoch = int(state.epoch or 0)
+        dataset = getattr(train_dataloader, "dataset", None)
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(epoch)
+        loader = getattr(train_dataloader, "base_dataloader", train_dataloader)  # accelerate wraps the DataLoader
+        if isinstance(loader, torch.utils.data.DataLoader):
+            seed = args.data_seed if args.data_seed is not None else args.seed
+            loader_seed = np.random.SeedSequence([seed % 2**64, epoch]).generate_state(1, np.uint64)[0]
+            loader.generator = torch.Generator().manual_seed(int(loader_seed))
+
+
 class SkeletonClipTrainer(Trainer):
     """A `Trainer` for SkeletonCLIP models.
 
@@ -57,6 +83,8 @@ class SkeletonClipTrainer(Trainer):
       ratio; no decay on biases, norms and the temperature (every parameter with fewer than 2 dimensions).
     - Evaluation/prediction encode every class text once per call, score every view of every clip against all of
       them, average the softmax probabilities over views and hand `[N, L]` log-probabilities to `compute_metrics`.
+    - Resumable: the training set's augmentation and the DataLoader's worker seed follow (seed, epoch), so a resumed
+      run is bit-identical to the uninterrupted one from any checkpoint, mid-epoch included.
 
     Args:
         class_names (`list[str]`, *optional*): candidate class names for evaluation; defaults to the model's
@@ -80,6 +108,7 @@ class SkeletonClipTrainer(Trainer):
             self.model.gather_features_across_processes = self.args.gather_features_with_grad
         if self.args.sync_batchnorm:
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        self.add_callback(_EpochCallback())
 
     # -- optimisation ---------------------------------------------------------------------------------------------
 
