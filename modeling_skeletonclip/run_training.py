@@ -22,13 +22,14 @@ import logging
 import os
 import sys
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import transformers
+from safetensors import SafetensorError
 from transformers import AutoTokenizer, HfArgumentParser, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from modeling_skeletonclip import (
     PoseClipTransform,
@@ -38,6 +39,7 @@ from modeling_skeletonclip import (
     SkeletonClipModel,
     load_pose_dataset,
 )
+from modeling_skeletonclip.checkpoints import checkpoint_problem, last_complete_checkpoint
 from modeling_skeletonclip.clip_dataset import PoseClipDataset
 from modeling_skeletonclip.metrics import load_skeleton_accuracy
 from modeling_skeletonclip.pose_dataset import PoseDataError
@@ -49,7 +51,7 @@ from modeling_skeletonclip.resources import (
     packaged_recipe,
     packaged_recipes,
 )
-from modeling_skeletonclip.trainer import SkeletonClipTrainer, SkeletonClipTrainingArguments
+from modeling_skeletonclip.trainer import SkeletonClipTrainer, SkeletonClipTrainingArguments, TrainingError
 
 
 logger = logging.getLogger(__name__)
@@ -348,9 +350,41 @@ def write_predictions(path_prefix, fmt, frame_dirs, labels, scores, names, top_k
 
 
 def main(argv=None):
-    """Runs on `argv` (default: the command line). Bad arguments or data raise ArgumentError or PoseDataError;
+    """Runs on `argv` (default: the command line). Bad arguments or data raise ArgumentError or PoseDataError, and
+    training that cannot go on (a checkpoint that cannot be written) a TrainingError;
     `report_bad_input(main)` turns them into one line on stderr and exit status 2."""
     run(*parse_args(sys.argv[1:] if argv is None else argv))
+
+
+def resume_checkpoint(training_args) -> str | None:
+    """The checkpoint training resumes from: `--resume_from_checkpoint` if given (it must be complete), else the
+    newest complete checkpoint in the output folder; newer folders that an interrupted write left incomplete are
+    skipped with a warning."""
+    if not training_args.do_train:
+        return None
+    if training_args.resume_from_checkpoint is not None:
+        path = training_args.resume_from_checkpoint
+        if not os.path.isdir(path):
+            raise ArgumentError(f"--resume_from_checkpoint {path} is not a folder.")
+        problem = checkpoint_problem(path)
+        if problem is not None:
+            raise ArgumentError(f"--resume_from_checkpoint {path} is not a complete checkpoint: {problem}.")
+        return path
+    if not os.path.isdir(training_args.output_dir):
+        return None
+    checkpoint = last_complete_checkpoint(training_args.output_dir)
+    if checkpoint is not None:
+        logger.info(f"Resuming from the last complete checkpoint {checkpoint}.")
+    return checkpoint
+
+
+@contextmanager
+def writing(what: str):
+    """A failed write (full disk, file-size limit) of `what` becomes one TrainingError naming it."""
+    try:
+        yield
+    except (OSError, RuntimeError, SafetensorError) as err:  # torch.save and safetensors raise their own types
+        raise TrainingError(f"Could not write {what}: {type(err).__name__}: {err}") from err
 
 
 def run(model_args, data_args, training_args):
@@ -363,11 +397,7 @@ def run(model_args, data_args, training_args):
         training_args.dataloader_pin_memory = False  # nothing to pin for on a CPU-only machine
     set_seed(training_args.seed)
 
-    last_checkpoint = None
-    if os.path.isdir(training_args.output_dir) and training_args.do_train:
-        last_checkpoint = get_last_checkpoint(training_args.output_dir)
-        if last_checkpoint is not None and training_args.resume_from_checkpoint is None:
-            logger.info(f"Resuming from the last checkpoint {last_checkpoint}.")
+    checkpoint = resume_checkpoint(training_args)
 
     dataset = load_data(data_args, training_args)
     first_split = next(iter(dataset.values()))
@@ -438,18 +468,20 @@ def run(model_args, data_args, training_args):
         class_names=eval_names if is_contrastive else None,
     )
 
+    output_dir = training_args.output_dir
     if training_args.do_train:
-        checkpoint = training_args.resume_from_checkpoint or last_checkpoint
         train_result = trainer.train(resume_from_checkpoint=checkpoint)
-        trainer.save_model()  # model, config with auto_map, code files and (as processing_class) the tokenizer
-        trainer.log_metrics("train", train_result.metrics)
-        trainer.save_metrics("train", train_result.metrics)
-        trainer.save_state()
+        with writing(f"the trained model to {output_dir}"):
+            trainer.save_model()  # model, config with auto_map, code files and (as processing_class) the tokenizer
+            trainer.log_metrics("train", train_result.metrics)
+            trainer.save_metrics("train", train_result.metrics)
+            trainer.save_state()
 
     if training_args.do_eval:
         metrics = trainer.evaluate()
         trainer.log_metrics("eval", metrics)
-        trainer.save_metrics("eval", metrics)
+        with writing(f"the evaluation results to {output_dir}"):
+            trainer.save_metrics("eval", metrics)
 
     if training_args.do_predict:
         names = eval_names
@@ -463,35 +495,39 @@ def run(model_args, data_args, training_args):
             trainer.eval_data_collator = drop_labels(PoseCollator(static_persons=static_persons))
         output = trainer.predict(test_dataset)
         labels = output.label_ids if not data_args.candidate_labels else None
-        if labels is not None:
-            trainer.log_metrics("predict", output.metrics)
-            trainer.save_metrics("predict", output.metrics)
-        if trainer.is_world_process_zero():
-            path = write_predictions(
-                os.path.join(training_args.output_dir, "predictions"),
-                data_args.predictions_format,
-                list(test_dataset.dataset["frame_dir"]),
-                labels,
-                output.predictions,
-                names,
-            )
-            logger.info(f"Wrote per-clip top-5 predictions to {path}")
+        with writing(f"the predictions to {output_dir}"):
+            if labels is not None:
+                trainer.log_metrics("predict", output.metrics)
+                trainer.save_metrics("predict", output.metrics)
+            if trainer.is_world_process_zero():
+                path = write_predictions(
+                    os.path.join(output_dir, "predictions"),
+                    data_args.predictions_format,
+                    list(test_dataset.dataset["frame_dir"]),
+                    labels,
+                    output.predictions,
+                    names,
+                )
+                logger.info(f"Wrote per-clip top-5 predictions to {path}")
 
     if trainer.is_world_process_zero() and training_args.do_train:
         kwargs = {"finetuned_from": model_args.text_model_name_or_path or "all-MiniLM-L6-v2", "tasks": "video-classification"}
         if training_args.push_to_hub:
             trainer.push_to_hub(**kwargs)
         else:
-            trainer.create_model_card(**kwargs)
+            with writing(f"the model card to {output_dir}"):
+                trainer.create_model_card(**kwargs)
 
 
 def report_bad_input(main_function, *args, **kwargs) -> int:
-    """Calls `main_function`; bad arguments or bad data become one line on stderr and exit status 2 (as argparse's
-    own errors), without a traceback. Returns the exit status."""
+    """Calls `main_function`; bad arguments or bad data, and training that cannot go on (TrainingError), become one
+    line on stderr and exit status 2 (as argparse's own errors), without a traceback. Returns the exit status."""
     try:
         main_function(*args, **kwargs)
-    except (ArgumentError, PoseDataError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (ArgumentError, PoseDataError, TrainingError) as err:
+        # One line even when the message quotes a multi-line one (the config's validation errors).
+        message = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        print(f"error: {message}", file=sys.stderr)
         return 2
     return 0
 

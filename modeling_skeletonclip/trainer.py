@@ -1,20 +1,33 @@
 """SkeletonClipTrainer: per-module learning rates, the model's objective in training, all-class evaluation over views."""
 
 import math
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from torch.optim.lr_scheduler import LambdaLR
 from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 from transformers.utils import logging
 
+from .checkpoints import remove_manifest, write_manifest
 from .modeling_skeletonclip import SkeletonClipModel
 from .pose_transforms import PoseCollator
 
 
 logger = logging.get_logger(__name__)
+
+
+class TrainingError(Exception):
+    """Training cannot go on: a checkpoint that could not be written. The message says what happened and where, in
+    one line (the command reports it without a traceback)."""
+
+
+class CheckpointWriteError(TrainingError):
+    """A checkpoint could not be written (a full disk, a file-size limit, a vanished folder)."""
 
 
 @dataclass
@@ -83,8 +96,10 @@ class SkeletonClipTrainer(Trainer):
       ratio; no decay on biases, norms and the temperature (every parameter with fewer than 2 dimensions).
     - Evaluation/prediction encode every class text once per call, score every view of every clip against all of
       them, average the softmax probabilities over views and hand `[N, L]` log-probabilities to `compute_metrics`.
-    - Resumable: the training set's augmentation and the DataLoader's worker seed follow (seed, epoch), so a resumed
-      run is bit-identical to the uninterrupted one from any checkpoint, mid-epoch included.
+    - Resumable and safe to interrupt: the training set's augmentation and the DataLoader's worker seed follow
+      (seed, epoch), so a resumed run is bit-identical to the uninterrupted one from any checkpoint; a checkpoint
+      gets a manifest of its files once it is complete (see `checkpoints.py`); a failed write raises
+      `CheckpointWriteError`.
 
     Args:
         class_names (`list[str]`, *optional*): candidate class names for evaluation; defaults to the model's
@@ -205,6 +220,38 @@ class SkeletonClipTrainer(Trainer):
                 logs[name] = round(float(value), 4)
             self._loss_parts = {}
         super().log(logs, start_time)
+
+    # -- saving ---------------------------------------------------------------------------------------------------
+
+    def _save_checkpoint(self, model, trial):
+        """The Trainer's checkpoint, made safe to resume from: a manifest of its files is written last (a folder
+        without one, or whose files differ from it, was not finished: `checkpoints.last_complete_checkpoint` passes
+        it over), older checkpoints are deleted only once the new one is complete, and a failed write (full disk)
+        is one `CheckpointWriteError` naming the folder."""
+        run_dir = self._get_output_dir(trial=trial)
+        folder = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        if self.args.should_save:
+            remove_manifest(folder)
+        save_total_limit, self.args.save_total_limit = self.args.save_total_limit, None
+        try:
+            super()._save_checkpoint(model, trial)
+            self.accelerator.wait_for_everyone()  # every process has written its part (its RNG state)
+            if self.args.should_save:
+                write_manifest(folder, self.state.global_step)
+        except (OSError, RuntimeError, SafetensorError) as err:  # torch.save and safetensors fail with their own
+            raise CheckpointWriteError(
+                f"Could not write the checkpoint {folder}: {type(err).__name__}: {err}. The complete checkpoints are "
+                "kept: a rerun (with enough disk space) resumes from the newest."
+            ) from err
+        finally:
+            self.args.save_total_limit = save_total_limit
+        if self.args.should_save:
+            rotate_checkpoints(
+                output_dir=run_dir,
+                save_total_limit=save_total_limit,
+                best_model_checkpoint=self.state.best_model_checkpoint,
+                use_mtime=True,
+            )
 
     # -- evaluation -----------------------------------------------------------------------------------------------
 
