@@ -17,6 +17,8 @@ Installed as the `skeletonclip train` command (`skeletonclip predict` runs it fo
 """
 
 import csv
+import dataclasses
+import difflib
 import json
 import logging
 import os
@@ -41,6 +43,7 @@ from modeling_skeletonclip import (
 )
 from modeling_skeletonclip.checkpoints import checkpoint_problem, last_complete_checkpoint
 from modeling_skeletonclip.clip_dataset import PoseClipDataset
+from modeling_skeletonclip.configuration_skeletonclip import SkeletonClipHeatmapConfig, SkeletonClipVideoConfig
 from modeling_skeletonclip.metrics import load_skeleton_accuracy
 from modeling_skeletonclip.pose_dataset import PoseDataError
 from modeling_skeletonclip.presets import preset_config
@@ -108,6 +111,13 @@ class DataArguments:
     predictions_format: str = field(default="csv", metadata={"help": "Format of --do_predict output: csv or json."})
     dataset_cache_dir: str | None = field(default=None, metadata={"help": "Where the Arrow cache of pickles lives."})
 
+    def __post_init__(self):
+        # Refused rather than replaced: `--clip_len 0` would otherwise mean the preset's length.
+        for name in ("clip_len", "eval_num_clips", "test_num_clips", "max_train_samples", "max_eval_samples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name} must be at least 1, got {value}.")
+
 
 class ArgumentError(ValueError):
     """A bad command-line argument: reported as one line, without a traceback."""
@@ -123,7 +133,12 @@ def json_to_argv(path: str) -> list[str]:
             raise ArgumentError(f"Argument file {path} does not exist (recipes in the package: {recipes}).")
         path = packaged
     with open(path) as f:
-        data = json.load(f)
+        try:
+            data = json.load(f)
+        except json.JSONDecodeError as err:
+            raise ArgumentError(f"Argument file {path} is not valid JSON: {err}") from err
+    if not isinstance(data, dict):
+        raise ArgumentError(f"Argument file {path} must hold a JSON object of arguments, got {type(data).__name__}.")
     argv = []
     for key, value in data.items():
         argv.append(f"--{key}")
@@ -139,6 +154,8 @@ def existing_data_file(path: str, flag: str) -> str:
     that recipes naming `data/label_maps/ntu60.txt` also run outside a checkout; else an error naming the file."""
     if os.path.isfile(path):
         return path
+    if os.path.isdir(path):
+        raise ArgumentError(f"{flag} {path} is a folder, not a file.")
     packaged = packaged_data_file(path)
     if packaged is None:
         raise ArgumentError(f"{flag} {path} does not exist.")
@@ -193,6 +210,8 @@ def write_synthetic_demo(folder):
 def load_data(data_args, training_args):
     if data_args.train_file is None:
         synthetic_data(data_args)
+    if os.path.isdir(data_args.train_file):
+        raise ArgumentError(f"--train_file {data_args.train_file} is a folder, not a pose pickle file.")
     if not os.path.isfile(data_args.train_file):
         raise ArgumentError(f"--train_file {data_args.train_file} does not exist.")
     if data_args.label_map is not None:
@@ -219,11 +238,30 @@ def load_data(data_args, training_args):
     )
 
 
+def read_class_split(path: str) -> tuple[list[int], list[int]]:
+    """The `seen` and `unseen` class indices of a zero-shot split file; an ArgumentError naming the file and what is
+    wrong with it otherwise."""
+    with open(path) as f:
+        try:
+            split = json.load(f)
+        except json.JSONDecodeError as err:
+            raise ArgumentError(f"--class_split_file {path} is not valid JSON: {err}") from err
+    if not isinstance(split, dict):
+        raise ArgumentError(f"--class_split_file {path} must hold a JSON object {{'seen': [...], 'unseen': [...]}}.")
+    classes = []
+    for key in ("seen", "unseen"):
+        value = split.get(key)
+        if not isinstance(value, list) or not value or not all(isinstance(c, int) and not isinstance(c, bool)
+                                                                 for c in value):
+            raise ArgumentError(f"--class_split_file {path}: {key!r} must be a non-empty list of class indices, "
+                                f"got {value!r}.")
+        classes.append(value)
+    return classes[0], classes[1]
+
+
 def apply_class_split(dataset, class_names, data_args, training_args):
     """Zero-shot: keep seen classes for training and unseen ones for evaluation, each relabelled 0..n-1."""
-    with open(data_args.class_split_file) as f:
-        split = json.load(f)
-    seen, unseen = [int(c) for c in split["seen"]], [int(c) for c in split["unseen"]]
+    seen, unseen = read_class_split(data_args.class_split_file)
     if set(seen) & set(unseen):
         raise ArgumentError(f"{data_args.class_split_file}: classes {sorted(set(seen) & set(unseen))} are both seen and unseen.")
     for c in seen + unseen:
@@ -249,11 +287,74 @@ def restrict_remap(ds, classes, class_names):
     return ds.cast_column("label", datasets.ClassLabel(names=[class_names[c] for c in classes]))
 
 
-def build_model(model_args, class_names):
+CONFIG_CLASSES = {
+    None: SkeletonClipConfig,
+    "video_config": SkeletonClipVideoConfig,
+    "heatmap_config": SkeletonClipHeatmapConfig,
+}
+
+
+def check_config_keys(overrides: dict, prefix: str | None = None) -> None:
+    """Unknown keys (typos) are refused: the config would keep them as inert attributes and train without them."""
+    known = {f.name for f in dataclasses.fields(CONFIG_CLASSES[prefix])}
+    for key, value in overrides.items():
+        name = f"{prefix}.{key}" if prefix else key
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ArgumentError(f"--config_overrides: {name!r} is not a setting of {CONFIG_CLASSES[prefix].__name__}"
+                                f"{hint}.")
+        if prefix is None and key in CONFIG_CLASSES:
+            if not isinstance(value, dict):
+                raise ArgumentError(f"--config_overrides: {key!r} must be a JSON object, got {value!r}.")
+            check_config_keys(value, key)
+
+
+def model_config_kwargs(model_args) -> tuple[dict, int]:
+    """The keyword arguments of a fresh model's config (preset, flags, `--config_overrides`) and the preset's clip
+    length. The config they make is built once here, so that a value it refuses is reported before any data is
+    read."""
     try:
         preset_kwargs, preset_clip_len = preset_config(model_args.preset)
     except ValueError as err:
         raise ArgumentError(str(err)) from err
+    heatmap_config = dict(
+        preset_kwargs["heatmap_config"], with_joints=not model_args.with_limbs, with_limbs=model_args.with_limbs
+    )
+    video_config = preset_kwargs["video_config"]
+    if model_args.conv_impl:
+        video_config["conv_impl"] = model_args.conv_impl
+    config_kwargs = dict(
+        video_config=video_config,
+        heatmap_config=heatmap_config,
+        text_template=model_args.text_template,
+        objective=model_args.objective,
+    )
+    if model_args.config_overrides:
+        try:
+            overrides = json.loads(model_args.config_overrides)
+        except json.JSONDecodeError as err:
+            raise ArgumentError(f"--config_overrides is not valid JSON: {err}") from err
+        if not isinstance(overrides, dict):
+            raise ArgumentError(f"--config_overrides must be a JSON object of config settings, got {overrides!r}.")
+        check_config_keys(overrides)
+        if "text_config" in overrides and model_args.model_type == "contrastive":
+            raise ArgumentError("--config_overrides: the text encoder's config comes from --text_model_name_or_path, "
+                                "'text_config' cannot override it.")
+        for key, value in overrides.items():  # sub-config dicts merge key by key
+            if isinstance(value, dict) and isinstance(config_kwargs.get(key), dict):
+                config_kwargs[key] = {**config_kwargs[key], **value}
+            else:
+                config_kwargs[key] = value
+    try:
+        SkeletonClipConfig(**config_kwargs)
+    except Exception as err:  # the config's own validation: strict field types, validate_architecture
+        raise ArgumentError(f"The model config refuses these settings: {err}") from err
+    return config_kwargs, preset_clip_len
+
+
+def build_model(model_args, class_names):
+    config_kwargs, preset_clip_len = model_config_kwargs(model_args)
     if model_args.model_type not in ("contrastive", "classifier"):
         raise ArgumentError(f"--model_type must be 'contrastive' or 'classifier', got {model_args.model_type!r}.")
     id2label = dict(enumerate(class_names))
@@ -267,29 +368,7 @@ def build_model(model_args, class_names):
             tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path)
         return model, tokenizer, preset_clip_len
 
-    heatmap_config = dict(
-        preset_kwargs["heatmap_config"], with_joints=not model_args.with_limbs, with_limbs=model_args.with_limbs
-    )
-    video_config = preset_kwargs["video_config"]
-    if model_args.conv_impl:
-        video_config["conv_impl"] = model_args.conv_impl
-    config_kwargs = dict(
-        video_config=video_config,
-        heatmap_config=heatmap_config,
-        id2label=id2label,
-        text_template=model_args.text_template,
-        objective=model_args.objective,
-    )
-    if model_args.config_overrides:
-        try:
-            overrides = json.loads(model_args.config_overrides)
-        except json.JSONDecodeError as err:
-            raise ArgumentError(f"--config_overrides is not valid JSON: {err}") from err
-        for key, value in overrides.items():  # sub-config dicts merge key by key
-            if isinstance(value, dict) and isinstance(config_kwargs.get(key), dict):
-                config_kwargs[key] = {**config_kwargs[key], **value}
-            else:
-                config_kwargs[key] = value
+    config_kwargs.setdefault("id2label", id2label)
     if model_args.model_type == "contrastive":
         model, tokenizer = SkeletonClipModel.from_text_pretrained(model_args.text_model_name_or_path, **config_kwargs)
     else:
@@ -351,9 +430,18 @@ def write_predictions(path_prefix, fmt, frame_dirs, labels, scores, names, top_k
 
 def main(argv=None):
     """Runs on `argv` (default: the command line). Bad arguments or data raise ArgumentError or PoseDataError, and
-    training that cannot go on (a checkpoint that cannot be written) a TrainingError;
+    training that cannot go on (a non-finite loss, a checkpoint that cannot be written) a TrainingError;
     `report_bad_input(main)` turns them into one line on stderr and exit status 2."""
     run(*parse_args(sys.argv[1:] if argv is None else argv))
+
+
+def read_candidate_labels(path: str) -> list[str]:
+    path = existing_data_file(path, "--candidate_labels")
+    with open(path) as f:
+        names = [line.strip() for line in f if line.strip()]
+    if not names:
+        raise ArgumentError(f"--candidate_labels {path} holds no class texts (one per line).")
+    return names
 
 
 def resume_checkpoint(training_args) -> str | None:
@@ -378,6 +466,25 @@ def resume_checkpoint(training_args) -> str | None:
     return checkpoint
 
 
+def check_arguments(model_args, data_args, training_args):
+    """What can be checked without reading the data, so that a bad argument stops the run before the data are
+    converted or a model is trained. Returns the candidate texts of --candidate_labels (or None)."""
+    if data_args.predictions_format not in ("csv", "json"):
+        raise ArgumentError(f"--predictions_format must be csv or json, got {data_args.predictions_format!r}.")
+    if model_args.model_type not in ("contrastive", "classifier"):
+        raise ArgumentError(f"--model_type must be 'contrastive' or 'classifier', got {model_args.model_type!r}.")
+    model_config_kwargs(model_args)
+    if data_args.class_split_file:
+        data_args.class_split_file = existing_data_file(data_args.class_split_file, "--class_split_file")
+        read_class_split(data_args.class_split_file)
+    candidates = None
+    if data_args.candidate_labels and training_args.do_predict:
+        if model_args.model_type != "contrastive":
+            raise ArgumentError("--candidate_labels needs the contrastive model (texts), not the classifier.")
+        candidates = read_candidate_labels(data_args.candidate_labels)
+    return candidates
+
+
 @contextmanager
 def writing(what: str):
     """A failed write (full disk, file-size limit) of `what` becomes one TrainingError naming it."""
@@ -391,12 +498,10 @@ def run(model_args, data_args, training_args):
     """Trains, evaluates and predicts as the parsed arguments say."""
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
-    if data_args.predictions_format not in ("csv", "json"):
-        raise ArgumentError(f"--predictions_format must be csv or json, got {data_args.predictions_format!r}.")
+    candidate_names = check_arguments(model_args, data_args, training_args)
     if not torch.cuda.is_available():
         training_args.dataloader_pin_memory = False  # nothing to pin for on a CPU-only machine
     set_seed(training_args.seed)
-
     checkpoint = resume_checkpoint(training_args)
 
     dataset = load_data(data_args, training_args)
@@ -405,11 +510,10 @@ def run(model_args, data_args, training_args):
     train_names = eval_names = class_names
     splits = dict(dataset)
     if data_args.class_split_file:
-        data_args.class_split_file = existing_data_file(data_args.class_split_file, "--class_split_file")
         splits, train_names, eval_names = apply_class_split(dataset, class_names, data_args, training_args)
 
     model, tokenizer, preset_clip_len = build_model(model_args, train_names)
-    clip_len = data_args.clip_len or preset_clip_len
+    clip_len = data_args.clip_len if data_args.clip_len is not None else preset_clip_len
     heatmap_cfg = model.config.heatmap_config
     transform_kwargs = dict(
         clip_len=clip_len,
@@ -485,16 +589,13 @@ def run(model_args, data_args, training_args):
 
     if training_args.do_predict:
         names = eval_names
-        if data_args.candidate_labels:
-            if not is_contrastive:
-                raise ArgumentError("--candidate_labels needs the contrastive model (texts), not the classifier.")
-            with open(data_args.candidate_labels) as f:
-                names = [line.strip() for line in f if line.strip()]
+        if candidate_names is not None:
+            names = candidate_names
             trainer.class_names = names
             # The clips' own labels do not index the candidate texts: predict without them.
             trainer.eval_data_collator = drop_labels(PoseCollator(static_persons=static_persons))
         output = trainer.predict(test_dataset)
-        labels = output.label_ids if not data_args.candidate_labels else None
+        labels = output.label_ids if candidate_names is None else None
         with writing(f"the predictions to {output_dir}"):
             if labels is not None:
                 trainer.log_metrics("predict", output.metrics)

@@ -1,6 +1,6 @@
 """What the training command refuses: a NaN or infinite loss stops training with an error naming the step (or skips
-the step when asked), a model with non-finite weights is never saved, and hyper-parameters that cannot train are
-reported as one line and exit status 2 before any step is trained."""
+the step when asked), a model with non-finite weights is never saved, and hyper-parameters or arguments that cannot
+train are reported as one line and exit status 2 before any data are read or any step is trained."""
 
 import json
 import math
@@ -118,6 +118,10 @@ def test_a_model_with_nonfinite_weights_is_never_saved(tiny_config, minilm_token
         (["--label_smoothing_factor", "1"], "--label_smoothing_factor must be in [0, 1), got 1.0."),
         (["--adam_beta2", "1"], "--adam_beta2 must be in [0, 1), got 1.0."),
         (["--save_steps", "0"], "--save_steps must be > 0 with --save_strategy steps, got 0."),
+        (["--clip_len", "0"], "--clip_len must be at least 1, got 0."),
+        (["--max_train_samples", "0"], "--max_train_samples must be at least 1, got 0."),
+        (["--max_eval_samples", "-1"], "--max_eval_samples must be at least 1, got -1."),
+        (["--test_num_clips", "0"], "--test_num_clips must be at least 1, got 0."),
     ],
 )
 def test_hyperparameters_that_cannot_train_are_refused_when_parsed(script, run_args, tmp_path, extra, message):
@@ -133,6 +137,80 @@ def test_settings_at_the_edge_of_the_ranges_are_accepted(script, run_args, tmp_p
     ))
     assert args.max_steps == 3 and args.max_grad_norm == 0 and data_args.clip_len == 1
     assert math.isclose(args.warmup_steps, 0.5)
+
+
+@pytest.fixture
+def no_data_read(script, monkeypatch):
+    """The run fails if it reaches the data: what these tests pass must be refused before."""
+
+    def load_data(*args, **kwargs):
+        raise AssertionError("the data were read before the bad argument was reported")
+
+    monkeypatch.setattr(script, "load_data", load_data)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--config_overrides", "[1, 2]"], "--config_overrides must be a JSON object of config settings, got [1, 2]."),
+        (["--config_overrides", '{"projection_dimm": 8}'],
+         "--config_overrides: 'projection_dimm' is not a setting of SkeletonClipConfig (did you mean "
+         "'projection_dim'?)."),
+        (["--config_overrides", '{"video_config": {"base_channel": 8}}'],
+         "--config_overrides: 'video_config.base_channel' is not a setting of SkeletonClipVideoConfig (did you mean "
+         "'base_channels'?)."),
+        (["--config_overrides", '{"video_config": 8}'], "--config_overrides: 'video_config' must be a JSON object"),
+        (["--config_overrides", '{"text_config": {"hidden_size": 8}}'],
+         "--config_overrides: the text encoder's config comes from --text_model_name_or_path"),
+        (["--config_overrides", '{"projection_dim": -8}'],
+         "The model config refuses these settings: Class validation error for validator 'validate_architecture': "
+         "ValueError: `projection_dim` must be positive, got -8."),
+        (["--config_overrides", '{"text_max_length": 0}'], "`text_max_length` must be positive, got 0."),
+        (["--config_overrides", '{"frame_embed_dim": "16"}'],
+         "The model config refuses these settings: Validation error for field 'frame_embed_dim': TypeError: Field "
+         "'frame_embed_dim' expected int, got str"),
+        (["--config_overrides", '{"video_config": {"stage_blocks": [1, 1]}}'],
+         "ValueError: `stage_planes` has 3 entries but there are 2 stages."),
+        (["--objective", "itx"], "`objective` must be one of"),
+        (["--do_predict", "--candidate_labels", "EMPTY"], "--candidate_labels EMPTY holds no class texts"),
+        (["--do_predict", "--candidate_labels", "/no/labels.txt"], "--candidate_labels /no/labels.txt does not exist."),
+        (["--do_predict", "--model_type", "classifier", "--candidate_labels", "EMPTY"],
+         "--candidate_labels needs the contrastive model"),
+        (["--class_split_file", "NO_SEEN"], "--class_split_file NO_SEEN: 'seen' must be a non-empty list of class "
+                                            "indices, got None."),
+        (["--class_split_file", "BAD_JSON"], "--class_split_file BAD_JSON is not valid JSON: "),
+        (["--class_split_file", "LIST"], "--class_split_file LIST must hold a JSON object"),
+    ],
+)
+def test_bad_arguments_are_one_line_before_any_data_are_read(run_args, tmp_path, no_data_read, capsys, extra,
+                                                              message):
+    files = {"EMPTY": "\n  \n", "NO_SEEN": '{"unseen": [1, 2]}', "BAD_JSON": '{"seen": [1,', "LIST": "[[0], [1]]"}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    replace = {name: str(tmp_path / name) for name in files}
+    argv = [replace.get(a, a) for a in run_args(tmp_path / "out", *extra)]
+    assert command(["train", *argv]) == 2
+    for name, path in replace.items():
+        message = message.replace(name, path)
+    line = one_error_line(capsys)
+    assert line.startswith("error: ") and message in line, line
+
+
+def test_a_malformed_argument_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "recipe.json").write_text('{"do_train": true,')
+    (tmp_path / "list.json").write_text('["--do_train"]')
+    assert command(["train", str(tmp_path / "recipe.json")]) == 2
+    assert one_error_line(capsys).startswith(f"error: Argument file {tmp_path / 'recipe.json'} is not valid JSON: ")
+    assert command(["train", str(tmp_path / "list.json")]) == 2
+    assert one_error_line(capsys) == (f"error: Argument file {tmp_path / 'list.json'} must hold a JSON object of "
+                                      "arguments, got list.")
+
+
+def test_a_train_file_that_is_a_folder_is_named_as_such(run_args, tmp_path, capsys):
+    argv = run_args(tmp_path / "out")
+    argv[argv.index("--train_file") + 1] = str(tmp_path)
+    assert command(["train", *argv]) == 2
+    assert one_error_line(capsys) == f"error: --train_file {tmp_path} is a folder, not a pose pickle file."
 
 
 def test_a_nan_learning_rate_is_refused_by_the_command(run_args, tmp_path, capsys):
