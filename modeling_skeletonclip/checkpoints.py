@@ -18,7 +18,9 @@ logger = logging.getLogger(__name__)
 
 MANIFEST_NAME = "checkpoint_manifest.json"
 TRAINER_STATE_NAME = "trainer_state.json"  # transformers.trainer.TRAINER_STATE_NAME, written last by the Trainer
-WEIGHTS_NAMES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+WEIGHTS_NAMES = (
+    "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json"
+)
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 

@@ -93,8 +93,8 @@ class SkeletonClipVideoConfig(PreTrainedConfig):
                 raise ValueError(f"`{name}` has {len(getattr(self, name))} entries but there are {n} stages.")
         if len(self.stem_kernel) != 3:
             raise ValueError(f"`stem_kernel` must be (t, h, w), got {self.stem_kernel}.")
-        for name in ("base_channels", "expansion", "stage_blocks", "stage_planes", "spatial_strides", "temporal_strides",
-                     "stem_kernel"):
+        for name in ("base_channels", "expansion", "stage_blocks", "stage_planes", "spatial_strides",
+                     "temporal_strides", "stem_kernel"):
             value = getattr(self, name)
             if min(value if isinstance(value, list) else [value], default=1) < 1:
                 raise ValueError(f"`{name}` must be positive, got {value}.")
