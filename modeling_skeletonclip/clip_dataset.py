@@ -1,5 +1,6 @@
 """A pose split paired with its clip transform, read in batches in numpy format."""
 
+import numpy as np
 import torch
 
 
@@ -9,20 +10,47 @@ class PoseClipDataset(torch.utils.data.Dataset):
     `datasets`' own `with_transform` hands the transform Python lists (about 3 ms a clip for keypoint arrays);
     reading the split in numpy format with batched `__getitems__` costs about 0.1 ms a clip, so the transform runs
     here, on the DataLoader workers, on numpy rows.
+
+    Args:
+        seed (`int`, *optional*): with a seed, the random augmentation of clip `index` in epoch `epoch` (see
+            `set_epoch`) is a function of `(seed, epoch, index)` alone, not of the global torch generator: a run
+            resumed from any checkpoint, mid-epoch included, draws the augmentation the uninterrupted run drew,
+            whatever the DataLoader prefetched or which worker read the clip. Without one, the transform draws
+            from the global generator.
     """
 
-    def __init__(self, dataset, transform):
+    def __init__(self, dataset, transform, seed: int | None = None):
         self.dataset = dataset.with_format("numpy")
         self.transform = transform
+        self.seed = seed
+        # In shared memory, so that persistent DataLoader workers see the epoch the trainer sets.
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    def set_epoch(self, epoch: int) -> None:
+        self._epoch.fill_(int(epoch))
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
 
     def __len__(self) -> int:
         return len(self.dataset)
 
+    def _transform(self, row, index: int) -> dict:
+        if self.seed is None:
+            return self.transform(row)
+        clip_seed = np.random.SeedSequence([self.seed % 2**64, self.epoch, index]).generate_state(1, np.uint64)[0]
+        # The transform draws from torch's CPU generator: a private state for this clip, the global one restored.
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(int(clip_seed))
+            return self.transform(row)
+
     def __getitem__(self, index: int) -> dict:
-        return self.transform(self.dataset[int(index)])
+        return self._transform(self.dataset[int(index)], int(index))
 
     def __getitems__(self, indices: list[int]) -> list[dict]:
-        return [self.transform(row) for row in self.dataset.__getitems__([int(i) for i in indices])]
+        indices = [int(i) for i in indices]
+        return [self._transform(row, i) for row, i in zip(self.dataset.__getitems__(indices), indices)]
 
     @property
     def features(self):

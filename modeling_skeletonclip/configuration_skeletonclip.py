@@ -93,6 +93,11 @@ class SkeletonClipVideoConfig(PreTrainedConfig):
                 raise ValueError(f"`{name}` has {len(getattr(self, name))} entries but there are {n} stages.")
         if len(self.stem_kernel) != 3:
             raise ValueError(f"`stem_kernel` must be (t, h, w), got {self.stem_kernel}.")
+        for name in ("base_channels", "expansion", "stage_blocks", "stage_planes", "spatial_strides",
+                     "temporal_strides", "stem_kernel"):
+            value = getattr(self, name)
+            if min(value if isinstance(value, list) else [value], default=1) < 1:
+                raise ValueError(f"`{name}` must be positive, got {value}.")
         if self.conv_impl not in CONV_IMPLS:
             raise ValueError(f"`conv_impl` must be one of {CONV_IMPLS}, got {self.conv_impl!r}.")
 
@@ -137,8 +142,8 @@ class SkeletonClipHeatmapConfig(PreTrainedConfig):
         if self.sigma <= 0:
             raise ValueError(f"`sigma` must be positive, got {self.sigma}.")
         for name in ("train_size", "eval_size"):
-            if len(getattr(self, name)) != 2:
-                raise ValueError(f"`{name}` must be (H, W), got {getattr(self, name)}.")
+            if len(getattr(self, name)) != 2 or min(getattr(self, name)) < 1:
+                raise ValueError(f"`{name}` must be (H, W), positive, got {getattr(self, name)}.")
 
     @property
     def joint_layout(self):
@@ -246,6 +251,9 @@ class SkeletonClipConfig(PreTrainedConfig):
             self.video_config.in_channels = channels
 
     def validate_architecture(self):
+        for name in ("frame_embed_dim", "projection_dim", "text_max_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be positive, got {getattr(self, name)}.")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"`objective` must be one of {OBJECTIVES}, got {self.objective!r}.")
         if not 0 < self.temperature_min <= self.temperature_init <= self.temperature_max:

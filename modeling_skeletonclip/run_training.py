@@ -17,18 +17,21 @@ Installed as the `skeletonclip train` command (`skeletonclip predict` runs it fo
 """
 
 import csv
+import dataclasses
+import difflib
 import json
 import logging
 import os
 import sys
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import transformers
+from safetensors import SafetensorError
 from transformers import AutoTokenizer, HfArgumentParser, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from modeling_skeletonclip import (
     PoseClipTransform,
@@ -38,7 +41,9 @@ from modeling_skeletonclip import (
     SkeletonClipModel,
     load_pose_dataset,
 )
+from modeling_skeletonclip.checkpoints import checkpoint_problem, last_complete_checkpoint
 from modeling_skeletonclip.clip_dataset import PoseClipDataset
+from modeling_skeletonclip.configuration_skeletonclip import SkeletonClipHeatmapConfig, SkeletonClipVideoConfig
 from modeling_skeletonclip.metrics import load_skeleton_accuracy
 from modeling_skeletonclip.pose_dataset import PoseDataError
 from modeling_skeletonclip.presets import preset_config
@@ -49,7 +54,7 @@ from modeling_skeletonclip.resources import (
     packaged_recipe,
     packaged_recipes,
 )
-from modeling_skeletonclip.trainer import SkeletonClipTrainer, SkeletonClipTrainingArguments
+from modeling_skeletonclip.trainer import SkeletonClipTrainer, SkeletonClipTrainingArguments, TrainingError
 
 
 logger = logging.getLogger(__name__)
@@ -106,6 +111,13 @@ class DataArguments:
     predictions_format: str = field(default="csv", metadata={"help": "Format of --do_predict output: csv or json."})
     dataset_cache_dir: str | None = field(default=None, metadata={"help": "Where the Arrow cache of pickles lives."})
 
+    def __post_init__(self):
+        # Refused rather than replaced: `--clip_len 0` would otherwise mean the preset's length.
+        for name in ("clip_len", "eval_num_clips", "test_num_clips", "max_train_samples", "max_eval_samples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name} must be at least 1, got {value}.")
+
 
 class ArgumentError(ValueError):
     """A bad command-line argument: reported as one line, without a traceback."""
@@ -121,7 +133,12 @@ def json_to_argv(path: str) -> list[str]:
             raise ArgumentError(f"Argument file {path} does not exist (recipes in the package: {recipes}).")
         path = packaged
     with open(path) as f:
-        data = json.load(f)
+        try:
+            data = json.load(f)
+        except json.JSONDecodeError as err:
+            raise ArgumentError(f"Argument file {path} is not valid JSON: {err}") from err
+    if not isinstance(data, dict):
+        raise ArgumentError(f"Argument file {path} must hold a JSON object of arguments, got {type(data).__name__}.")
     argv = []
     for key, value in data.items():
         argv.append(f"--{key}")
@@ -137,6 +154,8 @@ def existing_data_file(path: str, flag: str) -> str:
     that recipes naming `data/label_maps/ntu60.txt` also run outside a checkout; else an error naming the file."""
     if os.path.isfile(path):
         return path
+    if os.path.isdir(path):
+        raise ArgumentError(f"{flag} {path} is a folder, not a file.")
     packaged = packaged_data_file(path)
     if packaged is None:
         raise ArgumentError(f"{flag} {path} does not exist.")
@@ -191,6 +210,8 @@ def write_synthetic_demo(folder):
 def load_data(data_args, training_args):
     if data_args.train_file is None:
         synthetic_data(data_args)
+    if os.path.isdir(data_args.train_file):
+        raise ArgumentError(f"--train_file {data_args.train_file} is a folder, not a pose pickle file.")
     if not os.path.isfile(data_args.train_file):
         raise ArgumentError(f"--train_file {data_args.train_file} does not exist.")
     if data_args.label_map is not None:
@@ -217,11 +238,30 @@ def load_data(data_args, training_args):
     )
 
 
+def read_class_split(path: str) -> tuple[list[int], list[int]]:
+    """The `seen` and `unseen` class indices of a zero-shot split file; an ArgumentError naming the file and what is
+    wrong with it otherwise."""
+    with open(path) as f:
+        try:
+            split = json.load(f)
+        except json.JSONDecodeError as err:
+            raise ArgumentError(f"--class_split_file {path} is not valid JSON: {err}") from err
+    if not isinstance(split, dict):
+        raise ArgumentError(f"--class_split_file {path} must hold a JSON object {{'seen': [...], 'unseen': [...]}}.")
+    classes = []
+    for key in ("seen", "unseen"):
+        value = split.get(key)
+        if not isinstance(value, list) or not value or not all(isinstance(c, int) and not isinstance(c, bool)
+                                                                 for c in value):
+            raise ArgumentError(f"--class_split_file {path}: {key!r} must be a non-empty list of class indices, "
+                                f"got {value!r}.")
+        classes.append(value)
+    return classes[0], classes[1]
+
+
 def apply_class_split(dataset, class_names, data_args, training_args):
     """Zero-shot: keep seen classes for training and unseen ones for evaluation, each relabelled 0..n-1."""
-    with open(data_args.class_split_file) as f:
-        split = json.load(f)
-    seen, unseen = [int(c) for c in split["seen"]], [int(c) for c in split["unseen"]]
+    seen, unseen = read_class_split(data_args.class_split_file)
     if set(seen) & set(unseen):
         raise ArgumentError(f"{data_args.class_split_file}: classes {sorted(set(seen) & set(unseen))} are both seen and unseen.")
     for c in seen + unseen:
@@ -247,11 +287,74 @@ def restrict_remap(ds, classes, class_names):
     return ds.cast_column("label", datasets.ClassLabel(names=[class_names[c] for c in classes]))
 
 
-def build_model(model_args, class_names):
+CONFIG_CLASSES = {
+    None: SkeletonClipConfig,
+    "video_config": SkeletonClipVideoConfig,
+    "heatmap_config": SkeletonClipHeatmapConfig,
+}
+
+
+def check_config_keys(overrides: dict, prefix: str | None = None) -> None:
+    """Unknown keys (typos) are refused: the config would keep them as inert attributes and train without them."""
+    known = {f.name for f in dataclasses.fields(CONFIG_CLASSES[prefix])}
+    for key, value in overrides.items():
+        name = f"{prefix}.{key}" if prefix else key
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ArgumentError(f"--config_overrides: {name!r} is not a setting of {CONFIG_CLASSES[prefix].__name__}"
+                                f"{hint}.")
+        if prefix is None and key in CONFIG_CLASSES:
+            if not isinstance(value, dict):
+                raise ArgumentError(f"--config_overrides: {key!r} must be a JSON object, got {value!r}.")
+            check_config_keys(value, key)
+
+
+def model_config_kwargs(model_args) -> tuple[dict, int]:
+    """The keyword arguments of a fresh model's config (preset, flags, `--config_overrides`) and the preset's clip
+    length. The config they make is built once here, so that a value it refuses is reported before any data is
+    read."""
     try:
         preset_kwargs, preset_clip_len = preset_config(model_args.preset)
     except ValueError as err:
         raise ArgumentError(str(err)) from err
+    heatmap_config = dict(
+        preset_kwargs["heatmap_config"], with_joints=not model_args.with_limbs, with_limbs=model_args.with_limbs
+    )
+    video_config = preset_kwargs["video_config"]
+    if model_args.conv_impl:
+        video_config["conv_impl"] = model_args.conv_impl
+    config_kwargs = dict(
+        video_config=video_config,
+        heatmap_config=heatmap_config,
+        text_template=model_args.text_template,
+        objective=model_args.objective,
+    )
+    if model_args.config_overrides:
+        try:
+            overrides = json.loads(model_args.config_overrides)
+        except json.JSONDecodeError as err:
+            raise ArgumentError(f"--config_overrides is not valid JSON: {err}") from err
+        if not isinstance(overrides, dict):
+            raise ArgumentError(f"--config_overrides must be a JSON object of config settings, got {overrides!r}.")
+        check_config_keys(overrides)
+        if "text_config" in overrides and model_args.model_type == "contrastive":
+            raise ArgumentError("--config_overrides: the text encoder's config comes from --text_model_name_or_path, "
+                                "'text_config' cannot override it.")
+        for key, value in overrides.items():  # sub-config dicts merge key by key
+            if isinstance(value, dict) and isinstance(config_kwargs.get(key), dict):
+                config_kwargs[key] = {**config_kwargs[key], **value}
+            else:
+                config_kwargs[key] = value
+    try:
+        SkeletonClipConfig(**config_kwargs)
+    except Exception as err:  # the config's own validation: strict field types, validate_architecture
+        raise ArgumentError(f"The model config refuses these settings: {err}") from err
+    return config_kwargs, preset_clip_len
+
+
+def build_model(model_args, class_names):
+    config_kwargs, preset_clip_len = model_config_kwargs(model_args)
     if model_args.model_type not in ("contrastive", "classifier"):
         raise ArgumentError(f"--model_type must be 'contrastive' or 'classifier', got {model_args.model_type!r}.")
     id2label = dict(enumerate(class_names))
@@ -265,29 +368,7 @@ def build_model(model_args, class_names):
             tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path)
         return model, tokenizer, preset_clip_len
 
-    heatmap_config = dict(
-        preset_kwargs["heatmap_config"], with_joints=not model_args.with_limbs, with_limbs=model_args.with_limbs
-    )
-    video_config = preset_kwargs["video_config"]
-    if model_args.conv_impl:
-        video_config["conv_impl"] = model_args.conv_impl
-    config_kwargs = dict(
-        video_config=video_config,
-        heatmap_config=heatmap_config,
-        id2label=id2label,
-        text_template=model_args.text_template,
-        objective=model_args.objective,
-    )
-    if model_args.config_overrides:
-        try:
-            overrides = json.loads(model_args.config_overrides)
-        except json.JSONDecodeError as err:
-            raise ArgumentError(f"--config_overrides is not valid JSON: {err}") from err
-        for key, value in overrides.items():  # sub-config dicts merge key by key
-            if isinstance(value, dict) and isinstance(config_kwargs.get(key), dict):
-                config_kwargs[key] = {**config_kwargs[key], **value}
-            else:
-                config_kwargs[key] = value
+    config_kwargs.setdefault("id2label", id2label)
     if model_args.model_type == "contrastive":
         model, tokenizer = SkeletonClipModel.from_text_pretrained(model_args.text_model_name_or_path, **config_kwargs)
     else:
@@ -348,26 +429,80 @@ def write_predictions(path_prefix, fmt, frame_dirs, labels, scores, names, top_k
 
 
 def main(argv=None):
-    """Runs on `argv` (default: the command line). Bad arguments or data raise ArgumentError or PoseDataError;
+    """Runs on `argv` (default: the command line). Bad arguments or data raise ArgumentError or PoseDataError, and
+    training that cannot go on (a non-finite loss, a checkpoint that cannot be written) a TrainingError;
     `report_bad_input(main)` turns them into one line on stderr and exit status 2."""
     run(*parse_args(sys.argv[1:] if argv is None else argv))
+
+
+def read_candidate_labels(path: str) -> list[str]:
+    path = existing_data_file(path, "--candidate_labels")
+    with open(path) as f:
+        names = [line.strip() for line in f if line.strip()]
+    if not names:
+        raise ArgumentError(f"--candidate_labels {path} holds no class texts (one per line).")
+    return names
+
+
+def resume_checkpoint(training_args) -> str | None:
+    """The checkpoint training resumes from: `--resume_from_checkpoint` if given (it must be complete), else the
+    newest complete checkpoint in the output folder; newer folders that an interrupted write left incomplete are
+    skipped with a warning."""
+    if not training_args.do_train:
+        return None
+    if training_args.resume_from_checkpoint is not None:
+        path = training_args.resume_from_checkpoint
+        if not os.path.isdir(path):
+            raise ArgumentError(f"--resume_from_checkpoint {path} is not a folder.")
+        problem = checkpoint_problem(path)
+        if problem is not None:
+            raise ArgumentError(f"--resume_from_checkpoint {path} is not a complete checkpoint: {problem}.")
+        return path
+    if not os.path.isdir(training_args.output_dir):
+        return None
+    checkpoint = last_complete_checkpoint(training_args.output_dir)
+    if checkpoint is not None:
+        logger.info(f"Resuming from the last complete checkpoint {checkpoint}.")
+    return checkpoint
+
+
+def check_arguments(model_args, data_args, training_args):
+    """What can be checked without reading the data, so that a bad argument stops the run before the data are
+    converted or a model is trained. Returns the candidate texts of --candidate_labels (or None)."""
+    if data_args.predictions_format not in ("csv", "json"):
+        raise ArgumentError(f"--predictions_format must be csv or json, got {data_args.predictions_format!r}.")
+    if model_args.model_type not in ("contrastive", "classifier"):
+        raise ArgumentError(f"--model_type must be 'contrastive' or 'classifier', got {model_args.model_type!r}.")
+    model_config_kwargs(model_args)
+    if data_args.class_split_file:
+        data_args.class_split_file = existing_data_file(data_args.class_split_file, "--class_split_file")
+        read_class_split(data_args.class_split_file)
+    candidates = None
+    if data_args.candidate_labels and training_args.do_predict:
+        if model_args.model_type != "contrastive":
+            raise ArgumentError("--candidate_labels needs the contrastive model (texts), not the classifier.")
+        candidates = read_candidate_labels(data_args.candidate_labels)
+    return candidates
+
+
+@contextmanager
+def writing(what: str):
+    """A failed write (full disk, file-size limit) of `what` becomes one TrainingError naming it."""
+    try:
+        yield
+    except (OSError, RuntimeError, SafetensorError) as err:  # torch.save and safetensors raise their own types
+        raise TrainingError(f"Could not write {what}: {type(err).__name__}: {err}") from err
 
 
 def run(model_args, data_args, training_args):
     """Trains, evaluates and predicts as the parsed arguments say."""
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
-    if data_args.predictions_format not in ("csv", "json"):
-        raise ArgumentError(f"--predictions_format must be csv or json, got {data_args.predictions_format!r}.")
+    candidate_names = check_arguments(model_args, data_args, training_args)
     if not torch.cuda.is_available():
         training_args.dataloader_pin_memory = False  # nothing to pin for on a CPU-only machine
     set_seed(training_args.seed)
-
-    last_checkpoint = None
-    if os.path.isdir(training_args.output_dir) and training_args.do_train:
-        last_checkpoint = get_last_checkpoint(training_args.output_dir)
-        if last_checkpoint is not None and training_args.resume_from_checkpoint is None:
-            logger.info(f"Resuming from the last checkpoint {last_checkpoint}.")
+    checkpoint = resume_checkpoint(training_args)
 
     dataset = load_data(data_args, training_args)
     first_split = next(iter(dataset.values()))
@@ -375,11 +510,10 @@ def run(model_args, data_args, training_args):
     train_names = eval_names = class_names
     splits = dict(dataset)
     if data_args.class_split_file:
-        data_args.class_split_file = existing_data_file(data_args.class_split_file, "--class_split_file")
         splits, train_names, eval_names = apply_class_split(dataset, class_names, data_args, training_args)
 
     model, tokenizer, preset_clip_len = build_model(model_args, train_names)
-    clip_len = data_args.clip_len or preset_clip_len
+    clip_len = data_args.clip_len if data_args.clip_len is not None else preset_clip_len
     heatmap_cfg = model.config.heatmap_config
     transform_kwargs = dict(
         clip_len=clip_len,
@@ -394,8 +528,10 @@ def run(model_args, data_args, training_args):
     train_dataset = eval_dataset = test_dataset = None
     if training_args.do_train:
         train_split = take(splits[data_args.train_split], data_args.max_train_samples)
+        # Seeded: each clip's augmentation depends on (seed, epoch, index) only, so resuming is exact.
         train_dataset = PoseClipDataset(
-            train_split, PoseClipTransform("train", seed=training_args.seed, **transform_kwargs)
+            train_split, PoseClipTransform("train", seed=training_args.seed, **transform_kwargs),
+            seed=training_args.seed,
         )
     if training_args.do_eval:
         eval_split = take(splits[data_args.eval_split], data_args.max_eval_samples)
@@ -436,60 +572,63 @@ def run(model_args, data_args, training_args):
         class_names=eval_names if is_contrastive else None,
     )
 
+    output_dir = training_args.output_dir
     if training_args.do_train:
-        checkpoint = training_args.resume_from_checkpoint or last_checkpoint
         train_result = trainer.train(resume_from_checkpoint=checkpoint)
-        trainer.save_model()  # model, config with auto_map, code files and (as processing_class) the tokenizer
-        trainer.log_metrics("train", train_result.metrics)
-        trainer.save_metrics("train", train_result.metrics)
-        trainer.save_state()
+        with writing(f"the trained model to {output_dir}"):
+            trainer.save_model()  # model, config with auto_map, code files and (as processing_class) the tokenizer
+            trainer.log_metrics("train", train_result.metrics)
+            trainer.save_metrics("train", train_result.metrics)
+            trainer.save_state()
 
     if training_args.do_eval:
         metrics = trainer.evaluate()
         trainer.log_metrics("eval", metrics)
-        trainer.save_metrics("eval", metrics)
+        with writing(f"the evaluation results to {output_dir}"):
+            trainer.save_metrics("eval", metrics)
 
     if training_args.do_predict:
         names = eval_names
-        if data_args.candidate_labels:
-            if not is_contrastive:
-                raise ArgumentError("--candidate_labels needs the contrastive model (texts), not the classifier.")
-            with open(data_args.candidate_labels) as f:
-                names = [line.strip() for line in f if line.strip()]
+        if candidate_names is not None:
+            names = candidate_names
             trainer.class_names = names
             # The clips' own labels do not index the candidate texts: predict without them.
             trainer.eval_data_collator = drop_labels(PoseCollator(static_persons=static_persons))
         output = trainer.predict(test_dataset)
-        labels = output.label_ids if not data_args.candidate_labels else None
-        if labels is not None:
-            trainer.log_metrics("predict", output.metrics)
-            trainer.save_metrics("predict", output.metrics)
-        if trainer.is_world_process_zero():
-            path = write_predictions(
-                os.path.join(training_args.output_dir, "predictions"),
-                data_args.predictions_format,
-                list(test_dataset.dataset["frame_dir"]),
-                labels,
-                output.predictions,
-                names,
-            )
-            logger.info(f"Wrote per-clip top-5 predictions to {path}")
+        labels = output.label_ids if candidate_names is None else None
+        with writing(f"the predictions to {output_dir}"):
+            if labels is not None:
+                trainer.log_metrics("predict", output.metrics)
+                trainer.save_metrics("predict", output.metrics)
+            if trainer.is_world_process_zero():
+                path = write_predictions(
+                    os.path.join(output_dir, "predictions"),
+                    data_args.predictions_format,
+                    list(test_dataset.dataset["frame_dir"]),
+                    labels,
+                    output.predictions,
+                    names,
+                )
+                logger.info(f"Wrote per-clip top-5 predictions to {path}")
 
     if trainer.is_world_process_zero() and training_args.do_train:
         kwargs = {"finetuned_from": model_args.text_model_name_or_path or "all-MiniLM-L6-v2", "tasks": "video-classification"}
         if training_args.push_to_hub:
             trainer.push_to_hub(**kwargs)
         else:
-            trainer.create_model_card(**kwargs)
+            with writing(f"the model card to {output_dir}"):
+                trainer.create_model_card(**kwargs)
 
 
 def report_bad_input(main_function, *args, **kwargs) -> int:
-    """Calls `main_function`; bad arguments or bad data become one line on stderr and exit status 2 (as argparse's
-    own errors), without a traceback. Returns the exit status."""
+    """Calls `main_function`; bad arguments or bad data, and training that cannot go on (TrainingError), become one
+    line on stderr and exit status 2 (as argparse's own errors), without a traceback. Returns the exit status."""
     try:
         main_function(*args, **kwargs)
-    except (ArgumentError, PoseDataError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (ArgumentError, PoseDataError, TrainingError) as err:
+        # One line even when the message quotes a multi-line one (the config's validation errors).
+        message = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        print(f"error: {message}", file=sys.stderr)
         return 2
     return 0
 

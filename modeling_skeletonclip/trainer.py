@@ -1,19 +1,37 @@
 """SkeletonClipTrainer: per-module learning rates, the model's objective in training, all-class evaluation over views."""
 
 import math
+import os
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from torch.optim.lr_scheduler import LambdaLR
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 from transformers.utils import logging
 
+from .checkpoints import remove_manifest, write_manifest
 from .modeling_skeletonclip import SkeletonClipModel
 from .pose_transforms import PoseCollator
 
 
 logger = logging.get_logger(__name__)
+
+
+class TrainingError(Exception):
+    """Training cannot go on: a non-finite loss or model, or a checkpoint that could not be written. The message says
+    what happened and where, in one line (the command reports it without a traceback)."""
+
+
+class NonFiniteTrainingError(TrainingError):
+    """The loss or the weights became NaN or infinite."""
+
+
+class CheckpointWriteError(TrainingError):
+    """A checkpoint could not be written (a full disk, a file-size limit, a vanished folder)."""
 
 
 @dataclass
@@ -46,8 +64,109 @@ class SkeletonClipTrainingArguments(TrainingArguments):
         metadata={"help": "With several processes, compute the contrastive loss over the features of all of them."},
     )
     sync_batchnorm: bool = field(default=False, metadata={"help": "Convert BatchNorm to SyncBatchNorm (multi-GPU)."})
+    skip_nonfinite_loss_steps: bool = field(
+        default=False,
+        metadata={
+            "help": "Skip (with a warning) an optimisation step whose loss or gradients are NaN or infinite, instead "
+            "of stopping training with an error naming the step."
+        },
+    )
     # Pose datasets carry keypoint columns that are not forward() arguments; the collator consumes them.
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep dataset columns for the collator."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        problem = hyperparameter_problem(self)
+        if problem is not None:
+            raise ValueError(problem)
+
+
+def hyperparameter_problem(args) -> str | None:
+    """The first optimisation setting that cannot train (NaN, a non-positive rate or size, a ratio out of range),
+    named by its command-line flag; None when all of them can. Checked up front: such a run would otherwise train to
+    the end and save a NaN model, or fail deep inside the Trainer."""
+    positive = (lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
+    non_negative = (lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
+    fraction = (lambda v: 0 <= v < 1, "in [0, 1)")
+    count = (lambda v: v >= 1, "at least 1")
+    checks = [
+        ("learning_rate", args.learning_rate, positive),
+        ("weight_decay", args.weight_decay, non_negative),
+        ("video_encoder_lr_ratio", args.video_encoder_lr_ratio, positive),
+        ("text_encoder_lr_ratio", args.text_encoder_lr_ratio, (positive[0], "a finite number > 0 "
+                                                               "(--freeze_text_encoder freezes the text encoder)")),
+        ("head_lr_ratio", args.head_lr_ratio, positive),
+        ("video_encoder_weight_decay_ratio", args.video_encoder_weight_decay_ratio, non_negative),
+        ("text_encoder_weight_decay_ratio", args.text_encoder_weight_decay_ratio, non_negative),
+        ("warmup_steps", args.warmup_steps, (non_negative[0], "a step count, or a fraction of the steps below 1")),
+        ("warmup_start_ratio", args.warmup_start_ratio, (lambda v: 0 <= v <= 1, "in [0, 1]")),
+        ("max_grad_norm", args.max_grad_norm, (non_negative[0], "a finite number >= 0 (0: no clipping)")),
+        ("label_smoothing_factor", args.label_smoothing_factor, fraction),
+        ("adam_beta1", args.adam_beta1, fraction),
+        ("adam_beta2", args.adam_beta2, fraction),
+        ("adam_epsilon", args.adam_epsilon, non_negative),
+        ("per_device_train_batch_size", args.per_device_train_batch_size, count),
+        ("per_device_eval_batch_size", args.per_device_eval_batch_size, count),
+        ("gradient_accumulation_steps", args.gradient_accumulation_steps, count),
+        ("dataloader_num_workers", args.dataloader_num_workers, (lambda v: v >= 0, "at least 0")),
+    ]
+    for flag, value, (valid, allowed) in checks:
+        if value is not None and not valid(value):  # NaN fails every comparison
+            return f"--{flag} must be {allowed}, got {value}."
+    if args.max_steps <= 0 and not (math.isfinite(args.num_train_epochs) and args.num_train_epochs > 0):
+        return f"--num_train_epochs must be a finite number > 0 (or --max_steps set), got {args.num_train_epochs}."
+    if args.save_strategy == "steps" and not args.save_steps > 0:
+        return f"--save_steps must be > 0 with --save_strategy steps, got {args.save_steps}."
+    return None
+
+
+class _EpochCallback(TrainerCallback):
+    """Makes what the training DataLoader draws a function of (seed, epoch), so that a resumed run draws what the
+    uninterrupted run drew, whichever checkpoint it resumes from:
+
+    - the training set's augmentation (`PoseClipDataset.set_epoch`), on every process (accelerate forwards the epoch
+      to the dataset itself only in some configurations);
+    - the seed the DataLoader gives its workers: drawn from the global generator, it would shift every later
+      dropout mask whenever a resumed run makes one iterator more than the uninterrupted run (persistent workers
+      make one per run, not per epoch). Drawn from a generator of the loader's own, it leaves the global generator,
+      which the Trainer checkpoints, to the model.
+    """
+
+    def on_epoch_begin(self, args, state, control, train_dataloader=None, **kwargs):
+        # The Trainer's own count: `state.epoch` is the number of epochs done, fractional mid-epoch.
+        epoch = int(state.epoch or 0)
+        dataset = getattr(train_dataloader, "dataset", None)
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(epoch)
+        loader = getattr(train_dataloader, "base_dataloader", train_dataloader)  # accelerate wraps the DataLoader
+        if isinstance(loader, torch.utils.data.DataLoader):
+            seed = args.data_seed if args.data_seed is not None else args.seed
+            loader_seed = np.random.SeedSequence([seed % 2**64, epoch]).generate_state(1, np.uint64)[0]
+            loader.generator = torch.Generator().manual_seed(int(loader_seed))
+
+
+class _NonFiniteStepSkipper(TrainerCallback):
+    """With `skip_nonfinite_loss_steps`: drops the gradients of a step whose loss or gradients are not finite, so the
+    optimiser leaves every weight (and its moments) as it was. The gradients decide, being the same on every process
+    after the all-reduce, so all processes skip together."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        trainer = self.trainer
+        nonfinite_loss, trainer._nonfinite_loss = trainer._nonfinite_loss, False
+        grads = [p.grad for p in trainer.model.parameters() if p.grad is not None]
+        finite_grads = bool(torch.stack([g.isfinite().all() for g in grads]).all()) if grads else True
+        if nonfinite_loss or not finite_grads:
+            # Without gradients the optimiser skips every weight. A GradScaler (fp16) skips a step with non-finite
+            # gradients itself, and would refuse one without any.
+            if getattr(trainer.accelerator, "scaler", None) is None:
+                trainer.model.zero_grad(set_to_none=True)
+            logger.warning(
+                f"Step {state.global_step + 1} skipped (--skip_nonfinite_loss_steps): its "
+                f"{'loss is' if nonfinite_loss else 'gradients are'} not finite."
+            )
 
 
 class SkeletonClipTrainer(Trainer):
@@ -57,6 +176,11 @@ class SkeletonClipTrainer(Trainer):
       ratio; no decay on biases, norms and the temperature (every parameter with fewer than 2 dimensions).
     - Evaluation/prediction encode every class text once per call, score every view of every clip against all of
       them, average the softmax probabilities over views and hand `[N, L]` log-probabilities to `compute_metrics`.
+    - Resumable and safe to interrupt: the training set's augmentation and the DataLoader's worker seed follow
+      (seed, epoch), so a resumed run is bit-identical to the uninterrupted one from any checkpoint; a checkpoint
+      gets a manifest of its files once it is complete (see `checkpoints.py`); a failed write raises
+      `CheckpointWriteError`, a NaN or infinite loss `NonFiniteTrainingError` (or skips the step with
+      `skip_nonfinite_loss_steps`), and a model with non-finite weights is never saved.
 
     Args:
         class_names (`list[str]`, *optional*): candidate class names for evaluation; defaults to the model's
@@ -80,6 +204,10 @@ class SkeletonClipTrainer(Trainer):
             self.model.gather_features_across_processes = self.args.gather_features_with_grad
         if self.args.sync_batchnorm:
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        self._nonfinite_loss = False  # a non-finite loss since the last optimiser step (skip_nonfinite_loss_steps)
+        self.add_callback(_EpochCallback())
+        if self.args.skip_nonfinite_loss_steps:
+            self.add_callback(_NonFiniteStepSkipper(self))
 
     # -- optimisation ---------------------------------------------------------------------------------------------
 
@@ -154,9 +282,26 @@ class SkeletonClipTrainer(Trainer):
         if model.training and objective is not None:
             inputs = unwrapped.training_inputs(inputs, self.processing_class)
         loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
+        if model.training:
+            self._check_loss(loss)
         if model.training and objective is not None:
             self._record_loss_parts(outputs, objective.logged_loss_parts)
         return (loss, outputs) if return_outputs else loss
+
+    def _check_loss(self, loss):
+        """A NaN or infinite loss stops training here, before its gradients reach the weights (the Trainer would
+        only drop it from the logs and save the NaN model), unless `skip_nonfinite_loss_steps` skips the step."""
+        if bool(torch.isfinite(loss.detach()).all()):
+            return
+        step = self.state.global_step + 1
+        if self.args.skip_nonfinite_loss_steps:
+            self._nonfinite_loss = True  # _NonFiniteStepSkipper drops the step's gradients
+            return
+        raise NonFiniteTrainingError(
+            f"The training loss is {loss.detach().float().mean().item()} at step {step} (epoch "
+            f"{self.state.epoch or 0:.2f}): training stopped before the step changed the weights. Lower "
+            "--learning_rate, check the data, or pass --skip_nonfinite_loss_steps to skip such steps."
+        )
 
     def _record_loss_parts(self, outputs, names):
         for name in names:
@@ -176,6 +321,51 @@ class SkeletonClipTrainer(Trainer):
                 logs[name] = round(float(value), 4)
             self._loss_parts = {}
         super().log(logs, start_time)
+
+    # -- saving ---------------------------------------------------------------------------------------------------
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
+        """Saves the model as the Trainer does, but never one with NaN or infinite weights."""
+        model = self.accelerator.unwrap_model(self.model)
+        bad = [name for name, tensor in model.state_dict().items()
+               if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+        if bad:
+            where = output_dir or self.args.output_dir
+            raise NonFiniteTrainingError(
+                f"The model has NaN or infinite weights after step {self.state.global_step} ({len(bad)} tensors, "
+                f"e.g. {bad[0]}): not saved to {where}. Lower --learning_rate or check the data."
+            )
+        return super().save_model(output_dir, _internal_call)
+
+    def _save_checkpoint(self, model, trial):
+        """The Trainer's checkpoint, made safe to resume from: a manifest of its files is written last (a folder
+        without one, or whose files differ from it, was not finished: `checkpoints.last_complete_checkpoint` passes
+        it over), older checkpoints are deleted only once the new one is complete, and a failed write (full disk)
+        is one `CheckpointWriteError` naming the folder."""
+        run_dir = self._get_output_dir(trial=trial)
+        folder = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        if self.args.should_save:
+            remove_manifest(folder)
+        save_total_limit, self.args.save_total_limit = self.args.save_total_limit, None
+        try:
+            super()._save_checkpoint(model, trial)
+            self.accelerator.wait_for_everyone()  # every process has written its part (its RNG state)
+            if self.args.should_save:
+                write_manifest(folder, self.state.global_step)
+        except (OSError, RuntimeError, SafetensorError) as err:  # torch.save and safetensors fail with their own
+            raise CheckpointWriteError(
+                f"Could not write the checkpoint {folder}: {type(err).__name__}: {err}. The complete checkpoints are "
+                "kept: a rerun (with enough disk space) resumes from the newest."
+            ) from err
+        finally:
+            self.args.save_total_limit = save_total_limit
+        if self.args.should_save:
+            rotate_checkpoints(
+                output_dir=run_dir,
+                save_total_limit=save_total_limit,
+                best_model_checkpoint=self.state.best_model_checkpoint,
+                use_mtime=True,
+            )
 
     # -- evaluation -----------------------------------------------------------------------------------------------
 

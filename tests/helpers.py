@@ -1,5 +1,6 @@
-"""Helpers shared by the tests: tiny model settings, random keypoints, the saved-model fixtures and an independent
-heatmap oracle.
+"""Helpers shared by the tests: tiny model settings, random keypoints, the saved-model fixtures, an independent
+heatmap oracle, and the training command on tiny settings (in this process, or in a child process that is killed
+or runs out of disk space).
 
 The oracle (`reference_heatmaps`) is a plain per-point numpy renderer (SPEC §2), written to be obviously correct,
 not fast: it loops over every point and every limb like pyskl's `GeneratePoseTarget.generate_a_heatmap` /
@@ -50,6 +51,114 @@ def random_keypoints(batch, persons=1, frames=8, joints=17, size=16, views=None,
     keypoints = torch.rand(shape + (2,), generator=g) * (size - 1)
     scores = torch.rand(shape, generator=g) * 0.7 + 0.3
     return keypoints, scores
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The training command on tiny settings, in this process or in a child process that can be killed
+# ----------------------------------------------------------------------------------------------------------------
+
+def save_tiny_text_encoder(folder):
+    """A randomly initialised TINY_TEXT BERT (with dropout) and the packaged MiniLM tokenizer, as a folder for
+    `--text_model_name_or_path`: training steps and checkpoints cost a fraction of MiniLM's."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from modeling_skeletonclip.text_encoders import packaged_text_encoder_path
+
+    torch.manual_seed(0)
+    BertModel(BertConfig(**TINY_TEXT)).save_pretrained(str(folder))
+    AutoTokenizer.from_pretrained(packaged_text_encoder_path()).save_pretrained(str(folder))
+    return str(folder)
+
+
+def tiny_training_run(folder):
+    """Writes synthetic poses (2 training clips a class) and a tiny text encoder into `folder` and returns
+    `run_args(output_dir, *extra)`: the arguments of `skeletonclip train` for a tiny contrastive run on them, 12
+    training clips in batches of 4 (3 steps an epoch), no evaluation, no DataLoader workers, a log every step."""
+    from modeling_skeletonclip.synthetic_poses import write_synthetic_poses
+
+    pickle_path, labels = os.path.join(folder, "poses.pkl"), os.path.join(folder, "labels.txt")
+    write_synthetic_poses(pickle_path, num_train_per_class=2, num_val_per_class=1)
+    text_encoder = save_tiny_text_encoder(os.path.join(folder, "text_encoder"))
+
+    def run_args(output_dir, *extra):
+        return [
+            "--train_file", pickle_path, "--label_map", labels, "--train_split", "train", "--do_train",
+            "--max_train_samples", "12", "--output_dir", str(output_dir), "--preset", "small",
+            "--config_overrides", TINY_OVERRIDES, "--text_model_name_or_path", text_encoder, "--clip_len", "8",
+            "--per_device_train_batch_size", "4", "--report_to", "none", "--use_cpu", "true", "--disable_tqdm",
+            "true", "--seed", "3", "--dataloader_num_workers", "0", "--logging_steps", "1",
+            "--dataset_cache_dir", os.path.join(folder, "cache"), *extra,
+        ]
+
+    return run_args
+
+
+# Run in the child: the training command, optionally SIGKILLed in the middle of writing a checkpoint or right after.
+_CHILD = """
+import os, signal, sys
+import torch
+torch.set_num_threads({threads})
+from modeling_skeletonclip import run_training
+from modeling_skeletonclip.trainer import SkeletonClipTrainer
+from transformers import TrainerCallback
+
+KILL_AFTER_SAVE, KILL_DURING_SAVE = {kill_after_save}, {kill_during_save}
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no flush: as the OOM killer or a preempted job
+
+class KillAfterSave(TrainerCallback):
+    def on_save(self, args, state, control, **kwargs):
+        if state.global_step == KILL_AFTER_SAVE:
+            die()
+
+init, save_optimizer = SkeletonClipTrainer.__init__, SkeletonClipTrainer._save_optimizer_and_scheduler
+
+def patched_init(self, *args, **kwargs):
+    init(self, *args, **kwargs)
+    self.add_callback(KillAfterSave())
+
+def patched_save_optimizer(self, output_dir):
+    if self.state.global_step == KILL_DURING_SAVE:
+        die()  # the model files of the checkpoint are written, the optimizer and the trainer state are not
+    save_optimizer(self, output_dir)
+
+SkeletonClipTrainer.__init__ = patched_init
+SkeletonClipTrainer._save_optimizer_and_scheduler = patched_save_optimizer
+sys.exit(run_training.report_bad_input(run_training.main, {argv!r}))
+"""
+
+
+def run_training_process(argv, kill_after_save=None, kill_during_save=None, file_size_limit=None, timeout=300):
+    """Runs `skeletonclip train ARGV` in a child process (as many torch threads as this one, so that its numbers
+    are this process's) and returns the CompletedProcess. `kill_after_save=N` SIGKILLs it right after checkpoint-N
+    is written, `kill_during_save=N` while checkpoint-N is being written. `file_size_limit` (bytes) makes every
+    larger write fail with EFBIG, as on a full disk (SIGXFSZ ignored, so the write raises OSError)."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    code = _CHILD.format(threads=torch.get_num_threads(), kill_after_save=kill_after_save,
+                         kill_during_save=kill_during_save, argv=list(argv))
+
+    def limit_file_size():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO_ROOT, os.environ.get("PYTHONPATH", "")]))
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=env,
+                          preexec_fn=limit_file_size if file_size_limit else None)
+
+
+def assert_same_weights(path_a, path_b):
+    """Every tensor of two model.safetensors files is bit-identical."""
+    from safetensors.torch import load_file
+
+    a, b = load_file(str(path_a)), load_file(str(path_b))
+    assert a.keys() == b.keys()
+    different = [key for key in a if not torch.equal(a[key], b[key])]
+    assert not different, f"{len(different)} of {len(a)} tensors differ, e.g. {different[:3]}"
 
 
 # ----------------------------------------------------------------------------------------------------------------
