@@ -123,6 +123,15 @@ class ArgumentError(ValueError):
     """A bad command-line argument: reported as one line, without a traceback."""
 
 
+def read_json(path: str, what: str):
+    """The JSON value in `path`; an ArgumentError naming `what` and the file where it is not valid JSON."""
+    with open(path) as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as err:
+            raise ArgumentError(f"{what} {path} is not valid JSON: {err}") from err
+
+
 def json_to_argv(path: str) -> list[str]:
     """A JSON file of arguments as command-line tokens, so that later command-line arguments override it. A bare
     file name that is not in the working directory may name a recipe shipped in the package (synthetic_demo.json)."""
@@ -132,11 +141,7 @@ def json_to_argv(path: str) -> list[str]:
             recipes = ", ".join(packaged_recipes())
             raise ArgumentError(f"Argument file {path} does not exist (recipes in the package: {recipes}).")
         path = packaged
-    with open(path) as f:
-        try:
-            data = json.load(f)
-        except json.JSONDecodeError as err:
-            raise ArgumentError(f"Argument file {path} is not valid JSON: {err}") from err
+    data = read_json(path, "Argument file")
     if not isinstance(data, dict):
         raise ArgumentError(f"Argument file {path} must hold a JSON object of arguments, got {type(data).__name__}.")
     argv = []
@@ -241,11 +246,7 @@ def load_data(data_args, training_args):
 def read_class_split(path: str) -> tuple[list[int], list[int]]:
     """The `seen` and `unseen` class indices of a zero-shot split file; an ArgumentError naming the file and what is
     wrong with it otherwise."""
-    with open(path) as f:
-        try:
-            split = json.load(f)
-        except json.JSONDecodeError as err:
-            raise ArgumentError(f"--class_split_file {path} is not valid JSON: {err}") from err
+    split = read_json(path, "--class_split_file")
     if not isinstance(split, dict):
         raise ArgumentError(f"--class_split_file {path} must hold a JSON object {{'seen': [...], 'unseen': [...]}}.")
     classes = []
