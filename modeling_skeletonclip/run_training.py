@@ -470,6 +470,11 @@ def resume_checkpoint(training_args) -> str | None:
 def check_arguments(model_args, data_args, training_args):
     """What can be checked without reading the data, so that a bad argument stops the run before the data are
     converted or a model is trained. Returns the candidate texts of --candidate_labels (or None)."""
+    if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
+        raise ArgumentError(
+            "Nothing to do: pass --do_train, --do_eval and/or --do_predict (or a recipe that sets them, e.g. "
+            "synthetic_demo.json; with no arguments at all the command runs that demo)."
+        )
     if data_args.predictions_format not in ("csv", "json"):
         raise ArgumentError(f"--predictions_format must be csv or json, got {data_args.predictions_format!r}.")
     if model_args.model_type not in ("contrastive", "classifier"):

@@ -218,3 +218,11 @@ def test_a_nan_learning_rate_is_refused_by_the_command(run_args, tmp_path, capsy
     assert command(["train", *run_args(tmp_path / "out", "--learning_rate", "nan")]) == 2
     assert one_error_line(capsys) == "error: --learning_rate must be a finite number > 0, got nan."
     assert not os.path.exists(tmp_path / "out")
+
+
+def test_a_run_with_nothing_to_do_is_one_line(tmp_path, capsys):
+    from modeling_skeletonclip.run_training import main, report_bad_input
+
+    assert report_bad_input(main, ["--max_steps", "8", "--output_dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Nothing to do: pass --do_train, --do_eval and/or --do_predict" in err[0]
