@@ -298,8 +298,8 @@ def render_heatmaps(
 
     Args:
         keypoints: [N, M, T, V, 2] (x, y) pixel coordinates in the target image frame of ``size``.
-            Non-finite coordinates are treated as missing (not drawn).
-        keypoint_scores: [N, M, T, V] or None (all ones). Points with value < 1e-3 are not drawn.
+            Non-finite coordinates are treated as missing (not rendered).
+        keypoint_scores: [N, M, T, V] or None (all ones). Points with value < 1e-3 are not rendered.
         size: (H, W) of the heatmaps; pixel centres are x = 0..W-1, y = 0..H-1.
         sigma: Gaussian sigma in pixels (windows are +-3 sigma, pyskl-style).
         with_joints / with_limbs: render joint channels (V) and/or limb channels (len(limbs));

@@ -86,7 +86,7 @@ def test_compile_flags_give_one_row_per_mode():
 
 def test_encoder_rows_filter_keeps_the_reference_rows_and_json_follows_each_row(monkeypatch, tmp_path):
     """`--encoder-rows RE` runs the matching rows and, whatever the pattern, the two rows every ratio needs; the
-    JSON file holds every row measured so far (a run cut short by a device time limit keeps them)."""
+    JSON file holds every row measured so far (a run cut short by a time limit keeps them)."""
     out = tmp_path / "rows.json"
     args = benchmark.parse_args(["--quick", "--device", "cpu", "--compile", "--encoder-rows", "compile",
                                  "--json", str(out)])
@@ -122,7 +122,7 @@ def test_fused_epilogue_row_measures_inference_and_checks_its_output():
 
 def test_a_failing_row_ends_only_itself(monkeypatch, capsys):
     """An option that raises (a cuDNN graph at run time, a compiler error, out of memory) gets its error in its row
-    and the table; the rows after it are still measured (device time is scarce)."""
+    and the table; the rows after it are still measured."""
     args = benchmark.parse_args(["--quick", "--device", "cpu"])
 
     def measured_or_failing(base_encoder, x, device, variant, args):
