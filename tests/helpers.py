@@ -450,3 +450,68 @@ def run_loader_isolated(cases, timeout=LOADER_TIMEOUT, memory_limit=LOADER_MEMOR
                 if queues[q]:
                     launch(q)
     return runs
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Real video files made from a real photo
+# ---------------------------------------------------------------------------------------------------------------
+# Regions of skimage.data.astronaut() (512 x 512, a public-domain photo), in its pixels, as (x0, y0, x1, y1): the face
+# (nose, eyes and ears inside it) and the shoulder band of the torso, read off the photo.
+ASTRONAUT_FACE = (165, 40, 290, 205)
+ASTRONAUT_SHOULDERS = (60, 200, 360, 320)
+CODECS = {".mp4": "libx264", ".mov": "libx264", ".avi": "mpeg4", ".webm": "libvpx-vp9", ".mkv": "libx264"}
+
+
+def astronaut_frame_placements(num_frames, width=320, height=240):
+    """Where the photo lies in each frame: `(scale, x_offset, y_offset)` per frame, so that a photo pixel (u, v) is
+    at frame pixel (x_offset + scale * u, y_offset + scale * v). The photo drifts right and grows over time."""
+    placements = []
+    for t in range(num_frames):
+        f = t / max(num_frames - 1, 1)
+        scale = 0.40 + 0.06 * f
+        placements.append((scale, int(round(20 + 60 * f)), int(round(10 + 4 * f))))
+    return placements
+
+
+def astronaut_frames(num_frames, width=320, height=240):
+    """RGB uint8 frames [H, W, 3]: the astronaut photo pasted at `astronaut_frame_placements` on a grey canvas."""
+    from PIL import Image
+    from skimage import data
+
+    photo = Image.fromarray(data.astronaut())
+    frames = []
+    for scale, x0, y0 in astronaut_frame_placements(num_frames, width, height):
+        size = int(round(512 * scale))
+        canvas = np.full((height, width, 3), 90, np.uint8)
+        patch = np.asarray(photo.resize((size, size), Image.BILINEAR))
+        h, w = min(size, height - y0), min(size, width - x0)
+        canvas[y0 : y0 + h, x0 : x0 + w] = patch[:h, :w]
+        frames.append(canvas)
+    return frames
+
+
+def write_video(path, frames, fps=10, codec=None, rotation=None):
+    """Encodes RGB frames with PyAV (the codec by file extension, see `CODECS`). `rotation` (degrees) is stored as
+    the stream's display-matrix rotation metadata, as phones store it."""
+    import av
+
+    codec = codec or CODECS[os.path.splitext(path)[1].lower()]
+    height, width = frames[0].shape[:2]
+    with av.open(path, "w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuv420p"
+        if rotation is not None:
+            stream.metadata["rotate"] = str(rotation)
+        for rgb in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def write_astronaut_video(path, num_frames=12, fps=10, width=320, height=240, **kwargs):
+    """A real video file of the astronaut photo moving over `num_frames` frames; returns `(path, placements)`."""
+    write_video(path, astronaut_frames(num_frames, width, height), fps=fps, **kwargs)
+    return path, astronaut_frame_placements(num_frames, width, height)
