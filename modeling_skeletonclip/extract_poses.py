@@ -130,9 +130,12 @@ def video_annotation(path, estimator="mediapipe", *, target_fps=None, max_person
         info = probe_video(path)
         tracker = PoseTracker(max_persons, **(tracker_options or {}))
         height, width = info.height, info.width
+        first_time = last_time = 0.0
         for index, frame in enumerate(read_frames(path, target_fps=target_fps)):
             if index == 0:
                 height, width = frame.image.shape[:2]  # the pixels the keypoints are in
+                first_time = frame.time
+            last_time = frame.time
             tracker.update(estimator(frame.image))
     finally:
         if own_estimator:
@@ -143,6 +146,8 @@ def video_annotation(path, estimator="mediapipe", *, target_fps=None, max_person
     if keypoint.shape[0] == 0:
         raise NoPersonError(f"{path}: no person found in any of its {tracker.num_frames} frames.")
     fps = float(info.fps)
+    if not fps > 0 and tracker.num_frames > 1 and last_time > first_time:  # no declared rate: the measured one
+        fps = (tracker.num_frames - 1) / (last_time - first_time)
     if target_fps is not None and (not fps > 0 or target_fps < fps):
         fps = target_fps  # read_frames never upsamples: a higher target keeps the source rate
     if frame_dir is None:
@@ -593,12 +598,22 @@ def extract_poses(inputs, output, *, estimator: str = "mediapipe", estimator_opt
         target_fps = _check_target_fps(target_fps)
     except ValueError as err:
         raise ExtractionInputError(f"--target_fps: {err}") from None
+    options = dict(estimator_options or {})
+    try:  # they go into the part keys and the pickle: plain JSON values only
+        if json.loads(json.dumps(options)) != options or not all(isinstance(k, str) for k in options):
+            raise TypeError("not plain JSON values")
+    except (TypeError, ValueError) as err:
+        raise ExtractionInputError(f"estimator_options must map names to numbers, texts, booleans or lists "
+                                   f"({err}); got {options!r:.200}.") from None
+    if shard is not None and not (isinstance(shard, (tuple, list)) and len(shard) == 2
+                                  and all(isinstance(x, int) for x in shard) and 0 <= shard[0] < shard[1]):
+        raise ExtractionInputError(f"shard must be (i, n) with 0 <= i < n; got {shard!r}.")
     output = os.path.abspath(os.fspath(output))
     parts_dir = output + ".parts"
     video_list = list_videos(inputs, label_map, skip=[parts_dir])
     splits = assign_splits(video_list, val_ratio, seed)
     split_of = {fd: name for name, members in splits.items() for fd in members}
-    settings = {"estimator": estimator, "estimator_options": dict(estimator_options or {}),
+    settings = {"estimator": estimator, "estimator_options": options,
                 "target_fps": target_fps, "max_persons": max_persons}
     meta = {
         "version": PART_FORMAT_VERSION,
