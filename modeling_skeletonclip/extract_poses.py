@@ -874,7 +874,7 @@ def main(argv=None, prog=None) -> None:
     except (ExtractionInputError, PoseEstimatorUnavailable) as err:
         _fail(str(err))
     print(_summary(report))
-    if report["written"] == 0 or (args.strict and report["failed"]):
+    if (report["videos"] and report["written"] == 0) or (args.strict and report["failed"]):
         sys.exit(1)
 
 

@@ -298,6 +298,15 @@ def test_failed_videos_are_reported_by_name_and_retried(tmp_path, capsys):
     assert safe_load_pickle(output)["split"] == {"test": ["empty", "good"]}
 
 
+def test_no_video_extracted_exits_1_after_writing_the_pickle(tmp_path, capsys):
+    touch(tmp_path / "clips" / "empty.mp4")
+    with pytest.raises(SystemExit) as exit_info:
+        skeletonclip(["extract-poses", str(tmp_path / "clips"), str(tmp_path / "poses.pkl"), "--no_progress"])
+    assert exit_info.value.code == 1
+    assert f"  {tmp_path / 'clips' / 'empty.mp4'}: empty file (0 bytes)" in capsys.readouterr().out.splitlines()
+    assert safe_load_pickle(tmp_path / "poses.pkl")["annotations"] == []
+
+
 def test_no_person_error_names_the_file(tmp_path):
     path = write_video(str(tmp_path / "grey.mp4"), [np.full((64, 64, 3), 90, np.uint8)] * 2)
     with pytest.raises(NoPersonError, match=r"grey\.mp4: no person found in any of its 2 frames"):
