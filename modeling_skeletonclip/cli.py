@@ -4,6 +4,8 @@
     skeletonclip train configs/ntu60_xsub_visece.json --per_device_train_batch_size 8
     skeletonclip predict --model_name_or_path runs/synthetic_demo --output_dir runs/synthetic_demo_predictions
     skeletonclip convert-pyskl slowonly_r50_ntu60_xsub_joint.pth out/posec3d --label_map data/label_maps/ntu60.txt
+    skeletonclip extract-poses videos/ poses.pkl --target_fps 15    # videos/<class>/<video>.mp4 -> a pose pickle
+    skeletonclip merge-poses poses.shard-*-of-4.pkl --output poses.pkl
 
 Every command parses its own arguments (`skeletonclip COMMAND --help`); this module only dispatches, and imports a
 command's module (the trainer, torch checkpoints) when that command runs.
@@ -48,10 +50,24 @@ def convert_pyskl(argv, prog):
     convert_pyskl.main(argv, prog=prog)
 
 
+def extract_poses(argv, prog):
+    from modeling_skeletonclip import extract_poses as command
+
+    command.main(argv, prog=prog)
+
+
+def merge_poses(argv, prog):
+    from modeling_skeletonclip import extract_poses as command
+
+    command.merge_main(argv, prog=prog)
+
+
 COMMANDS = {
     "train": (train, "train and evaluate: [config.json] [--arguments]; no arguments trains the synthetic demo"),
     "predict": (predict, "per-clip top-5 predictions of a saved model (--model_name_or_path DIR)"),
     "convert-pyskl": (convert_pyskl, "convert a pyskl PoseC3D checkpoint into a SkeletonCLIP model folder"),
+    "extract-poses": (extract_poses, "videos (class folders or a CSV/JSON list) -> a pose pickle, with MediaPipe"),
+    "merge-poses": (merge_poses, "join the shard pickles of `extract-poses --shard I/N` into one pose pickle"),
 }
 
 

@@ -459,7 +459,8 @@ def run_loader_isolated(cases, timeout=LOADER_TIMEOUT, memory_limit=LOADER_MEMOR
 # (nose, eyes and ears inside it) and the shoulder band of the torso, read off the photo.
 ASTRONAUT_FACE = (165, 40, 290, 205)
 ASTRONAUT_SHOULDERS = (60, 200, 360, 320)
-CODECS = {".mp4": "libx264", ".mov": "libx264", ".avi": "mpeg4", ".webm": "libvpx-vp9", ".mkv": "libx264"}
+CODECS = {".mp4": "libx264", ".mov": "libx264", ".avi": "mpeg4", ".webm": "libvpx-vp9", ".mkv": "libx264",
+          ".m4v": "libx264"}
 
 
 def astronaut_frame_placements(num_frames, width=320, height=240):
@@ -490,9 +491,13 @@ def astronaut_frames(num_frames, width=320, height=240):
     return frames
 
 
-def write_video(path, frames, fps=10, codec=None, rotation=None):
-    """Encodes RGB frames with PyAV (the codec by file extension, see `CODECS`). `rotation` (degrees) is stored as
-    the stream's display-matrix rotation metadata, as phones store it."""
+def write_video(path, frames, fps=10, codec=None, rotation=None, times=None):
+    """Encodes RGB frames with PyAV (the codec by file extension, see `CODECS`), stored as given. `rotation` is the
+    clockwise angle (90, 180, 270) by which players turn the stored frames for display, written as the stream's
+    display matrix, as phones store it (see `write_rotated_video`). `times` (seconds, increasing) gives each frame
+    its own timestamp, on a millisecond clock: a variable frame rate."""
+    from fractions import Fraction
+
     import av
 
     codec = codec or CODECS[os.path.splitext(path)[1].lower()]
@@ -502,13 +507,25 @@ def write_video(path, frames, fps=10, codec=None, rotation=None):
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p"
         if rotation is not None:
-            stream.metadata["rotate"] = str(rotation)
-        for rgb in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+            stream.set_display_rotation(-rotation)  # PyAV takes counter-clockwise degrees
+        if times is not None:
+            stream.codec_context.time_base = Fraction(1, 1000)
+        for index, rgb in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            if times is not None:
+                frame.pts, frame.time_base = int(round(times[index] * 1000)), Fraction(1, 1000)
+            for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+def write_rotated_video(path, upright_frames, rotation, fps=10, **kwargs):
+    """A phone-style video: the frames are stored turned counter-clockwise by `rotation` degrees, with display
+    metadata telling players to turn them back clockwise, so that a player shows `upright_frames`."""
+    stored = [np.ascontiguousarray(np.rot90(frame, rotation // 90)) for frame in upright_frames]
+    return write_video(path, stored, fps=fps, rotation=rotation, **kwargs)
 
 
 def write_astronaut_video(path, num_frames=12, fps=10, width=320, height=240, **kwargs):
