@@ -288,6 +288,28 @@ def test_a_video_without_the_video_extra_names_the_extra(pipes, monkeypatch, tmp
         pipes["itc"]([str(tmp_path / "clip.mp4")])
 
 
+def test_a_video_file_is_recognised_from_its_poses(pipes, annotations, tmp_path):
+    """A real video (the astronaut photo moving over 20 frames at 10 fps) through the real MediaPipe model."""
+    from helpers import write_astronaut_video
+
+    from modeling_skeletonclip.extract_poses import video_annotation
+
+    path, _ = write_astronaut_video(str(tmp_path / "astronaut.mp4"), num_frames=20, fps=10)
+    pipe = pipes["itc"]
+    expected = video_annotation(path, "mediapipe")
+    assert expected["fps"] == 10.0 and expected["total_frames"] == 20
+    from_video, from_annotation = pipe([path, annotations[0]], top_k=10)  # a video among other inputs
+    assert from_video == pipe(expected, top_k=10) and from_annotation == pipe(annotations[0], top_k=10)
+    assert sorted(p["label"] for p in from_video) == sorted(NTU_CLASSES.values())
+    assert np.isclose(sum(p["score"] for p in from_video), 1.0, atol=1e-5)
+    timeline = pipe(os.fspath(tmp_path / "astronaut.mp4"), window="1s", stride="0.5s")  # seconds at the video's fps
+    assert [(w["start_frame"], w["end_frame"], w["start"], w["end"]) for w in timeline] == [
+        (0, 10, 0.0, 1.0), (5, 15, 0.5, 1.5), (10, 20, 1.0, 2.0)]
+    assert all(len(w["predictions"]) == len(NTU_CLASSES) for w in timeline)
+    with pytest.raises(ValueError, match=r"^Input: '.*poses.pkl' is not a video file \(.mp4, "):
+        pipe(str(tmp_path / "poses.pkl"))
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Timelines
 # ----------------------------------------------------------------------------------------------------------------
