@@ -91,10 +91,13 @@ class SkeletonActionRecognitionPipeline(ChunkPipeline):
         kinds = {"SkeletonClipModel", "SkeletonClipForActionRecognition"}
         saved_as = [name for name in architectures if name in kinds]
         if saved_as and type(self.model).__name__ in kinds and type(self.model).__name__ not in saved_as:
+            # Loading a checkpoint as the other kind of model initialises the parts it lacks at random (a model
+            # fine-tuned from the other kind and not yet saved also looks like this, hence a warning).
             auto_class = "AutoModel" if saved_as[0] == "SkeletonClipModel" else "AutoModelForVideoClassification"
-            raise ValueError(
-                f"The model is a {type(self.model).__name__} but its checkpoint holds a {saved_as[0]} "
-                f"(config.architectures): pass model={auto_class}.from_pretrained(path) instead."
+            logger.warning(
+                f"The model is a {type(self.model).__name__} but its config says it was saved as a {saved_as[0]} "
+                f"(config.architectures): if it was loaded from that checkpoint, part of it is untrained; pass "
+                f"model={auto_class}.from_pretrained(path) instead."
             )
         self.model.eval()
         if not self.is_contrastive:

@@ -426,12 +426,18 @@ def test_round_trip_through_pipeline_without_a_task(pipes, annotations, tmp_path
         assert loaded(annotations, num_clips=2, flip=True) == pipes[kind](annotations, num_clips=2, flip=True)
 
 
-def test_a_classifier_checkpoint_loaded_as_the_contrastive_model_is_refused(pipes, tmp_path):
+def test_a_classifier_checkpoint_loaded_as_the_contrastive_model_is_named(pipes, tmp_path, caplog):
     pipes["classifier"].model.save_pretrained(tmp_path)
     wrong = SkeletonClipModel.from_pretrained(tmp_path)
-    with pytest.raises(ValueError, match=r"holds a SkeletonClipForActionRecognition \(config.architectures\): pass "
-                                         r"model=AutoModelForVideoClassification.from_pretrained\(path\)"):
+    with caplog.at_level("WARNING"):
         SkeletonActionRecognitionPipeline(model=wrong, tokenizer=pipes["itc"].tokenizer)
+    assert ("saved as a SkeletonClipForActionRecognition (config.architectures): if it was loaded from that "
+            "checkpoint, part of it is untrained; pass model=AutoModelForVideoClassification.from_pretrained(path)"
+            in caplog.text)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        SkeletonActionRecognitionPipeline(model=pipes["itc"].model, tokenizer=pipes["itc"].tokenizer)
+    assert "config.architectures" not in caplog.text
 
 
 def test_push_to_hub_uploads_the_pipeline_code_and_names_it(pipes, monkeypatch):
@@ -482,6 +488,7 @@ def test_a_fresh_process_runs_the_checkpoints_own_pipeline(pipes, annotations, t
             assert type(pipe).__module__.startswith("transformers_modules"), type(pipe).__module__
             assert type(pipe.model).__module__.startswith("transformers_modules"), type(pipe.model).__module__
             results[kind] = [pipe(annotations, **{kwargs!r}), pipe(annotations[1], window=20, fps=30.0)]
+            pipe.save_pretrained({str(tmp_path)!r} + "/resaved_" + kind)  # the checkpoint's own code saves again
         assert "modeling_skeletonclip" not in sys.modules, "the package must not be imported"
         json.dump(results, open({str(tmp_path / "out.json")!r}, "w"))
         """
@@ -494,6 +501,10 @@ def test_a_fresh_process_runs_the_checkpoints_own_pipeline(pipes, annotations, t
                             text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     got = json.load(open(tmp_path / "out.json"))
+    for kind in expected:
+        resaved = tmp_path / f"resaved_{kind}"
+        assert {name for name in os.listdir(resaved) if name.endswith(".py")} == PIPELINE_CODE
+        assert TASK in json.load(open(resaved / "config.json"))["custom_pipelines"]
     for kind in expected:
         (batch, timeline), (expected_batch, expected_timeline) = got[kind], expected[kind]
         for predictions, expected_predictions in zip(batch + [w["predictions"] for w in timeline],
