@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 r"""Videos -> a pyskl pose pickle that `load_pose_dataset` reads: decode, estimate 2D poses per frame, track persons.
 
     skeletonclip extract-poses videos/ poses.pkl                      # videos/<class>/<video>.mp4
@@ -466,6 +465,11 @@ def _read_part(path: str, entry: VideoEntry) -> Optional[dict]:
     return part if ok else None
 
 
+def _without_path(message: str, path: str) -> str:
+    """The reason of an error message that starts with the file's path (the report names the file itself)."""
+    return message[len(path) + 2:] if message.startswith(path + ": ") else message
+
+
 class _Extractor:
     """Holds one estimator (built on first use, from its name and options) and extracts videos into part files."""
 
@@ -499,9 +503,9 @@ class _Extractor:
             ann = video_annotation(entry.path, self.estimator, target_fps=self.settings["target_fps"],
                                    max_persons=self.settings["max_persons"])
         except (VideoDecodeError, NoPersonError) as err:
-            return "failed", entry.relpath, str(err)
+            return "failed", entry.relpath, _without_path(str(err), entry.path)
         except Exception as err:  # an estimator failing on one video must not end a long run
-            return "failed", entry.relpath, f"{entry.path}: {type(err).__name__}: {err}"
+            return "failed", entry.relpath, f"{type(err).__name__}: {_without_path(str(err), entry.path)}"
         part = {"video": entry.relpath}
         part.update((k, ann[k]) for k in ("img_shape", "original_shape", "total_frames", "keypoint",
                                           "keypoint_score", "fps"))
@@ -519,7 +523,6 @@ _WORKER: Optional[_Extractor] = None
 
 def _worker_init(settings: dict) -> None:
     global _WORKER
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     _WORKER = _Extractor(settings)
 
 
@@ -528,8 +531,13 @@ def _worker_run(task: tuple) -> tuple:
 
 
 def _mp_context():
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    """forkserver where there is one (its server imports this module once; workers fork from it), else spawn.
+    Never fork: the parent may hold estimator threads."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["modeling_skeletonclip.extract_poses"])
+    return context
 
 
 # --------------------------------------------------------------------------------------------------
@@ -678,7 +686,7 @@ def extract_poses(inputs, output, *, estimator: str = "mediapipe", estimator_opt
         if part is not None:
             annotations.append(_annotation(v, part, video_list.label(v)))
         elif v.frame_dir not in failed:  # a part that vanished between writing and reading
-            failed[v.frame_dir] = f"{v.path}: its part file {part_paths[v.relpath]} could not be read back."
+            failed[v.frame_dir] = f"its part file {part_paths[v.relpath]} could not be read back"
     failed = {v.frame_dir: failed[v.frame_dir] for v in videos if v.frame_dir in failed}  # list order
     data = _pickle_data(meta, annotations, failed, shard)
     path_of = {v.frame_dir: v.path for v in videos}
@@ -866,7 +874,7 @@ def main(argv=None, prog=None) -> None:
     except (ExtractionInputError, PoseEstimatorUnavailable) as err:
         _fail(str(err))
     print(_summary(report))
-    if report["written"] == 0 or (args.strict and report["failed"]):
+    if (report["videos"] and report["written"] == 0) or (args.strict and report["failed"]):
         sys.exit(1)
 
 
@@ -886,7 +894,3 @@ def merge_main(argv=None, prog=None) -> None:
           f"pickle(s); {len(report['failed'])} failed; label map {report['label_map']}.")
     for f in report["failed"]:
         print(f"  {f['frame_dir']}: {f['reason']}")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,10 +1,10 @@
 """2D pose estimators behind one small interface: an RGB image in, COCO-17 keypoints of the persons found out.
 
-| name | model | persons | needs |
-|---|---|---|---|
-| `mediapipe` (default) | MediaPipe Pose (BlazePose, legacy `mp.solutions` API) | at most one | mediapipe 0.10.14, whose wheel carries the model: offline |
-| `rtmlib` | RTMO (one stage) or YOLOX + RTMPose (two stages) via rtmlib | many | rtmlib, onnxruntime and local ONNX files |
-| `yolo` | Ultralytics YOLO pose | many | ultralytics and a local `.pt` weights file |
+* `mediapipe` (default): MediaPipe Pose (BlazePose, the legacy `mp.solutions` API), one person at most; needs
+  mediapipe 0.10.14, whose wheel carries the model (offline).
+* `rtmlib`: RTMO (one stage) or YOLOX + RTMPose (two stages) through rtmlib, many persons; needs rtmlib,
+  onnxruntime and local ONNX files.
+* `yolo`: Ultralytics YOLO pose, many persons; needs ultralytics and a local `.pt` weights file.
 
 Every estimator returns `PoseDetections`: keypoints float32 [N, 17, 2] in pixels of the image and scores float32
 [N, 17] in [0, 1], N = persons found (0 allowed). The frameworks are imported when an estimator is built, never at
@@ -309,8 +309,9 @@ class RTMLibPoseEstimator(PoseEstimator):
         packages = RTMLIB_BACKEND_PACKAGES[backend]
         missing = [p for p in packages if importlib.util.find_spec(p) is None]
         if missing:
+            needs = " and ".join(packages)
             raise PoseEstimatorUnavailable(
-                f"pose estimator 'rtmlib' needs the {' and '.join(packages)} packages: pip install {' '.join(packages)}")
+                f"pose estimator 'rtmlib' needs the {needs} packages: pip install {' '.join(packages)}")
         import rtmlib
 
         self.two_stage = det_model is not None
@@ -370,7 +371,8 @@ class YoloPoseEstimator(PoseEstimator):
         self.conf = _check_unit_interval(self.name, "conf", conf)
         self.device = device
         if importlib.util.find_spec("ultralytics") is None:
-            raise PoseEstimatorUnavailable("pose estimator 'yolo' needs the ultralytics package: pip install ultralytics")
+            raise PoseEstimatorUnavailable(
+                "pose estimator 'yolo' needs the ultralytics package: pip install ultralytics")
         from ultralytics import YOLO
 
         self._model = YOLO(weights)

@@ -52,6 +52,9 @@ class VideoDecodeError(ValueError):
         self.path, self.reason = str(path), _one_line(reason)
         super().__init__(f"{self.path}: {self.reason}")
 
+    def __reduce__(self):  # rebuilt from (path, reason) when it crosses a process boundary
+        return type(self), (self.path, self.reason)
+
 
 @dataclass(frozen=True)
 class VideoInfo:
@@ -124,19 +127,28 @@ def _stream_fps(stream) -> Fraction | None:
     return None
 
 
+def _is_data_packet(packet) -> bool:
+    """A packet of the stream, not the empty packet PyAV's demuxer appends to flush the decoder (a container's own
+    empty packets, such as AVI's dropped frames, carry a timestamp and count)."""
+    return bool(packet.size) or packet.dts is not None
+
+
 def _declared_duration(container, stream) -> float | None:
-    """Seconds the container says the video stream lasts: the stream's own duration, its DURATION tag (Matroska),
-    or the file's duration when the video is its only audio/video stream."""
-    if stream.duration is not None and stream.time_base is not None and stream.duration > 0:
-        return float(stream.duration * stream.time_base)
+    """Seconds from the video stream's first timestamp to its end, as the container declares them: the stream's own
+    duration, its DURATION tag (Matroska), or the file's end when the video is its only audio/video stream."""
+    time_base = stream.time_base
+    start = float(stream.start_time * time_base) if stream.start_time is not None and time_base else 0.0
+    if stream.duration is not None and time_base is not None and stream.duration > 0:
+        return float(stream.duration * time_base)
     tag = (stream.metadata or {}).get("DURATION")
     match = re.fullmatch(r"(\d+):(\d+):(\d+(?:\.\d+)?)", tag or "")
     if match:
         hours, minutes, seconds = match.groups()
-        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds) - start  # the tag holds the track's end
     others = [s for s in container.streams if s.type in ("audio", "video") and s.index != stream.index]
     if not others and container.duration is not None and container.duration > 0:
-        return container.duration / 1_000_000
+        container_start = (container.start_time or 0) / 1_000_000
+        return container.duration / 1_000_000 + container_start - start
     return None
 
 
@@ -148,13 +160,12 @@ def _upright(image: np.ndarray, counter_clockwise: int) -> np.ndarray:
 
 def _decoded_frames(path, container, stream, counts):
     """Yields the stream's `av.VideoFrame`s in presentation order, raising a VideoDecodeError (with the index of
-    the frame that failed) on a demuxing or decoding error; `counts["packets"]` counts the stream's packets that
-    carry data."""
+    the frame that failed) on a demuxing or decoding error; `counts["packets"]` counts the stream's packets.""" 
     av = _av()
     index = 0
     try:
         for packet in container.demux(stream):
-            if packet.size:
+            if _is_data_packet(packet):
                 counts["packets"] += 1
             for frame in packet.decode():
                 yield frame
@@ -189,22 +200,24 @@ def probe_video(path) -> VideoInfo:
     """The upright size, frame rate, frame count, duration and rotation of the first video stream of `path`.
 
     Decodes the first frame (the rotation travels with decoded frames); the frame count is the container's, or
-    else the number of the stream's packets (read without decoding). Raises VideoDecodeError.
+    else the number of the stream's packets (read, not decoded). Raises VideoDecodeError.
     """
     path = os.fspath(path)
     container, stream = _open_video(path)
     av = _av()
     with container:
-        first = None
+        declared = stream.frames or 0
+        first, packets = None, 0
         try:
-            for packet in container.demux(stream):
-                for frame in packet.decode():
-                    first = frame
-                    break
-                if first is not None:
+            for packet in container.demux(stream):  # one pass: the first frame, and the packets if not declared
+                packets += _is_data_packet(packet)
+                if first is None:
+                    first = next(iter(packet.decode()), None)
+                elif declared > 0:
                     break
         except av.FFmpegError as e:
-            raise VideoDecodeError(path, f"decoding failed at frame 0 ({_ffmpeg_reason(e)})") from None
+            where = "at frame 0" if first is None else "reading the video stream"
+            raise VideoDecodeError(path, f"decoding failed {where} ({_ffmpeg_reason(e)})") from None
         if first is None:
             raise VideoDecodeError(path, "the video stream decodes to no frames")
         counter_clockwise = round(first.rotation / 90) % 4 * 90
@@ -212,13 +225,7 @@ def probe_video(path) -> VideoInfo:
         if counter_clockwise in (90, 270):
             width, height = height, width
         fps = _stream_fps(stream)
-        num_frames = stream.frames or 0
-        if num_frames <= 0:
-            container.seek(0)
-            try:
-                num_frames = sum(1 for packet in container.demux(stream) if packet.size)
-            except av.FFmpegError as e:
-                raise VideoDecodeError(path, f"reading the video stream failed ({_ffmpeg_reason(e)})") from None
+        num_frames = declared if declared > 0 else packets
         duration = _declared_duration(container, stream)
         if duration is None:
             duration = num_frames / float(fps) if fps else 0.0
@@ -260,7 +267,7 @@ def _read_frames(path, target_fps, max_frames):
         start_pts = stream.start_time
         kept = 0
         num_decoded = 0
-        last_time = None
+        last_exact = last_time = None
         previous = None  # (index, exact time, frame) of the frame before the current one
         grid_k, t0 = 0, None
         last_kept_index = -1
@@ -278,13 +285,13 @@ def _read_frames(path, target_fps, max_frames):
                 if start_pts is None:
                     start_pts = frame.pts
                 exact_time = (frame.pts - start_pts) * time_base
-            elif last_time is not None and fps:
-                exact_time = Fraction(last_time) + 1 / fps
+            elif last_exact is not None and fps:
+                exact_time = last_exact + 1 / fps
             else:
                 exact_time = Fraction(index) / fps if fps else Fraction(0)
-            if previous is not None and exact_time < previous[1]:
-                exact_time = previous[1]  # out-of-order timestamps: keep times monotone for the grid
-            last_time = float(exact_time)
+            if last_exact is not None and exact_time < last_exact:
+                exact_time = last_exact  # a timestamp out of order (broken file): times stay monotone
+            last_exact, last_time = exact_time, float(exact_time)
 
             if step is None:
                 yield emit(index, exact_time, frame)

@@ -264,33 +264,47 @@ def test_failed_videos_are_reported_by_name_and_retried(tmp_path, capsys):
     whole = read_bytes(folder / "cut.mp4")
     (folder / "cut.mp4").write_bytes(whole[: len(whole) // 2])  # truncated
     (folder / "empty.mp4").write_bytes(b"")
+    (folder / "noise.mp4").write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
     write_video(str(folder / "grey.mp4"), [np.full((240, 320, 3), 90, np.uint8)] * 4)
     output = tmp_path / "poses.pkl"
     skeletonclip(["extract-poses", str(folder), str(output), "--no_progress"])  # exit status 0: no SystemExit
     out = capsys.readouterr().out
-    assert "1 of 4 videos" in out and "3 video(s) failed" in out
-    for name in ("cut.mp4", "empty.mp4", "grey.mp4"):
-        assert f"  {folder / name}: {folder / name}: " in out, out
-    assert "no person found in any of its 4 frames" in out and "empty file" in out
+    assert "1 of 5 videos" in out and "4 video(s) failed" in out
+    failed = ("cut.mp4", "empty.mp4", "grey.mp4", "noise.mp4")
+    lines = [line for line in out.splitlines() if line.startswith("  ")]
+    assert [line.split(": ")[0] for line in lines] == [f"  {folder / n}" for n in failed], out
     report = json.loads((tmp_path / "poses_report.json").read_text())
-    assert [f["path"] for f in report["failed"]] == [str(folder / n) for n in ("cut.mp4", "empty.mp4", "grey.mp4")]
-    assert all(f["reason"].startswith(f["path"] + ": ") for f in report["failed"])
+    assert [f["path"] for f in report["failed"]] == [str(folder / n) for n in failed]
+    reasons = {f["frame_dir"]: f["reason"] for f in report["failed"]}
+    assert reasons["grey"] == "no person found in any of its 4 frames."
+    assert reasons["empty"] == "empty file (0 bytes)"
+    assert all(reasons[k] and str(folder) not in reasons[k] for k in ("cut", "noise")), reasons
+    assert lines == [f"  {folder / n}: {reasons[os.path.splitext(n)[0]]}" for n in failed]
     data = safe_load_pickle(output)
     assert data["split"] == {"test": ["good"]}  # unlabeled: one split
     assert [a["frame_dir"] for a in data["annotations"]] == ["good"] and data["annotations"][0]["label"] == 0
     assert (tmp_path / "poses_label_map.txt").read_text() == "unlabeled\n"
-    assert sorted(data["extraction"]["failed"]) == ["cut", "empty", "grey"]
+    assert sorted(data["extraction"]["failed"]) == ["cut", "empty", "grey", "noise"]
     # a rerun retries the failures and reuses the good video; --strict makes any failure exit 1
     with pytest.raises(SystemExit) as exit_info:
         skeletonclip(["extract-poses", str(folder), str(output), "--no_progress", "--strict"])
     assert exit_info.value.code == 1
     report = json.loads((tmp_path / "poses_report.json").read_text())
-    assert report["reused"] == 1 and len(report["failed"]) == 3
+    assert report["reused"] == 1 and len(report["failed"]) == 4
     # fixed videos are picked up
     write_astronaut_video(str(folder / "empty.mp4"), num_frames=4)
     report = extract_poses(folder, output, progress=False)
     assert report["extracted"] == 1 and report["reused"] == 1 and report["written"] == 2
     assert safe_load_pickle(output)["split"] == {"test": ["empty", "good"]}
+
+
+def test_no_video_extracted_exits_1_after_writing_the_pickle(tmp_path, capsys):
+    touch(tmp_path / "clips" / "empty.mp4")
+    with pytest.raises(SystemExit) as exit_info:
+        skeletonclip(["extract-poses", str(tmp_path / "clips"), str(tmp_path / "poses.pkl"), "--no_progress"])
+    assert exit_info.value.code == 1
+    assert f"  {tmp_path / 'clips' / 'empty.mp4'}: empty file (0 bytes)" in capsys.readouterr().out.splitlines()
+    assert safe_load_pickle(tmp_path / "poses.pkl")["annotations"] == []
 
 
 def test_no_person_error_names_the_file(tmp_path):
@@ -412,7 +426,7 @@ def test_merge_of_a_foreign_pickle_is_one_line(tmp_path, capsys):
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# Processes (slow: each starts Python with the package and MediaPipe)
+# Processes (each starts Python with the package and MediaPipe)
 # ------------------------------------------------------------------------------------------------------------------
 
 

@@ -10,7 +10,7 @@ from transformers.dynamic_module_utils import get_relative_import_files
 from modeling_skeletonclip import resources
 
 # Modules that only the command line and the benchmark use; no checkpoint should carry them.
-COMMAND_MODULES = {"cli", "convert_pyskl", "presets", "resources", "run_training"}
+COMMAND_MODULES = {"cli", "convert_pyskl", "extract_poses", "pose_tracking", "presets", "resources", "run_training"}
 
 
 # Modules of the data loader (its pickle reader) and of the video extra; a checkpoint carries none of them either.

@@ -354,3 +354,13 @@ def test_writer_refuses_bad_arguments(tmp_path):
         VideoWriter(str(tmp_path / "out.mp4"), fps=0)
     with pytest.raises(ValueError, match="both width and height"):
         VideoWriter(str(tmp_path / "out.mp4"), fps=10, width=64)
+
+
+def test_decode_error_survives_pickling(tmp_path):
+    """Worker processes send their errors to the parent pickled."""
+    import pickle
+
+    error = VideoDecodeError(str(tmp_path / "a.mp4"), "empty file (0 bytes)")
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is VideoDecodeError and str(copy) == str(error) and copy.path == error.path
+    assert copy.reason == "empty file (0 bytes)"
