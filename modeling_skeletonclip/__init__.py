@@ -1,6 +1,7 @@
 """SkeletonCLIP: skeleton-based action recognition with language supervision, HuggingFace-native."""
 
 from transformers import AutoConfig, AutoModel, AutoModelForVideoClassification
+from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration_skeletonclip import SkeletonClipConfig, SkeletonClipHeatmapConfig, SkeletonClipVideoConfig
 from .heatmaps import render_heatmaps
@@ -11,6 +12,7 @@ from .modeling_skeletonclip import (
     SkeletonClipOutput,
     SkeletonClipPreTrainedModel,
 )
+from .pipeline_skeletonclip import SkeletonActionRecognitionPipeline
 from .pose_dataset import PoseDataError, UnsafePickleError, load_pose_dataset, safe_load_pickle
 from .pose_layouts import COCO17, JointLayout
 from .pose_transforms import PoseClipTransform, PoseCollator
@@ -26,6 +28,12 @@ AutoModelForVideoClassification.register(SkeletonClipConfig, SkeletonClipForActi
 SkeletonClipConfig.register_for_auto_class()
 SkeletonClipModel.register_for_auto_class("AutoModel")
 SkeletonClipForActionRecognition.register_for_auto_class("AutoModelForVideoClassification")
+# `pipeline("skeleton-action-recognition", model=...)` in process; saved checkpoints name it in `custom_pipelines`.
+PIPELINE_REGISTRY.register_pipeline(
+    "skeleton-action-recognition",
+    pipeline_class=SkeletonActionRecognitionPipeline,
+    pt_model=(AutoModel, AutoModelForVideoClassification),
+)
 
 
 def __getattr__(name):
@@ -43,6 +51,7 @@ __all__ = [
     "PoseClipTransform",
     "PoseCollator",
     "PoseDataError",
+    "SkeletonActionRecognitionPipeline",
     "SkeletonClipActionRecognitionOutput",
     "SkeletonClipConfig",
     "SkeletonClipForActionRecognition",

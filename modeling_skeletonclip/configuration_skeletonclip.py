@@ -174,6 +174,9 @@ class SkeletonClipConfig(PreTrainedConfig):
         temperature_init / temperature_min / temperature_max (`float`): learnable temperature, clamped each step.
         text_template (`str`): how a class name becomes a text, e.g. "a person doing {}"; "{}" is the bare name.
         text_max_length (`int`): token limit of class texts.
+        clip_len (`int`, *optional*): frames per clip the model was trained on (`PoseClipTransform(clip_len=...)`);
+            the training command stores it and the `skeleton-action-recognition` pipeline samples clips of this
+            length. None in configs saved before the field existed.
         text_encoder_name_or_path (`str`): where the pretrained text encoder came from (informative; weights are
             saved with the model).
         objective (`str`): "itc" (contrastive, default), "itc_itm", "itc_momentum" or "pacl" (SPEC §5).
@@ -225,6 +228,7 @@ class SkeletonClipConfig(PreTrainedConfig):
     temperature_max: float = 0.5
     text_template: str = "{}"
     text_max_length: int = 16
+    clip_len: int | None = None
     text_encoder_name_or_path: str | None = DEFAULT_TEXT_ENCODER
     objective: str = "itc"
     initializer_range: float = 0.02
@@ -254,6 +258,8 @@ class SkeletonClipConfig(PreTrainedConfig):
         for name in ("frame_embed_dim", "projection_dim", "text_max_length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be positive, got {getattr(self, name)}.")
+        if self.clip_len is not None and self.clip_len < 1:
+            raise ValueError(f"`clip_len` must be positive (or None), got {self.clip_len}.")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"`objective` must be one of {OBJECTIVES}, got {self.objective!r}.")
         if not 0 < self.temperature_min <= self.temperature_init <= self.temperature_max:

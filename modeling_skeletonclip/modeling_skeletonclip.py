@@ -290,6 +290,15 @@ class SkeletonClipPreTrainedModel(PreTrainedModel):
         if value.shape[0] == 0 or (value.dim() == 6 and value.shape[1] == 0):
             raise ValueError(f"`{name}` holds no clips (shape {list(value.shape)}): a batch needs at least one.")
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Saves as `PreTrainedModel` does; the config also names the `skeleton-action-recognition` pipeline, whose
+        code (imported here) is copied with the model's, so that `pipeline(model=path, trust_remote_code=True)`
+        works without a task and without this package."""
+        from .pipeline_skeletonclip import custom_pipelines_entry
+
+        self.config.custom_pipelines = custom_pipelines_entry(getattr(self, "_auto_class", None))
+        super().save_pretrained(save_directory, *args, **kwargs)
+
     def _labels_per_view(self, labels, num_videos: int, views: int) -> torch.Tensor:
         """`labels` `[B]` (one class per clip) repeated over the views of each clip: `[B * views]`."""
         labels = self._as_tensor(labels, "labels")

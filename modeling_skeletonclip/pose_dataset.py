@@ -39,8 +39,9 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
+from .pose_errors import MAX_ABS_COORDINATE, PoseDataError
 from .pose_layouts import COCO17, LAYOUTS, JointLayout, get_layout
-from .safe_pickle import PoseDataError, UnsafePickleError, safe_load_pickle, short_repr
+from .safe_pickle import UnsafePickleError, safe_load_pickle, short_repr
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +51,6 @@ __all__ = ["PoseDataError", "UnsafePickleError", "load_pose_dataset", "pose_feat
 # Bump when the row layout or the conversion changes: old Arrow caches are then ignored.
 _CACHE_FORMAT_VERSION = 2
 
-# Coordinates are pixels: anything beyond this is garbage, and float32 maths in the transforms would overflow.
-MAX_ABS_COORDINATE = 1e6
 # Largest image side accepted in img_shape / original_shape (stored as int32).
 _MAX_IMAGE_SIDE = 100_000
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1

@@ -30,7 +30,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from .pose_dataset import MAX_ABS_COORDINATE, PoseDataError
+from .pose_errors import MAX_ABS_COORDINATE, PoseDataError
 from .pose_layouts import get_layout
 
 __all__ = [

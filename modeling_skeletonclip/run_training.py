@@ -519,7 +519,10 @@ def run(model_args, data_args, training_args):
         splits, train_names, eval_names = apply_class_split(dataset, class_names, data_args, training_args)
 
     model, tokenizer, preset_clip_len = build_model(model_args, train_names)
-    clip_len = data_args.clip_len if data_args.clip_len is not None else preset_clip_len
+    # --clip_len, else the length a loaded model was trained on, else the preset's.
+    clip_len = next(n for n in (data_args.clip_len, model.config.clip_len, preset_clip_len) if n is not None)
+    if training_args.do_train:
+        model.config.clip_len = clip_len  # saved with the model: the pipeline samples clips of this length
     heatmap_cfg = model.config.heatmap_config
     transform_kwargs = dict(
         clip_len=clip_len,

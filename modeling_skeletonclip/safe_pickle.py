@@ -38,9 +38,7 @@ from typing import Any, BinaryIO, Optional, Union
 
 import numpy as np
 
-
-class PoseDataError(ValueError):
-    """A pose pickle or one of its annotations does not follow the format; the message names file, clip and field."""
+from .pose_errors import PoseDataError
 
 
 class UnsafePickleError(PoseDataError, pickle.UnpicklingError):

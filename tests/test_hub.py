@@ -33,14 +33,16 @@ def test_save_pretrained_writes_weights_config_code_and_tokenizer(tmp_path):
     files = set(os.listdir(tmp_path))
     assert "model.safetensors" in files
     code = {name for name in files if name.endswith(".py")}
-    # The model code and nothing else: no training tools, benchmarks or command-line code.
+    # The model code and its pipeline, nothing else: no training tools, data loader, benchmarks or command-line code.
     assert code == {"configuration_skeletonclip.py", "modeling_skeletonclip.py", "objectives.py", "distributed.py",
-                    "heatmaps.py", "pose_layouts.py", "fast_slowonly.py", "text_encoders.py"}
+                    "heatmaps.py", "pose_layouts.py", "fast_slowonly.py", "text_encoders.py",
+                    "pipeline_skeletonclip.py", "pose_transforms.py", "pose_errors.py"}
     assert {"tokenizer_config.json", "tokenizer.json"} <= files
     config = json.load(open(tmp_path / "config.json"))
     assert config["auto_map"]["AutoConfig"] == "configuration_skeletonclip.SkeletonClipConfig"
     assert config["auto_map"]["AutoModel"] == "modeling_skeletonclip.SkeletonClipModel"
     assert config["model_type"] == "skeleton_clip"
+    assert config["custom_pipelines"]["skeleton-action-recognition"]["pt"] == ["AutoModel"]
 
 
 def test_round_trip_in_process_is_exact(tmp_path):
@@ -215,7 +217,7 @@ def test_push_to_hub_uploads_model_code_tokenizer_and_card(monkeypatch):
     model.push_to_hub("someone/skeletonclip-tiny", commit_message="Upload SkeletonCLIP", tags=["skeleton"])
     assert uploaded["__commit__"] == ("someone/skeletonclip-tiny", "Upload SkeletonCLIP")
     assert {"model.safetensors", "config.json", "modeling_skeletonclip.py", "configuration_skeletonclip.py",
-            "heatmaps.py", "tokenizer.json", "README.md"} <= set(uploaded)
+            "heatmaps.py", "pipeline_skeletonclip.py", "tokenizer.json", "README.md"} <= set(uploaded)
     card = uploaded["README.md"].decode()
     assert "library_name: transformers" in card and "skeleton" in card
     assert json.loads(uploaded["config.json"])["auto_map"]["AutoModel"] == "modeling_skeletonclip.SkeletonClipModel"

@@ -1,5 +1,6 @@
 """What the installed package holds and where it looks: packaged data under their checkout paths, the user cache,
-and the modeling files' import closure (transformers copies it into every saved checkpoint) free of the commands."""
+and the modeling and pipeline files' import closure (transformers copies it into every saved checkpoint) free of
+the commands, the data loader and the video extra."""
 
 import os
 
@@ -12,11 +13,41 @@ from modeling_skeletonclip import resources
 COMMAND_MODULES = {"cli", "convert_pyskl", "extract_poses", "pose_tracking", "presets", "resources", "run_training"}
 
 
-@pytest.mark.parametrize("module", ["modeling_skeletonclip.py", "configuration_skeletonclip.py"])
+# Modules of the data loader (its pickle reader) and of the video extra; a checkpoint carries none of them either.
+LOADER_AND_VIDEO_MODULES = {"pose_dataset", "safe_pickle", "clip_dataset", "synthetic_poses", "video_io",
+                            "pose_estimators", "pose_tracking", "extract_poses"}
+# Everything a checkpoint carries: the model, its objectives and renderer, and the pipeline with the transforms.
+CHECKPOINT_MODULES = {"configuration_skeletonclip", "modeling_skeletonclip", "objectives", "distributed", "heatmaps",
+                      "pose_layouts", "fast_slowonly", "text_encoders", "pipeline_skeletonclip", "pose_transforms",
+                      "pose_errors"}
+
+
+def _closure(module):
+    return {os.path.splitext(os.path.basename(path))[0]
+            for path in get_relative_import_files(os.path.join(resources.PACKAGE_DIR, module))}
+
+
+@pytest.mark.parametrize("module", ["modeling_skeletonclip.py", "configuration_skeletonclip.py",
+                                    "pipeline_skeletonclip.py"])
 def test_checkpoint_code_does_not_import_the_command_modules(module):
-    closure = get_relative_import_files(os.path.join(resources.PACKAGE_DIR, module))
-    names = {os.path.splitext(os.path.basename(path))[0] for path in closure}
+    names = _closure(module)
     assert names and not names & COMMAND_MODULES, sorted(names & COMMAND_MODULES)
+    assert not names & LOADER_AND_VIDEO_MODULES, sorted(names & LOADER_AND_VIDEO_MODULES)
+
+
+def test_the_model_code_carries_exactly_the_checkpoint_modules():
+    assert _closure("modeling_skeletonclip.py") | {"modeling_skeletonclip"} == CHECKPOINT_MODULES
+    assert _closure("pipeline_skeletonclip.py") == {"pose_transforms", "pose_errors", "pose_layouts"}
+
+
+def test_pose_data_error_is_one_class_everywhere():
+    import modeling_skeletonclip
+    from modeling_skeletonclip import pose_dataset, pose_errors, pose_transforms, safe_pickle
+
+    assert (modeling_skeletonclip.PoseDataError is pose_dataset.PoseDataError is safe_pickle.PoseDataError
+            is pose_transforms.PoseDataError is pose_errors.PoseDataError)
+    assert issubclass(safe_pickle.UnsafePickleError, pose_errors.PoseDataError)
+    assert pose_dataset.MAX_ABS_COORDINATE == pose_transforms.MAX_ABS_COORDINATE == 1e6
 
 
 def test_presets_import_nothing_of_the_trainer():

@@ -125,6 +125,8 @@ def test_train_evaluate_predict_and_save(script, poses, tmp_path):
     files = set(os.listdir(out))
     assert {"model.safetensors", "config.json", "tokenizer.json", "modeling_skeletonclip.py", "README.md",
             "eval_results.json", "predictions.csv"} <= files
+    config = json.load(open(out / "config.json"))
+    assert config["clip_len"] == 8 and "skeleton-action-recognition" in config["custom_pipelines"]  # for the pipeline
     metrics = json.load(open(out / "eval_results.json"))
     assert 0.0 <= metrics["eval_top1_accuracy"] <= 1.0 and "eval_mean_class_accuracy" in metrics
     rows = list(csv.DictReader(open(out / "predictions.csv")))
