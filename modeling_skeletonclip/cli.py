@@ -3,6 +3,7 @@
     skeletonclip train                                       # the synthetic demo
     skeletonclip train configs/ntu60_xsub_visece.json --per_device_train_batch_size 8
     skeletonclip predict --model_name_or_path runs/synthetic_demo --output_dir runs/synthetic_demo_predictions
+    skeletonclip predict --model_name_or_path runs/synthetic_demo --video clip.mp4 --window 2s --save_video --output_dir out
     skeletonclip convert-pyskl slowonly_r50_ntu60_xsub_joint.pth out/posec3d --label_map data/label_maps/ntu60.txt
     skeletonclip extract-poses videos/ poses.pkl --target_fps 15    # videos/<class>/<video>.mp4 -> a pose pickle
     skeletonclip merge-poses poses.shard-*-of-4.pkl --output poses.pkl
@@ -18,7 +19,8 @@ PREDICT_DESCRIPTION = (
     "Per-clip top-5 predictions of a saved model, written to OUTPUT_DIR/predictions.csv (or .json): the arguments "
     "of `skeletonclip train` with --do_predict implied and --model_name_or_path required. The clips are --test_split "
     "(default: --eval_split; without --train_file, the synthetic demo's val split); --candidate_labels scores them "
-    "against texts of your own."
+    "against texts of your own. With --video FILE_OR_FOLDER it predicts on videos instead (poses by MediaPipe; "
+    "`skeletonclip predict --video X --help` lists those arguments: --window/--stride timelines, --save_video)."
 )
 
 
@@ -29,6 +31,11 @@ def train(argv, prog):
 
 
 def predict(argv, prog):
+    if any(arg == "--video" or arg.startswith("--video=") for arg in argv):
+        from modeling_skeletonclip import predict_videos
+
+        predict_videos.main(argv, prog=prog)
+        return
     from modeling_skeletonclip import run_training
 
     model_args, data_args, training_args = run_training.parse_args(argv, prog=prog, description=PREDICT_DESCRIPTION)
@@ -64,7 +71,7 @@ def merge_poses(argv, prog):
 
 COMMANDS = {
     "train": (train, "train and evaluate: [config.json] [--arguments]; no arguments trains the synthetic demo"),
-    "predict": (predict, "per-clip top-5 predictions of a saved model (--model_name_or_path DIR)"),
+    "predict": (predict, "top-5 predictions of a saved model on a pose pickle's clips or on videos (--video)"),
     "convert-pyskl": (convert_pyskl, "convert a pyskl PoseC3D checkpoint into a SkeletonCLIP model folder"),
     "extract-poses": (extract_poses, "videos (class folders or a CSV/JSON list) -> a pose pickle, with MediaPipe"),
     "merge-poses": (merge_poses, "join the shard pickles of `extract-poses --shard I/N` into one pose pickle"),

@@ -190,7 +190,7 @@ class VideoList:
         return 0 if entry.label_name is None else self.label_of[entry.label_name]
 
 
-def _video_extensions() -> tuple:
+def video_extensions() -> tuple:
     from .video_io import VIDEO_EXTENSIONS
 
     return tuple(ext.lower() for ext in VIDEO_EXTENSIONS)
@@ -200,7 +200,7 @@ def _is_video(name: str, extensions: tuple) -> bool:
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in extensions
 
 
-def _videos_under(folder: str, extensions: tuple, skip: Sequence[str] = ()) -> list:
+def videos_under(folder: str, extensions: tuple, skip: Sequence[str] = ()) -> list:
     """Video files below ``folder`` (recursive; hidden entries and ``skip`` folders left out), sorted."""
     found = []
     for dirpath, dirnames, filenames in os.walk(folder):
@@ -282,7 +282,7 @@ def list_videos(inputs, label_map=None, skip: Sequence[str] = ()) -> VideoList:
     """
     source = os.fspath(inputs)
     path = os.path.abspath(source)
-    extensions = _video_extensions()
+    extensions = video_extensions()
     skip = [os.path.abspath(s) for s in skip]
     if not os.path.exists(path):
         raise ExtractionInputError(f"Input {source} does not exist.")
@@ -311,7 +311,7 @@ def list_videos(inputs, label_map=None, skip: Sequence[str] = ()) -> VideoList:
         loose = [n for n in names if os.path.isfile(os.path.join(path, n)) and _is_video(n, extensions)]
         folders = [n for n in names if os.path.isdir(os.path.join(path, n)) and not n.startswith(".")
                    and os.path.join(path, n) not in skip]
-        class_videos = {n: _videos_under(os.path.join(path, n), extensions, skip) for n in folders}
+        class_videos = {n: videos_under(os.path.join(path, n), extensions, skip) for n in folders}
         if loose and any(class_videos.values()):
             classes = [n for n in folders if class_videos[n]]
             raise ExtractionInputError(
@@ -465,7 +465,7 @@ def _read_part(path: str, entry: VideoEntry) -> Optional[dict]:
     return part if ok else None
 
 
-def _without_path(message: str, path: str) -> str:
+def reason_without_path(message: str, path: str) -> str:
     """The reason of an error message that starts with the file's path (the report names the file itself)."""
     return message[len(path) + 2:] if message.startswith(path + ": ") else message
 
@@ -503,9 +503,9 @@ class _Extractor:
             ann = video_annotation(entry.path, self.estimator, target_fps=self.settings["target_fps"],
                                    max_persons=self.settings["max_persons"])
         except (VideoDecodeError, NoPersonError) as err:
-            return "failed", entry.relpath, _without_path(str(err), entry.path)
+            return "failed", entry.relpath, reason_without_path(str(err), entry.path)
         except Exception as err:  # an estimator failing on one video must not end a long run
-            return "failed", entry.relpath, f"{type(err).__name__}: {_without_path(str(err), entry.path)}"
+            return "failed", entry.relpath, f"{type(err).__name__}: {reason_without_path(str(err), entry.path)}"
         part = {"video": entry.relpath}
         part.update((k, ann[k]) for k in ("img_shape", "original_shape", "total_frames", "keypoint",
                                           "keypoint_score", "fps"))
@@ -800,7 +800,7 @@ def merge_pose_pickles(shards: Sequence, output) -> dict:
 # --------------------------------------------------------------------------------------------------
 
 
-def _estimator_option(text: str) -> tuple:
+def parse_estimator_option(text: str) -> tuple:
     """"key=value" -> (key, value); the value is read as JSON when it is (numbers, true/false, null), else a str."""
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
@@ -839,7 +839,7 @@ def build_parser(prog=None) -> argparse.ArgumentParser:
                         help="keep frames at about this rate (never more than the video has); default: every frame")
     parser.add_argument("--max_persons", type=int, default=2, help="persons kept per video (default 2)")
     parser.add_argument("--estimator", default="mediapipe", help="pose estimator (default mediapipe)")
-    parser.add_argument("--estimator_option", action="append", type=_estimator_option, default=[],
+    parser.add_argument("--estimator_option", action="append", type=parse_estimator_option, default=[],
                         metavar="KEY=VALUE", help="an estimator keyword argument (repeatable; JSON values)")
     parser.add_argument("--label_map", default=None, help="class names, one per line: fixes the label order")
     parser.add_argument("--val_ratio", type=float, default=0.2,

@@ -20,6 +20,7 @@ import sys
 
 from tqdm.auto import tqdm
 
+from .extract_poses import reason_without_path, parse_estimator_option
 from .run_training import ArgumentError
 
 
@@ -44,48 +45,30 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--candidate_labels", help="text file, one class text per line (contrastive models)")
     parser.add_argument("--hypothesis_template", help="how a label becomes a text, e.g. 'a person {}'")
     parser.add_argument("--window", help="window length: frames (48) or seconds (2s); gives a timeline per video")
-    parser.add_argument("--stride", help="window step: frames or seconds (default: half the window)")
+    parser.add_argument("--stride", help="window step: frames or seconds (default: the window)")
     parser.add_argument("--num_clips", type=int, default=1, help="clips per window (10 with --flip: the test protocol)")
     parser.add_argument("--flip", action="store_true", help="add the mirrored view of every clip")
     parser.add_argument("--target_fps", type=float, help="subsample the videos to this frame rate before pose estimation")
     parser.add_argument("--max_persons", type=int, default=2)
     parser.add_argument("--estimator", default="mediapipe", help="pose estimator: mediapipe (default), rtmlib, yolo")
     parser.add_argument(
-        "--estimator_option", action="append", default=[], metavar="KEY=VALUE", help="estimator keyword argument"
+        "--estimator_option", action="append", type=parse_estimator_option, default=[], metavar="KEY=VALUE",
+        help="an estimator keyword argument (repeatable; JSON values)",
     )
     parser.add_argument("--save_video", action="store_true", help="write OUTPUT_DIR/<video>_annotated.mp4 per video")
     return parser
 
 
-def estimator_options(pairs: list[str]) -> dict:
-    """`["model_complexity=2", "pose_model=rtm.onnx"]` -> `{"model_complexity": 2, "pose_model": "rtm.onnx"}`."""
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise VideoArgumentError(f"--estimator_option {pair!r} is not KEY=VALUE.")
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value
-    return options
-
-
 def list_videos(path: str) -> list[str]:
-    from .video_io import VIDEO_EXTENSIONS
+    from .extract_poses import video_extensions, videos_under
 
     if os.path.isfile(path):
         return [path]
     if not os.path.isdir(path):
         raise VideoArgumentError(f"--video {path} is neither a video file nor a folder.")
-    videos = sorted(
-        os.path.join(root, name)
-        for root, _, names in os.walk(path)
-        for name in names
-        if os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS
-    )
+    videos = videos_under(path, video_extensions())
     if not videos:
-        raise VideoArgumentError(f"--video {path} holds no videos ({', '.join(VIDEO_EXTENSIONS)}).")
+        raise VideoArgumentError(f"--video {path} holds no videos ({', '.join(video_extensions())}).")
     return videos
 
 
@@ -158,7 +141,7 @@ def run(args) -> dict:
 
     from .extract_poses import NoPersonError, video_annotation
     from .pose_drawing import write_annotated_video
-    from .pose_estimators import build_pose_estimator
+    from .pose_estimators import PoseEstimatorUnavailable, build_pose_estimator
     from .video_io import VideoDecodeError
 
     videos = list_videos(args.video)
@@ -175,12 +158,16 @@ def run(args) -> dict:
         call_kwargs["hypothesis_template"] = args.hypothesis_template
     if window is not None:
         call_kwargs["window"] = window
-        call_kwargs["stride"] = stride if stride is not None else (
-            f"{float(window[:-1]) / 2:g}s" if isinstance(window, str) else max(1, window // 2)
-        )
+        if stride is not None:
+            call_kwargs["stride"] = stride
 
+    if not os.path.isdir(args.model_name_or_path):
+        raise VideoArgumentError(f"--model_name_or_path {args.model_name_or_path} is not a folder saved by `skeletonclip train`.")
+    try:
+        estimator = build_pose_estimator(args.estimator, **dict(args.estimator_option))
+    except (PoseEstimatorUnavailable, ValueError, TypeError) as err:
+        raise VideoArgumentError(f"--estimator {args.estimator}: {err}") from None
     classifier = pipeline("skeleton-action-recognition", model=args.model_name_or_path, trust_remote_code=True)
-    estimator = build_pose_estimator(args.estimator, **estimator_options(args.estimator_option))
     os.makedirs(args.output_dir, exist_ok=True)
     results, failures = [], []
     try:
@@ -190,7 +177,7 @@ def run(args) -> dict:
                     video, estimator, target_fps=args.target_fps, max_persons=args.max_persons
                 )
             except (VideoDecodeError, NoPersonError) as err:
-                failures.append({"video": video, "reason": str(err)})
+                failures.append({"video": video, "reason": reason_without_path(str(err), video)})
                 continue
             output = classifier(annotation, **call_kwargs)
             windows = output if window is not None else [whole_video_window(annotation, output)]

@@ -10,12 +10,13 @@ from transformers.dynamic_module_utils import get_relative_import_files
 from modeling_skeletonclip import resources
 
 # Modules that only the command line and the benchmark use; no checkpoint should carry them.
-COMMAND_MODULES = {"cli", "convert_pyskl", "extract_poses", "pose_tracking", "presets", "resources", "run_training"}
+COMMAND_MODULES = {"cli", "convert_pyskl", "extract_poses", "pose_tracking", "predict_videos", "presets", "resources",
+                   "run_training"}
 
 
 # Modules of the data loader (its pickle reader) and of the video extra; a checkpoint carries none of them either.
 LOADER_AND_VIDEO_MODULES = {"pose_dataset", "safe_pickle", "clip_dataset", "synthetic_poses", "video_io",
-                            "pose_estimators", "pose_tracking", "extract_poses"}
+                            "pose_estimators", "pose_tracking", "extract_poses", "pose_drawing"}
 # Everything a checkpoint carries: the model, its objectives and renderer, and the pipeline with the transforms.
 CHECKPOINT_MODULES = {"configuration_skeletonclip", "modeling_skeletonclip", "objectives", "distributed", "heatmaps",
                       "pose_layouts", "fast_slowonly", "text_encoders", "pipeline_skeletonclip", "pose_transforms",
