@@ -19,6 +19,9 @@ Rows:
   5. evaluation scaling: scoring clips against 60 / 120 / 1,000 candidate class texts (texts encoded once).
   6. variants: train step time and peak memory of every objective (itc_itm, itc_momentum, pacl) relative to the
      plain contrastive model ("itc"), each measured in a fresh process (`objective_training.py`).
+  7. video in, prediction out, on one CPU core (`video_inference.py`): PyAV decoding and MediaPipe pose extraction
+     frames/s, and the end-to-end seconds per minute of video (decode + pose + model timeline) for the small and
+     full presets (--quick: 2 s of video, small preset only).
 
 Usage:
   python benchmarks/benchmark.py                 # full size on the GPU (batch 128, 48x56x56, full encoder, bf16)
@@ -46,7 +49,8 @@ Flags:
                       besides the reference and conv3d bf16 + channels_last_3d rows that the ratios need, e.g.
                       "compile" for the compiled rows only.
   --batch-sweep LIST  also run the fast bf16 rows (and their compiled rows) at these batch sizes, e.g. 64,192,256.
-  --rows LIST         comma-separated subset of rows to run: encoder,heatmaps,pipeline,model,eval,variants (default all).
+  --rows LIST         comma-separated subset of rows to run: encoder,heatmaps,pipeline,model,eval,variants,video
+                      (default all).
   --pipeline-clips N  clips through the CPU data pipeline.
   --json PATH         write the results as JSON.
 
@@ -77,6 +81,7 @@ sys.path[:0] = [path for path in (_ROOT, os.path.join(_ROOT, "tests")) if path n
 
 from data_pipeline import benchmark_dataloader, benchmark_pipeline  # noqa: E402
 from heatmap_rendering import benchmark_rendering  # noqa: E402
+from video_inference import benchmark_video, table_rows as video_table_rows  # noqa: E402
 from helpers import random_keypoints  # noqa: E402
 from objective_training import benchmark_variants  # noqa: E402
 
@@ -519,6 +524,16 @@ def bench_variants(args, device, results, table):
         print_progress(table[-1])
 
 
+def bench_video(args, device, results, table):
+    """Video in, prediction out on one CPU core (whatever --device says: pose extraction runs on the CPU)."""
+    kwargs = dict(seconds=2.0, presets=("small",)) if args.quick else {}
+    video = benchmark_video(**kwargs)
+    results["video"] = video
+    for name, value in video_table_rows(video):
+        table.append([f"video: {name}", "", "", "", "", "", value])
+        print_progress(table[-1])
+
+
 def print_progress(row):
     print("  done: " + " | ".join(c for c in row if c), flush=True)
 
@@ -591,7 +606,7 @@ def parse_args(argv=None):
     parser.add_argument("--cudnn-benchmark", action="store_true")
     parser.add_argument("--inductor-options", type=parse_inductor_options, default=[])
     parser.add_argument("--inference-only", action="store_true")
-    parser.add_argument("--rows", default="encoder,heatmaps,pipeline,model,eval,variants")
+    parser.add_argument("--rows", default="encoder,heatmaps,pipeline,model,eval,variants,video")
     parser.add_argument("--pipeline-clips", type=int)
     parser.add_argument("--json")
     args = parser.parse_args(argv)
@@ -648,6 +663,9 @@ def main(argv=None):
         write_json(args, results)
     if "variants" in rows:
         bench_variants(args, device, results, table)
+        write_json(args, results)
+    if "video" in rows:
+        bench_video(args, device, results, table)
         write_json(args, results)
 
     size = f"encoder batch {args.batch}, {args.frames}x{args.size}x{args.size}" + (" (reduced encoder)" if args.quick else "")

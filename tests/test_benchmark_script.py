@@ -202,3 +202,17 @@ def test_variants_row_runs_each_objective_in_a_process_of_its_own():
     assert [row["variant"] for row in rows] == ["itc", "itc_itm", "itc_momentum", "pacl (all_classes)",
                                                "pacl (in_batch)"]
     assert rows[0]["step_rel"] == pytest.approx(1.0) and all(row["step_s"] > 0 for row in rows)
+
+
+def test_video_row_times_decoding_pose_and_the_model_on_one_core():
+    import video_inference
+
+    result = video_inference.benchmark_video(seconds=1.0, fps=10, width=320, height=240, presets=("small",),
+                                             window="0.5s", stride="0.5s")
+    assert result["frames"] == 10 and result["person_frames"] == 1.0  # MediaPipe finds the astronaut in every frame
+    assert result["decode_fps"] > result["pose_fps"] > 0
+    small = result["presets"]["small"]
+    assert small["windows"] == 2 and small["clip_len"] == 32
+    assert small["end_to_end_s_per_video_minute"] == pytest.approx((result["pose_s"] + small["timeline_s"]) * 60)
+    names = [name for name, _ in video_inference.table_rows(result)]
+    assert names[1] == "decode + pose (MediaPipe, default)" and names[-1].startswith("end to end, small preset")
