@@ -33,6 +33,11 @@ subclass) runs that forward on the `[B, C, T, H, W]` view, so nothing it adds is
 has forward/backward hooks (the block or stage holding it, for hooks on a ReLU or a block), so that feature
 extraction and Grad-CAM hooks fire with the tensors of the conv3d path.
 
+The fast path reads the parameters directly, so it only runs where they are there to read
+(`fast_path_applies`): an encoder dispatched by accelerate (`device_map`, CPU/disk offloading: hooks that move
+inputs and load weights just in time replace its modules' forwards) or with parameters on another device than the
+input (the meta device of offloaded weights) runs the conv3d path, module by module, instead.
+
 Convolutions outside the SlowOnly patterns (a stem with a temporal kernel, temporal padding without a temporal
 kernel, groups/dilation) fall back to `F.conv3d` on a `channels_last_3d` view of the same storage, so any config
 gives the same result as the conv3d path.
@@ -53,7 +58,13 @@ from torch import nn
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SkeletonClipBatchNorm3d", "compute_dtype", "conv2d_bias_relu", "fast_video_encoder_forward"]
+__all__ = [
+    "SkeletonClipBatchNorm3d",
+    "compute_dtype",
+    "conv2d_bias_relu",
+    "fast_path_applies",
+    "fast_video_encoder_forward",
+]
 
 
 def compute_dtype(device: torch.device, dtype: torch.dtype) -> torch.dtype:
@@ -441,6 +452,25 @@ def _max_pool(pool: nn.MaxPool3d, frames: torch.Tensor, batch: int) -> torch.Ten
 # ----------------------------------------------------------------------------------------------------------------
 # Public entry point
 # ----------------------------------------------------------------------------------------------------------------
+
+
+def fast_path_applies(encoder: nn.Module, heatmaps: torch.Tensor) -> bool:
+    """Whether `fast_video_encoder_forward` can run `encoder` on `heatmaps`: no module of the encoder carries an
+    accelerate hook (`_hf_hook`: `device_map` dispatch, CPU/disk offloading, whose weights arrive only when the
+    module's own forward runs) and every parameter and buffer lives on the input's device (not on the meta device
+    of offloaded weights, not on another device of a split). Otherwise the conv3d path runs the modules' forwards.
+    """
+    device = heatmaps.device
+    for module in encoder.modules():
+        if getattr(module, "_hf_hook", None) is not None:
+            return False
+    for tensor in encoder.parameters():
+        if tensor.device != device:
+            return False
+    for tensor in encoder.buffers():
+        if tensor.device != device:
+            return False
+    return True
 
 
 def _runs_in_half_precision(tensor: torch.Tensor) -> bool:

@@ -2,6 +2,7 @@
 
 import os
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -14,7 +15,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.utils import ModelOutput, logging
 
 from .configuration_skeletonclip import SkeletonClipConfig, SkeletonClipVideoConfig
-from .fast_slowonly import SkeletonClipBatchNorm3d, compute_dtype, fast_video_encoder_forward
+from .fast_slowonly import SkeletonClipBatchNorm3d, compute_dtype, fast_path_applies, fast_video_encoder_forward
 from .heatmaps import render_heatmaps
 from .objectives import OBJECTIVES, ObjectiveInputs, label_aware_contrastive_loss
 
@@ -152,8 +153,9 @@ class SkeletonClipVideoEncoder(nn.Module):
         self.num_stages = len(config.stage_blocks)
 
     def forward(self, heatmaps: torch.Tensor) -> torch.Tensor:
-        if self.config.conv_impl == "fast":
-            # The same parameters as 2D convolutions over frames, channels-last (see fast_slowonly.py).
+        if self.config.conv_impl == "fast" and fast_path_applies(self, heatmaps):
+            # The same parameters as 2D convolutions over frames, channels-last (see fast_slowonly.py); offloaded or
+            # dispatched encoders (accelerate hooks) run the modules' own forwards below.
             return fast_video_encoder_forward(self, heatmaps)
         hidden_states = self.maxpool(self.conv1(heatmaps))  # [B, 32, T, H, W]
         for i in range(self.num_stages):
@@ -263,7 +265,10 @@ class SkeletonClipPreTrainedModel(PreTrainedModel):
             keypoints = keypoints.flatten(0, 1)  # [B * views, M, T, V, 2]
             keypoint_scores = keypoint_scores.flatten(0, 1) if keypoint_scores is not None else None
         layout = heatmap_cfg.joint_layout
-        heatmaps = _render_heatmaps_eager(
+        # Exported and traced graphs get the dense renderer: the same heatmaps without data-dependent shapes.
+        exporting = torch.compiler.is_exporting() or torch.jit.is_tracing()
+        render = partial(render_heatmaps, dense=True) if exporting else _render_heatmaps_eager
+        heatmaps = render(
             keypoints,
             keypoint_scores,
             size=self._heatmap_size(heatmap_size),
@@ -304,6 +309,7 @@ class SkeletonClipPreTrainedModel(PreTrainedModel):
 
 # The renderer gathers the in-window points of each joint (data-dependent sizes): under torch.compile it would break
 # the graph and recompile on every batch, so it always runs eagerly (cheap beside the encoder, docs/benchmarks.md).
+# torch.export, ONNX export and torch.jit.trace record a graph instead: they get `render_heatmaps(..., dense=True)`.
 _render_heatmaps_eager = torch.compiler.disable(render_heatmaps)
 
 

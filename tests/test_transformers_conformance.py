@@ -1,0 +1,213 @@
+"""What transformers' own model tests (ModelTesterMixin) expect of a PreTrainedModel, on the tiny models: accelerate
+offloading and `device_map` dispatch, export of `keypoints=` inputs, the attention implementations, the feature
+getters' `return_dict` / `output_hidden_states`, unknown keyword arguments, tokenizers of hub-cached checkpoints and
+`problem_type`."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers import TINY_HEATMAP, TINY_TEXT, TINY_VIDEO, random_keypoints, reference_heatmaps
+
+from modeling_skeletonclip import (
+    SkeletonClipConfig,
+    SkeletonClipForActionRecognition,
+    SkeletonClipModel,
+    render_heatmaps,
+)
+from modeling_skeletonclip.fast_slowonly import fast_path_applies
+from modeling_skeletonclip.pose_layouts import COCO17
+
+CLASSES = {0: "drink water", 1: "eat meal/snack", 2: "kicking something", 3: "jump up"}
+
+
+def tiny_config(**kwargs):
+    return SkeletonClipConfig(video_config=TINY_VIDEO, text_config=TINY_TEXT, heatmap_config=TINY_HEATMAP,
+                              frame_embed_dim=24, projection_dim=16, id2label=CLASSES, **kwargs)
+
+
+def tiny_model(model_class, seed=0, **kwargs):
+    torch.manual_seed(seed)
+    return model_class(tiny_config(**kwargs)).eval()
+
+
+def text_inputs(num_texts=4, length=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(1000, 2000, (num_texts, length), generator=g)
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[1, length // 2:] = 0  # one padded text
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
+def has_accelerate_hooks(module):
+    return any(getattr(m, "_hf_hook", None) is not None for m in module.modules())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# accelerate: offloading and device_map dispatch run the conv3d path (the modules' hooked forwards)
+# ----------------------------------------------------------------------------------------------------------------
+
+# The encoder's stages on the CPU and on disk: a device_map split inside the encoder.
+SPLIT_MAP = {
+    "video_encoder.conv1": "cpu", "video_encoder.maxpool": "cpu", "video_encoder.layer1": "cpu",
+    "video_encoder.layer2": "disk", "video_encoder.layer3": "cpu",
+}
+OFFLOADING = {
+    "all on disk": {"device_map": {"": "disk"}},
+    "auto, 2 KB of memory": {"device_map": "auto", "max_memory": {"cpu": "2KB"}},
+    "encoder split": {"device_map": "split"},
+}
+
+
+@pytest.mark.parametrize("loading", list(OFFLOADING))
+@pytest.mark.parametrize("model_class", [SkeletonClipForActionRecognition, SkeletonClipModel])
+def test_offloaded_model_gives_the_plain_models_output(tmp_path, model_class, loading):
+    model = tiny_model(model_class)
+    model.save_pretrained(tmp_path / "model")
+    keypoints, scores = random_keypoints(2, persons=2)
+    texts = text_inputs() if model_class is SkeletonClipModel else {}
+    kwargs = dict(OFFLOADING[loading])
+    if kwargs["device_map"] == "split":
+        rest = ["dropout", "classifier"] if model_class is SkeletonClipForActionRecognition else [
+            "frame_projection", "video_projection", "text_model", "text_projection", "temperature"]
+        kwargs["device_map"] = {**SPLIT_MAP, **{name: "cpu" for name in rest}}
+    loaded = model_class.from_pretrained(tmp_path / "model", offload_folder=str(tmp_path / "offload"), **kwargs).eval()
+    assert has_accelerate_hooks(loaded.video_encoder)  # the case at hand: accelerate's hooks hold the weights
+    assert any(p.device.type == "meta" for p in loaded.video_encoder.parameters())
+    assert not fast_path_applies(loaded.video_encoder, keypoints)
+    assert fast_path_applies(model.video_encoder, keypoints)  # the plain model keeps the fast path
+    with torch.no_grad():
+        expected = model(keypoints=keypoints, keypoint_scores=scores, **texts)
+        got = loaded(keypoints=keypoints, keypoint_scores=scores, **texts)
+    name = "logits" if model_class is SkeletonClipForActionRecognition else "logits_per_video"
+    torch.testing.assert_close(got[name], expected[name], rtol=1e-5, atol=1e-5)
+
+
+def test_encoder_dispatched_over_two_cpu_parts():
+    # transformers collapses a device_map whose parts are all "cpu" into a plain CPU model (no hooks, nothing to
+    # dispatch), so the split is made with accelerate itself: two parts with their own hooks, both on the CPU.
+    from accelerate import dispatch_model
+
+    model = tiny_model(SkeletonClipForActionRecognition)
+    keypoints, scores = random_keypoints(2, persons=2)
+    with torch.no_grad():
+        expected = model(keypoints=keypoints, keypoint_scores=scores).logits
+    device_map = {"video_encoder.conv1": "cpu", "video_encoder.maxpool": "cpu", "video_encoder.layer1": "cpu",
+                  "video_encoder.layer2": "cpu", "video_encoder.layer3": "cpu", "dropout": "cpu", "classifier": "cpu"}
+    dispatched = dispatch_model(model, device_map=device_map, force_hooks=True)
+    assert has_accelerate_hooks(dispatched.video_encoder.layer1) and has_accelerate_hooks(dispatched.video_encoder.layer3)
+    assert not fast_path_applies(dispatched.video_encoder, keypoints)
+    with torch.no_grad():
+        got = dispatched(keypoints=keypoints, keypoint_scores=scores).logits
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_fast_path_needs_every_tensor_on_the_inputs_device():
+    model = tiny_model(SkeletonClipForActionRecognition)
+    x = torch.zeros(1, 17, 4, 16, 16)
+    assert fast_path_applies(model.video_encoder, x)
+    bn = model.video_encoder.layer2[0].conv2.bn
+    bn.running_var = bn.running_var.to("meta")  # one buffer elsewhere
+    assert not fast_path_applies(model.video_encoder, x)
+    bn.running_var = torch.ones(bn.num_features)
+    conv = model.video_encoder.layer3[0].conv1.conv
+    conv.weight = torch.nn.Parameter(conv.weight.to("meta"))  # one parameter elsewhere
+    assert not fast_path_applies(model.video_encoder, x)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Export: the dense renderer
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def awkward_keypoints(seed, n=3, m=2, t=3, size=(16, 18)):
+    """Keypoints `[N, M, T, 17, 2]` and scores over and beyond a frame of `size`: missing joints (score 0, below
+    the 1e-3 threshold), NaN coordinates and scores, points outside the frame (near and far), zero-length and
+    sub-pixel limbs, persons overlapping."""
+    rng = np.random.default_rng(seed)
+    height, width = size
+    kp = (rng.uniform(0, 1, (n, m, t, 17, 2)) * [width + 10, height + 10] - 5).astype(np.float32)
+    scores = rng.uniform(0, 1, (n, m, t, 17)).astype(np.float32)
+    scores[rng.random(scores.shape) < 0.15] = 0.0
+    scores[rng.random(scores.shape) < 0.05] = 9e-4
+    kp[..., 7, :] = kp[..., 5, :] + rng.uniform(-0.7, 0.7, (n, m, t, 2))  # limb (5, 7) under a pixel long
+    kp[..., 12, :] = kp[..., 11, :]  # limb (11, 12) of length 0
+    kp[0, 1] = kp[0, 0] + rng.normal(0, 1, kp[0, 0].shape)
+    kp[0, 0, 0, 8, 0] = np.nan
+    kp[1, 1, 2, 3] = np.nan
+    scores[-1, 0, 1, 9] = np.nan
+    kp[1, 0, 0, 4] = [40.0, -30.0]  # outside the frame
+    kp[-1, -1, -1, 10] = [1e6, 3.0]  # far outside
+    kp[..., 3, 0] = np.where(rng.random((n, m, t)) < 0.5, 0.0, kp[..., 3, 0])  # x == 0 (kept by the flip)
+    return torch.from_numpy(kp), torch.from_numpy(scores)
+
+
+@pytest.mark.parametrize("with_joints,with_limbs", [(True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("use_score", [True, False])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_dense_renderer_equals_the_windowed_renderer_and_the_reference(seed, use_score, with_joints, with_limbs):
+    keypoints, scores = awkward_keypoints(seed)
+    options = dict(size=(16, 18), with_joints=with_joints, with_limbs=with_limbs, use_score=use_score)
+    dense = render_heatmaps(keypoints, scores, dense=True, **options)
+    torch.testing.assert_close(dense, render_heatmaps(keypoints, scores, **options), rtol=0, atol=1e-6)
+    near = keypoints.clone()
+    near[-1, -1, -1, 10] = torch.tensor([40.0, 3.0])  # the numpy reference allocates up to the coordinate
+    reference = torch.from_numpy(reference_heatmaps(near.numpy(), scores.numpy(), limbs=COCO17.limbs, **options))
+    torch.testing.assert_close(render_heatmaps(near, scores, dense=True, **options), reference, rtol=0, atol=1e-5)
+    assert dense.abs().sum() > 0
+
+
+def test_dense_renderer_flip_double_bfloat16_and_empty_inputs():
+    keypoints, scores = awkward_keypoints(3)
+    options = dict(size=(16, 18), with_limbs=True, flip_double=True, dtype=torch.bfloat16)
+    dense = render_heatmaps(keypoints, scores, dense=True, **options)
+    assert dense.dtype == torch.bfloat16 and dense.shape == (3, 2, 17 + len(COCO17.limbs), 3, 16, 18)
+    torch.testing.assert_close(dense, render_heatmaps(keypoints, scores, **options), rtol=0, atol=0)
+    for shape in [(0, 2, 4, 17, 2), (2, 0, 4, 17, 2)]:
+        empty = torch.zeros(shape)
+        torch.testing.assert_close(render_heatmaps(empty, size=(8, 8), with_limbs=True, dense=True),
+                                   render_heatmaps(empty, size=(8, 8), with_limbs=True), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dynamic_batch", [False, True])
+def test_classifier_exports_with_keypoint_inputs(dynamic_batch):
+    model = tiny_model(SkeletonClipForActionRecognition)
+    keypoints, scores = awkward_keypoints(4, n=3, m=2, t=8)
+    keypoints[1, 0, 2, 6] = float("nan")
+    kwargs = {"keypoints": keypoints, "keypoint_scores": scores}
+    dynamic_shapes = None
+    if dynamic_batch:
+        batch = torch.export.Dim("batch")
+        dynamic_shapes = {"keypoints": {0: batch}, "keypoint_scores": {0: batch}}
+    program = torch.export.export(model, (), kwargs=kwargs, dynamic_shapes=dynamic_shapes)
+    exported = program.module()
+    with torch.no_grad():
+        torch.testing.assert_close(exported(**kwargs).logits, model(**kwargs).logits, rtol=1e-5, atol=1e-5)
+        if dynamic_batch:  # other batch sizes, other keypoints
+            for n in (2, 5):
+                other = dict(zip(("keypoints", "keypoint_scores"), awkward_keypoints(5 + n, n=n, m=2, t=8)))
+                torch.testing.assert_close(exported(**other).logits, model(**other).logits, rtol=1e-5, atol=1e-5)
+
+
+def test_classifier_traces_with_keypoint_inputs():
+    model = tiny_model(SkeletonClipForActionRecognition)
+    model.config.return_dict = False  # jit.trace records tensors and tuples
+    first = dict(zip(("keypoints", "keypoint_scores"), awkward_keypoints(6, t=8)))
+    second = dict(zip(("keypoints", "keypoint_scores"), awkward_keypoints(7, t=8)))
+    with torch.no_grad():
+        traced = torch.jit.trace(model, example_kwarg_inputs=first, strict=False)
+        # Nothing of the example's keypoints is baked into the graph: other keypoints give their own logits.
+        torch.testing.assert_close(traced(**second)[0], model(**second)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_classifier_exports_to_onnx():
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    model = tiny_model(SkeletonClipForActionRecognition)
+    keypoints, scores = random_keypoints(2, persons=2)
+    program = torch.onnx.export(model, (), kwargs={"keypoints": keypoints, "keypoint_scores": scores}, dynamo=True)
+    import onnx
+
+    onnx.checker.check_model(program.model_proto)
