@@ -191,6 +191,11 @@ class SkeletonClipPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["SkeletonClipBottleneck", "BertLayer"]
     # The contrastive loss is a mean over the batch: the Trainer must not rescale it by token counts.
     accepts_loss_kwargs = False
+    # The BERT text encoder and the ITM fusion layers (which read the text config) run
+    # `attn_implementation="sdpa"` (the default) or "eager"; the classifier has no attention, so either holds for
+    # it too (and a config the contrastive model resolved to "sdpa" builds it). Flash and flex attention are not
+    # claimed: the fusion layers pass a 4D additive padding mask, and neither is tested here.
+    _supports_sdpa = True
 
     def _init_weights(self, module):
         # Children are initialised before their parents and then frozen against re-init, so every rule below
@@ -367,6 +372,14 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
         if config.video_embedder == "projection":
             return config.frame_embed_dim
         return config.projection_dim if config.video_embedder_placement == "frames" else config.video_config.out_channels
+
+    def set_attn_implementation(self, attn_implementation, allow_all_kernels: bool = False):
+        """transformers' `set_attn_implementation`; the video and heatmap configs, which describe no attention,
+        follow a plain string silently (transformers warns about sub-configs it finds no sub-model for)."""
+        if isinstance(attn_implementation, str):
+            for sub_config in (self.config.video_config, self.config.heatmap_config):
+                sub_config._attn_implementation_internal = attn_implementation
+        super().set_attn_implementation(attn_implementation, allow_all_kernels=allow_all_kernels)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         super().save_pretrained(save_directory, *args, **kwargs)

@@ -97,7 +97,8 @@ def test_encoder_dispatched_over_two_cpu_parts():
     device_map = {"video_encoder.conv1": "cpu", "video_encoder.maxpool": "cpu", "video_encoder.layer1": "cpu",
                   "video_encoder.layer2": "cpu", "video_encoder.layer3": "cpu", "dropout": "cpu", "classifier": "cpu"}
     dispatched = dispatch_model(model, device_map=device_map, force_hooks=True)
-    assert has_accelerate_hooks(dispatched.video_encoder.layer1) and has_accelerate_hooks(dispatched.video_encoder.layer3)
+    assert has_accelerate_hooks(dispatched.video_encoder.layer1)
+    assert has_accelerate_hooks(dispatched.video_encoder.layer3)
     assert not fast_path_applies(dispatched.video_encoder, keypoints)
     with torch.no_grad():
         got = dispatched(keypoints=keypoints, keypoint_scores=scores).logits
@@ -211,3 +212,50 @@ def test_classifier_exports_to_onnx():
     import onnx
 
     onnx.checker.check_model(program.model_proto)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Attention implementations: "sdpa" and "eager" for the text encoder and the ITM fusion layers
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def attention_implementations(model):
+    """The implementation every BERT attention module (text encoder, fusion layers) looks up when it runs."""
+    return {name: module.config._attn_implementation for name, module in model.named_modules()
+            if name.endswith("attention.self")}
+
+
+@pytest.mark.parametrize("objective", ["itc", "itc_itm"])
+def test_sdpa_and_eager_load_and_agree(tmp_path, objective):
+    model = tiny_model(SkeletonClipModel, objective=objective, itm_fusion_layers=2)
+    model.save_pretrained(tmp_path)
+    keypoints, scores = random_keypoints(4, persons=2)
+    texts = text_inputs()
+    loaded = {}
+    for implementation in ("sdpa", "eager"):
+        loaded[implementation] = SkeletonClipModel.from_pretrained(tmp_path, attn_implementation=implementation).eval()
+        found = attention_implementations(loaded[implementation])
+        fusion = [name for name in found if name.startswith("fusion_encoder.")]
+        assert len(fusion) == (4 if objective == "itc_itm" else 0)  # self- and cross-attention of 2 layers
+        assert set(found.values()) == {implementation}, found
+        assert loaded[implementation].config._attn_implementation == implementation
+    outputs = {}
+    with torch.no_grad():
+        for implementation, model in loaded.items():
+            out = model(keypoints=keypoints, keypoint_scores=scores, **texts)
+            outputs[implementation] = [out.logits_per_video, out.text_embeds]
+            if objective == "itc_itm":  # the fusion encoder's matching logits on the same pairs
+                text_hidden = out.text_model_output.last_hidden_state
+                frames = out.video_model_output.last_hidden_state
+                outputs[implementation].append(model.fusion_encoder(text_hidden, texts["attention_mask"], frames))
+    for sdpa, eager in zip(outputs["sdpa"], outputs["eager"]):
+        torch.testing.assert_close(sdpa, eager, rtol=1e-5, atol=1e-5)
+
+
+def test_set_attn_implementation_reaches_the_fusion_layers():
+    model = tiny_model(SkeletonClipModel, objective="itc_itm")
+    assert set(attention_implementations(model).values()) == {"sdpa"}  # transformers' default
+    model.set_attn_implementation("eager")
+    assert set(attention_implementations(model).values()) == {"eager"}
+    # The classifier has no attention; a config the contrastive model resolved builds it too.
+    SkeletonClipForActionRecognition(model.config)
