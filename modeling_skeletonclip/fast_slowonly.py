@@ -483,7 +483,8 @@ def fast_video_encoder_forward(
     heatmaps: torch.Tensor,
     input_channel_multiple: int | None = None,
     fused_epilogues: bool | None = None,
-) -> torch.Tensor:
+    output_hidden_states: bool = False,
+):
     """`encoder.forward(heatmaps)` of a `SkeletonClipVideoEncoder`, computed with 2D convolutions over frames.
 
     Args:
@@ -498,9 +499,12 @@ def fast_video_encoder_forward(
             when gradients are needed. Default: on for CUDA in bf16/fp16 (autocast or half inputs), where it is
             faster (docs/benchmarks.md); off elsewhere (on CPU the op is the plain ops anyway; fp32 on CUDA is not
             measured).
+        output_hidden_states: also return the output of the stem (after the max-pool) and of every stage.
 
     Returns:
-        `[B, 512, T', H', W']` contiguous, equal to `encoder(heatmaps)` up to floating-point rounding.
+        `[B, 512, T', H', W']` contiguous, equal to `encoder(heatmaps)` up to floating-point rounding; with
+        `output_hidden_states`, `(that, hidden_states)`: `[B, C_i, T_i, H_i, W_i]` per stage, the stem's first
+        (channels_last_3d views, no copies).
     """
     if heatmaps.dim() != 5:
         raise ValueError(f"`heatmaps` must be [B, C, T, H, W], got shape {list(heatmaps.shape)}.")
@@ -521,11 +525,17 @@ def fast_video_encoder_forward(
         # anyway (and torch.compile fuses them into it).
         frames = _conv_bn(stem, frames, batch, _has_relu(stem))
     frames = _max_pool(encoder.maxpool, frames, batch)
+    hidden_states = [frames]
     for i in range(encoder.num_stages):
         layer = getattr(encoder, f"layer{i + 1}")
         if _own_hooks(layer):
             frames = _module_on_frames(layer, frames, batch)  # hooks on the stage itself
-            continue
-        for block in layer:
-            frames = _run_block(block, frames, batch, fused_epilogues)
-    return _frames_to_video(frames, batch).contiguous()
+        else:
+            for block in layer:
+                frames = _run_block(block, frames, batch, fused_epilogues)
+        hidden_states.append(frames)
+    out = _frames_to_video(frames, batch).contiguous()
+    if output_hidden_states:
+        # Nothing later writes into a stage's output in place (residual adds go into the new conv output).
+        return out, tuple(_frames_to_video(states, batch) for states in hidden_states[:-1]) + (out,)
+    return out

@@ -192,6 +192,7 @@ def test_classifier_exports_with_keypoint_inputs(dynamic_batch):
                 torch.testing.assert_close(exported(**other).logits, model(**other).logits, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")  # shape arithmetic, which is static here
 def test_classifier_traces_with_keypoint_inputs():
     model = tiny_model(SkeletonClipForActionRecognition)
     model.config.return_dict = False  # jit.trace records tensors and tuples
@@ -259,3 +260,201 @@ def test_set_attn_implementation_reaches_the_fusion_layers():
     assert set(attention_implementations(model).values()) == {"eager"}
     # The classifier has no attention; a config the contrastive model resolved builds it too.
     SkeletonClipForActionRecognition(model.config)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Feature getters: return_dict / output_hidden_states; forward: unknown keyword arguments are errors
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_get_text_features_return_dict_and_hidden_states():
+    model = tiny_model(SkeletonClipModel)
+    texts = text_inputs()
+    with torch.no_grad():
+        as_dict = model.get_text_features(**texts, output_hidden_states=True)
+        as_tuple = model.get_text_features(**texts, output_hidden_states=True, return_dict=False)
+        bert = model.text_model(**texts, output_hidden_states=True)  # the encoder's own hidden states
+        plain = model.get_text_features(**texts, return_dict=False)
+    assert isinstance(as_tuple, tuple) and len(as_tuple) == 3
+    torch.testing.assert_close(as_tuple[0], as_dict.last_hidden_state, rtol=0, atol=0)
+    torch.testing.assert_close(as_tuple[1], as_dict.pooler_output, rtol=0, atol=0)
+    assert len(as_dict.hidden_states) == TINY_TEXT["num_hidden_layers"] + 1
+    for ours, theirs in zip(as_dict.hidden_states, bert.hidden_states):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+    cls = bert.last_hidden_state[:, 0]
+    torch.testing.assert_close(as_dict.pooler_output, model.text_projection(cls), rtol=0, atol=0)
+    assert len(plain) == 2  # no hidden states asked for: none in the tuple
+    model.config.return_dict = False  # the config's default, as transformers' `can_return_tuple`
+    assert isinstance(model.get_text_features(**texts), tuple)
+
+
+@pytest.mark.parametrize("conv_impl", ["fast", "conv3d"])
+def test_get_video_features_hidden_states_are_the_stage_outputs(conv_impl):
+    model = tiny_model(SkeletonClipModel)
+    model.config.video_config.conv_impl = conv_impl
+    keypoints, scores = random_keypoints(3, persons=2)
+    heatmaps, _ = model.prepare_heatmaps(keypoints, scores)
+    # What the conv3d path's stem and stages return, captured with hooks on a copy of the encoder.
+    import copy
+
+    reference = copy.deepcopy(model.video_encoder)
+    reference.config = copy.deepcopy(reference.config)
+    reference.config.conv_impl = "conv3d"
+    captured = []
+    for name in ["maxpool"] + [f"layer{i + 1}" for i in range(reference.num_stages)]:
+        getattr(reference, name).register_forward_hook(lambda module, args, output: captured.append(output))
+    with torch.no_grad():
+        final = reference(heatmaps)
+        outputs = model.get_video_features(keypoints, scores, output_hidden_states=True)
+        as_tuple = model.get_video_features(keypoints, scores, output_hidden_states=True, return_dict=False)
+        plain = model.get_video_features(keypoints, scores, return_dict=False)
+    assert len(outputs.hidden_states) == 1 + reference.num_stages
+    for ours, theirs in zip(outputs.hidden_states, captured):
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(outputs.hidden_states[-1], final, rtol=1e-5, atol=1e-5)
+    assert len(as_tuple) == 3 and len(plain) == 2
+    torch.testing.assert_close(as_tuple[1], outputs.pooler_output, rtol=0, atol=0)
+    torch.testing.assert_close(plain[0], outputs.last_hidden_state, rtol=0, atol=0)
+
+
+def test_forward_hidden_states_of_both_models():
+    keypoints, scores = random_keypoints(2, views=2)
+    model = tiny_model(SkeletonClipModel)
+    classifier = tiny_model(SkeletonClipForActionRecognition)
+    with torch.no_grad():
+        out = model(keypoints=keypoints, keypoint_scores=scores, **text_inputs(2), output_hidden_states=True)
+        classified = classifier(keypoints=keypoints, keypoint_scores=scores, output_hidden_states=True)
+        plain = classifier(keypoints=keypoints, keypoint_scores=scores)
+    assert [h.shape[0] for h in out.video_model_output.hidden_states] == [4] * 4  # 2 clips x 2 views, 4 outputs
+    assert len(out.text_model_output.hidden_states) == TINY_TEXT["num_hidden_layers"] + 1
+    assert len(classified.hidden_states) == 4 and plain.hidden_states is None
+    pooled = classified.hidden_states[-1].mean(dim=(2, 3, 4))
+    torch.testing.assert_close(pooled, classified.pooled_features, rtol=0, atol=0)
+
+
+def test_unknown_keyword_arguments_are_errors_with_a_suggestion():
+    keypoints, scores = random_keypoints(2)
+    model = tiny_model(SkeletonClipModel)
+    classifier = tiny_model(SkeletonClipForActionRecognition)
+    texts = text_inputs(2)
+    calls = {
+        "SkeletonClipModel.forward() got an unexpected keyword argument `keypoint_score`. Did you mean "
+        "`keypoint_scores`?": lambda: model(keypoints=keypoints, keypoint_score=scores, **texts),
+        "SkeletonClipForActionRecognition.forward() got an unexpected keyword argument `keypoint_score`. Did you "
+        "mean `keypoint_scores`?": lambda: classifier(keypoints=keypoints, keypoint_score=scores),
+        "SkeletonClipForActionRecognition.forward() got an unexpected keyword argument `input_ids`. It takes: "
+        "keypoints, keypoint_scores, heatmaps, labels, heatmap_size, return_dict, output_hidden_states.":
+            lambda: classifier(keypoints=keypoints, input_ids=texts["input_ids"]),
+        "SkeletonClipModel.get_video_features() got an unexpected keyword argument `heatmap_sizes`. Did you mean "
+        "`heatmap_size`?": lambda: model.get_video_features(keypoints, scores, heatmap_sizes=(8, 8)),
+        "SkeletonClipModel.get_text_features() got an unexpected keyword argument `attention_masks`. Did you mean "
+        "`attention_mask`?": lambda: model.get_text_features(texts["input_ids"], attention_masks=texts["input_ids"]),
+    }
+    for message, call in calls.items():
+        with pytest.raises(TypeError) as error:
+            call()
+        assert str(error.value) == message
+
+
+def test_trainer_loss_kwargs_are_accepted(tmp_path):
+    # transformers' Trainer passes `num_items_in_batch` to a forward when the model accepts loss kwargs; both models
+    # say they do not (their losses are batch means), and take the argument without effect all the same.
+    from transformers import Trainer, TrainingArguments
+
+    keypoints, scores = random_keypoints(2)
+    labels = torch.tensor([0, 3])
+    models = ((tiny_model(SkeletonClipModel), text_inputs(2)), (tiny_model(SkeletonClipForActionRecognition), {}))
+    for model, extra in models:
+        inputs = dict(keypoints=keypoints, keypoint_scores=scores, labels=labels, **extra)
+        with torch.no_grad():
+            torch.testing.assert_close(model(**inputs, num_items_in_batch=7).loss, model(**inputs).loss, rtol=0, atol=0)
+        trainer = Trainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True))
+        assert trainer.model_accepts_loss_kwargs is False
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The tokenizer of a checkpoint loaded by hub repo id, from the hub cache
+# ----------------------------------------------------------------------------------------------------------------
+
+SNAPSHOT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def cache_repo(cache_dir, repo_id, model):
+    """Saves `model` as the hub cache holds a downloaded repo: `models--org--name/snapshots/<commit>/` and
+    `refs/main` naming the commit."""
+    repo_folder = cache_dir / ("models--" + repo_id.replace("/", "--"))
+    model.save_pretrained(repo_folder / "snapshots" / SNAPSHOT)
+    (repo_folder / "refs").mkdir()
+    (repo_folder / "refs" / "main").write_text(SNAPSHOT)
+
+
+def test_repo_id_from_the_hub_cache_gets_its_tokenizer(tmp_path, minilm_tokenizer):
+    import huggingface_hub.constants
+
+    assert huggingface_hub.constants.HF_HUB_OFFLINE  # HF_HUB_OFFLINE=1 (conftest): only the cache can answer
+    model = tiny_model(SkeletonClipModel)
+    model.tokenizer = minilm_tokenizer
+    cache_repo(tmp_path / "hub", "someone/skeletonclip-tiny", model)
+    cache_repo(tmp_path / "hub", "someone/no-tokenizer", tiny_model(SkeletonClipModel))
+    texts = ["drink water", "jump up"]
+    for kwargs in ({}, {"revision": SNAPSHOT, "local_files_only": True}):
+        loaded = SkeletonClipModel.from_pretrained("someone/skeletonclip-tiny", cache_dir=tmp_path / "hub", **kwargs)
+        assert loaded.tokenizer is not None
+        assert loaded.tokenizer(texts)["input_ids"] == minilm_tokenizer(texts)["input_ids"]
+    loaded.save_pretrained(tmp_path / "saved")
+    assert {"tokenizer_config.json", "tokenizer.json"} <= {p.name for p in (tmp_path / "saved").iterdir()}
+    bare = SkeletonClipModel.from_pretrained("someone/no-tokenizer", cache_dir=tmp_path / "hub")
+    assert bare.tokenizer is None
+    with pytest.raises(OSError):  # another revision is not in the cache: the weights cannot load either
+        SkeletonClipModel.from_pretrained("someone/skeletonclip-tiny", cache_dir=tmp_path / "hub", revision="v2")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# problem_type: single-label, multi-label, regression
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def direct_bce(logits, targets):
+    """Mean binary cross-entropy with logits, written out: -[y log sigmoid(x) + (1 - y) log(1 - sigmoid(x))]."""
+    total = 0.0
+    for row, target in zip(logits.double().tolist(), targets.double().tolist()):
+        for x, y in zip(row, target):
+            total -= y * math.log(1 / (1 + math.exp(-x))) + (1 - y) * math.log(1 - 1 / (1 + math.exp(-x)))
+    return total / logits.numel()
+
+
+@pytest.mark.parametrize("views", [None, 3])
+@pytest.mark.parametrize("problem_type", [None, "multi_label_classification"])
+def test_multi_label_classification_is_binary_cross_entropy_per_view(views, problem_type):
+    model = tiny_model(SkeletonClipForActionRecognition, problem_type=problem_type).train()
+    model.dropout.p = 0.0  # the logits returned are the ones the loss saw
+    keypoints, scores = random_keypoints(2, persons=2, views=views)
+    labels = torch.tensor([[1.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    out = model(keypoints=keypoints, keypoint_scores=scores, labels=labels)
+    per_view = torch.stack([labels[i // (views or 1)] for i in range(out.logits.shape[0])])
+    assert out.logits.shape == (2 * (views or 1), 4)
+    assert out.loss.item() == pytest.approx(direct_bce(out.logits.detach(), per_view), rel=1e-5)
+    out.loss.backward()
+    assert model.classifier.weight.grad.abs().sum() > 0
+
+
+def test_single_label_and_regression_losses():
+    keypoints, scores = random_keypoints(2, persons=2, views=2)
+    model = tiny_model(SkeletonClipForActionRecognition)
+    with torch.no_grad():
+        out = model(keypoints=keypoints, keypoint_scores=scores, labels=torch.tensor([2, 0]))
+    log_probs = out.logits.double().log_softmax(-1)
+    expected = -(log_probs[0, 2] + log_probs[1, 2] + log_probs[2, 0] + log_probs[3, 0]) / 4
+    assert out.loss.item() == pytest.approx(expected.item(), rel=1e-6)
+
+    regression = tiny_model(SkeletonClipForActionRecognition, problem_type="regression")
+    targets = torch.tensor([[0.5, -1.0, 2.0, 0.0], [1.0, 1.0, 0.0, -0.5]])
+    with torch.no_grad():
+        out = regression(keypoints=keypoints, keypoint_scores=scores, labels=targets)
+    expected = ((out.logits - targets.repeat_interleave(2, dim=0)) ** 2).mean()
+    torch.testing.assert_close(out.loss, expected)
+
+    # Class indices under "multi_label_classification" are not per-class targets: a clear error.
+    multi = tiny_model(SkeletonClipForActionRecognition, problem_type="multi_label_classification")
+    with pytest.raises(ValueError, match=r"`labels` must have shape \[2, 4\] \(4 class targets per clip"):
+        multi(keypoints=keypoints, keypoint_scores=scores, labels=torch.tensor([2, 0]))
