@@ -570,6 +570,9 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
         # Clamp the stored value (as the reference does each step) so that it never drifts outside the range.
         # Written through `.data`: a second use in the same step (the loss over all processes) must not
         # invalidate the autograd graph of the first; after the first clamp the second one changes nothing.
+        if torch.compiler.is_exporting() or torch.jit.is_tracing():
+            # A recorded graph cannot write through `.data`; it gets the same value, computed.
+            return self.temperature.clamp(self.config.temperature_min, self.config.temperature_max)
         self.temperature.data.clamp_(self.config.temperature_min, self.config.temperature_max)
         return self.temperature
 

@@ -61,6 +61,8 @@ OFFLOADING = {
 }
 
 
+# transformers needs the bare `temperature` parameter in the map; accelerate, which places modules, says it is none.
+@pytest.mark.filterwarnings("ignore:The following device_map keys do not match any submodules")
 @pytest.mark.parametrize("loading", list(OFFLOADING))
 @pytest.mark.parametrize("model_class", [SkeletonClipForActionRecognition, SkeletonClipModel])
 def test_offloaded_model_gives_the_plain_models_output(tmp_path, model_class, loading):
@@ -190,6 +192,18 @@ def test_classifier_exports_with_keypoint_inputs(dynamic_batch):
             for n in (2, 5):
                 other = dict(zip(("keypoints", "keypoint_scores"), awkward_keypoints(5 + n, n=n, m=2, t=8)))
                 torch.testing.assert_close(exported(**other).logits, model(**other).logits, rtol=1e-5, atol=1e-5)
+
+
+def test_contrastive_model_exports_with_keypoint_inputs():
+    model = tiny_model(SkeletonClipModel)
+    keypoints, scores = awkward_keypoints(8, n=2, m=2, t=8)
+    kwargs = {"keypoints": keypoints, "keypoint_scores": scores, **text_inputs(3)}
+    exported = torch.export.export(model, (), kwargs=kwargs).module()
+    with torch.no_grad():
+        expected = model(**kwargs)
+        got = exported(**kwargs)
+    torch.testing.assert_close(got.logits_per_video, expected.logits_per_video, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got.text_embeds, expected.text_embeds, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")  # shape arithmetic, which is static here
