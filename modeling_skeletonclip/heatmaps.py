@@ -148,9 +148,10 @@ def _joint_points(out1d, base, mu_x, mu_y, value, sigma, height, width):
     _scatter_max(out1d, base, iy, ix, width, fy.unsqueeze(1) * fx.unsqueeze(0))
 
 
-def _limb_segments(out1d, base, a, b, val_a, val_b, sigma, height, width, max_elements):
-    """Max limb heatmaps into out1d at flat plane offsets base [P]; a, b [P, 2] endpoints, val_a,
-    val_b [P] (0 where missing / below eps)."""
+def _limb_windows(a, b, val_a, val_b, sigma, height, width):
+    """What both limb renderers need of P segments a, b [P, 2] with endpoint values val_a, val_b [P]: the segment
+    value (the smaller endpoint value, 0 below eps), its pixel window (st/ed per axis), whether it is drawn at all,
+    its squared length |AB|^2 (in the bounds dtype) and whether it is short (|AB|^2 < 1: drawn as A's joint)."""
     value = torch.minimum(val_a, val_b)
     value = torch.where(value >= EPS, value, 0.0)
     bdt = _bounds_dtype(a.device)
@@ -160,6 +161,13 @@ def _limb_segments(out1d, base, a, b, val_a, val_b, sigma, height, width, max_el
     drawn = (value > 0) & (ed_x > st_x) & (ed_y > st_y)
     d2_ab64 = (a64 - b64).square().sum(-1)
     short = d2_ab64 < 1
+    return value, st_x, ed_x, st_y, ed_y, drawn, d2_ab64, short
+
+
+def _limb_segments(out1d, base, a, b, val_a, val_b, sigma, height, width, max_elements):
+    """Max limb heatmaps into out1d at flat plane offsets base [P]; a, b [P, 2] endpoints, val_a,
+    val_b [P] (0 where missing / below eps)."""
+    value, st_x, ed_x, st_y, ed_y, drawn, d2_ab64, short = _limb_windows(a, b, val_a, val_b, sigma, height, width)
     # |AB|^2 < 1: pyskl draws the joint heatmap of A, with A's own score
     _joint_points(out1d, base, a[:, 0], a[:, 1], torch.where(drawn & short, val_a, 0.0), sigma, height, width)
 
@@ -273,15 +281,7 @@ def _dense_joints(mu_x, mu_y, value, sigma, height, width):
 def _dense_limbs(a, b, val_a, val_b, sigma, height, width):
     """Limb heatmaps of P segments on the whole grid: a, b [P, 2], val_a, val_b [P] -> [H, W, P]. The arithmetic
     of `_limb_segments`, the short-segment joint and the segment both masked instead of selected."""
-    value = torch.minimum(val_a, val_b)
-    value = torch.where(value >= EPS, value, 0.0)
-    bdt = _bounds_dtype(a.device)
-    a64, b64 = a.to(bdt), b.to(bdt)
-    st_x, ed_x = _window(torch.minimum(a64[:, 0], b64[:, 0]), torch.maximum(a64[:, 0], b64[:, 0]), sigma, width)
-    st_y, ed_y = _window(torch.minimum(a64[:, 1], b64[:, 1]), torch.maximum(a64[:, 1], b64[:, 1]), sigma, height)
-    drawn = (value > 0) & (ed_x > st_x) & (ed_y > st_y)
-    d2_ab64 = (a64 - b64).square().sum(-1)
-    short = d2_ab64 < 1
+    value, st_x, ed_x, st_y, ed_y, drawn, d2_ab64, short = _limb_windows(a, b, val_a, val_b, sigma, height, width)
     # |AB|^2 < 1: pyskl draws the joint heatmap of A, with A's own score
     joint = _dense_joints(a[:, 0], a[:, 1], torch.where(drawn & short, val_a, 0.0), sigma, height, width)
     x, in_x, _ = _local_grid(torch.zeros_like(st_x), st_x, ed_x, width, width)  # [W, P]
