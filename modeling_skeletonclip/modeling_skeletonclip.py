@@ -383,7 +383,9 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
         if os.path.isfile(os.path.join(path, "tokenizer_config.json")):
             from transformers import AutoTokenizer
 
-            model.tokenizer = AutoTokenizer.from_pretrained(path)
+            # The tokenizer is plain BERT: trusting no remote code keeps AutoConfig from asking on stdin about the
+            # model's own code.
+            model.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
         return model
 
     # -- constructors ---------------------------------------------------------------------------------------------
