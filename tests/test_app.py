@@ -117,6 +117,16 @@ def test_classifier_scores_its_own_classes_and_has_no_frame_weights(recognizers,
     assert weights_fig is None and len(timeline_fig.axes[0].get_lines()) == app.TIMELINE_CLASSES
 
 
+def test_an_unreadable_video_is_a_one_line_error_naming_it(recognizers, tmp_path):
+    from modeling_skeletonclip.video_io import VideoDecodeError
+
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(os.urandom(2000))
+    with pytest.raises(VideoDecodeError) as err:
+        app.predict_video(recognizers["pacl"], str(broken), output_dir=str(tmp_path / "out"))
+    assert str(broken) in str(err.value) and "\n" not in str(err.value)
+
+
 def test_a_contrastive_model_loads_without_asking_on_stdin(saved_models, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("asked on stdin")
