@@ -375,7 +375,9 @@ def saved_tokenizer(name_or_path, **hub_kwargs):
     )
     if tokenizer_config is None:
         return None
-    return AutoTokenizer.from_pretrained(name_or_path, **hub_kwargs)
+    # The tokenizer is plain BERT: trusting no remote code keeps AutoConfig from asking on stdin about the model's
+    # own code (the checkpoint's config names it in `auto_map`).
+    return AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=False, **hub_kwargs)
 
 
 # The renderer gathers the in-window points of each joint (data-dependent sizes): under torch.compile it would break

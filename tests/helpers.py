@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from modeling_skeletonclip.pose_layouts import COCO17
+from modeling_skeletonclip.sample_videos import astronaut_frame_placements, astronaut_frames  # noqa: F401
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Tiny models of every kind saved by version 0.1.0, with their inputs and outputs (fixtures/make_saved_models.py).
@@ -461,34 +462,6 @@ ASTRONAUT_FACE = (165, 40, 290, 205)
 ASTRONAUT_SHOULDERS = (60, 200, 360, 320)
 CODECS = {".mp4": "libx264", ".mov": "libx264", ".avi": "mpeg4", ".webm": "libvpx-vp9", ".mkv": "libx264",
           ".m4v": "libx264"}
-
-
-def astronaut_frame_placements(num_frames, width=320, height=240):
-    """Where the photo lies in each frame: `(scale, x_offset, y_offset)` per frame, so that a photo pixel (u, v) is
-    at frame pixel (x_offset + scale * u, y_offset + scale * v). The photo drifts right and grows over time."""
-    placements = []
-    for t in range(num_frames):
-        f = t / max(num_frames - 1, 1)
-        scale = 0.40 + 0.06 * f
-        placements.append((scale, int(round(20 + 60 * f)), int(round(10 + 4 * f))))
-    return placements
-
-
-def astronaut_frames(num_frames, width=320, height=240):
-    """RGB uint8 frames [H, W, 3]: the astronaut photo pasted at `astronaut_frame_placements` on a grey canvas."""
-    from PIL import Image
-    from skimage import data
-
-    photo = Image.fromarray(data.astronaut())
-    frames = []
-    for scale, x0, y0 in astronaut_frame_placements(num_frames, width, height):
-        size = int(round(512 * scale))
-        canvas = np.full((height, width, 3), 90, np.uint8)
-        patch = np.asarray(photo.resize((size, size), Image.BILINEAR))
-        h, w = min(size, height - y0), min(size, width - x0)
-        canvas[y0 : y0 + h, x0 : x0 + w] = patch[:h, :w]
-        frames.append(canvas)
-    return frames
 
 
 def write_video(path, frames, fps=10, codec=None, rotation=None, times=None):

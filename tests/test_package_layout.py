@@ -14,9 +14,10 @@ COMMAND_MODULES = {"cli", "convert_pyskl", "extract_poses", "pose_tracking", "pr
                    "run_training"}
 
 
-# Modules of the data loader (its pickle reader) and of the video extra; a checkpoint carries none of them either.
+# Modules of the data loader (its pickle reader), of the video extra and the sample video maker; a checkpoint carries
+# none of them either.
 LOADER_AND_VIDEO_MODULES = {"pose_dataset", "safe_pickle", "clip_dataset", "synthetic_poses", "video_io",
-                            "pose_estimators", "pose_tracking", "extract_poses", "pose_drawing"}
+                            "pose_estimators", "pose_tracking", "extract_poses", "pose_drawing", "sample_videos"}
 # Everything a checkpoint carries: the model, its objectives and renderer, and the pipeline with the transforms.
 CHECKPOINT_MODULES = {"configuration_skeletonclip", "modeling_skeletonclip", "objectives", "distributed", "heatmaps",
                       "pose_layouts", "fast_slowonly", "text_encoders", "pipeline_skeletonclip", "pose_transforms",
@@ -39,6 +40,14 @@ def test_checkpoint_code_does_not_import_the_command_modules(module):
 def test_the_model_code_carries_exactly_the_checkpoint_modules():
     assert _closure("modeling_skeletonclip.py") | {"modeling_skeletonclip"} == CHECKPOINT_MODULES
     assert _closure("pipeline_skeletonclip.py") == {"pose_transforms", "pose_errors", "pose_layouts"}
+
+
+def test_the_demo_app_lives_outside_the_package_and_its_sample_maker_inside():
+    # app.py (the Gradio demo) sits at the repository root; the sample video maker it and the tests share is a
+    # package module that no checkpoint carries (see LOADER_AND_VIDEO_MODULES).
+    assert os.path.isfile(os.path.join(os.path.dirname(resources.PACKAGE_DIR), "app.py"))
+    assert not os.path.exists(os.path.join(resources.PACKAGE_DIR, "app.py"))
+    assert os.path.isfile(os.path.join(resources.PACKAGE_DIR, "sample_videos.py"))
 
 
 def test_pose_data_error_is_one_class_everywhere():
