@@ -532,3 +532,23 @@ def write_astronaut_video(path, num_frames=12, fps=10, width=320, height=240, **
     """A real video file of the astronaut photo moving over `num_frames` frames; returns `(path, placements)`."""
     write_video(path, astronaut_frames(num_frames, width, height), fps=fps, **kwargs)
     return path, astronaut_frame_placements(num_frames, width, height)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A tiny recognition pipeline
+# ---------------------------------------------------------------------------------------------------------------
+TINY_CLASSES = {0: "drink water", 1: "eat meal/snack", 2: "kicking something", 3: "jump up", 4: "sit down",
+                5: "stand up"}
+
+
+def tiny_recognition_pipeline(tokenizer, clip_len=8):
+    """The "skeleton-action-recognition" pipeline of a tiny contrastive model (random weights, eval mode) with
+    `tokenizer` (e.g. the packaged MiniLM's): `pipe.save_pretrained(folder)` gives a model folder."""
+    from transformers import pipeline
+
+    from modeling_skeletonclip import SkeletonClipConfig, SkeletonClipModel
+
+    torch.manual_seed(0)
+    config = SkeletonClipConfig(video_config=TINY_VIDEO, heatmap_config=TINY_HEATMAP, text_config=TINY_TEXT,
+                                frame_embed_dim=24, projection_dim=16, id2label=TINY_CLASSES, clip_len=clip_len)
+    return pipeline("skeleton-action-recognition", model=SkeletonClipModel(config).eval(), tokenizer=tokenizer)
