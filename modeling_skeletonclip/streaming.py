@@ -12,7 +12,8 @@ since the last window (the first window once `window` frames have come), the win
 "skeleton-action-recognition" pipeline, exactly as `pipe(annotation of those frames)` with the same views.
 
 With `threaded=True` reading, pose estimation and scoring each run in their own thread, with bounded queues
-between them: reading waits for pose estimation only when `frame_queue_size` frames wait; windows wait for the
+between them: reading waits for pose estimation only when `frame_queue_size` frames wait (or, with
+`drop_frames=True`, for live sources, drops the oldest waiting frame and never waits); windows wait for the
 model in a queue of `max_pending_windows`, and when the model falls behind the oldest waiting window is dropped
 for the newest (counted in `stats["windows_skipped"]`), so that predictions stay current and the backlog bounded.
 `threaded=False` runs each frame through every stage before reading the next (deterministic: no window skipped).
@@ -114,7 +115,10 @@ class StreamingRecognizer:
         img_shape: (height, width) of the frames the poses are in; needed with `estimator=None`, else read from
             the images.
         threaded: run reading, pose estimation and scoring in separate threads (default) or inline.
-        frame_queue_size: frames that may wait for pose estimation before reading waits.
+        frame_queue_size: frames that may wait for pose estimation before reading waits (or drops one).
+        drop_frames: when `frame_queue_size` frames wait, drop the oldest waiting one for the new frame instead of
+            waiting (threaded runs): for live sources, whose frames only get older by waiting. Windows then hold
+            the frames that were estimated, and span more of the stream.
         max_pending_windows: windows that may wait for the model before the oldest is skipped.
         tracker_options: `PoseTracker` thresholds.
 
@@ -123,8 +127,8 @@ class StreamingRecognizer:
     `predictions` (top-k `{"label", "score"}`, best first; [] for a window with nobody in it), `latency_s`
     (seconds from reading the newest frame of the window to its result).
 
-    `stats` (of the latest run): `frames_in` (read from the source), `frames_estimated` (through pose estimation
-    and tracking), `windows` (formed), `windows_scored`, `windows_skipped` (dropped for a newer one while the model
+    `stats` (of the latest run): `frames_in` (read from the source), `frames_dropped` (with `drop_frames`),
+    `frames_estimated` (through pose estimation and tracking), `windows` (formed), `windows_scored`, `windows_skipped` (dropped for a newer one while the model
     was busy), `windows_without_person`, `backlog_max` (the most windows found waiting for the model when a new one
     came, at most `max_pending_windows`), `frame_backlog_max` (the most frames waiting for pose estimation).
     `windows == windows_scored + windows_skipped` once a run ends.
@@ -148,6 +152,7 @@ class StreamingRecognizer:
         img_shape: tuple[int, int] | None = None,
         threaded: bool = True,
         frame_queue_size: int = 64,
+        drop_frames: bool = False,
         max_pending_windows: int = 1,
         tracker_options: dict | None = None,
     ):
@@ -168,6 +173,7 @@ class StreamingRecognizer:
         self.img_shape = None if img_shape is None else (int(img_shape[0]), int(img_shape[1]))
         self.threaded = bool(threaded)
         self.frame_queue_size = int(frame_queue_size)
+        self.drop_frames = bool(drop_frames)
         self.max_pending_windows = int(max_pending_windows)
         self.tracker_options = dict(tracker_options or {})
         PoseTracker(self.max_persons, keep_frames=self.window, **self.tracker_options)  # bad thresholds fail here
@@ -201,7 +207,8 @@ class StreamingRecognizer:
         self._join()
         self.stats = self._new_stats()
         self._tracker = PoseTracker(self.max_persons, keep_frames=self.window, **self.tracker_options)
-        self._frames: collections.deque = collections.deque(maxlen=self.window)  # (time, arrival) per frame
+        # (position in the stream, time, arrival) of the last `window` estimated frames
+        self._frames: collections.deque = collections.deque(maxlen=self.window)
         self._frame_shape = self.img_shape if self.estimator is None else None
         self._last_end = 0
         if self.estimator is not None and hasattr(self.estimator, "reset"):
@@ -224,7 +231,7 @@ class StreamingRecognizer:
     # -- stages ---------------------------------------------------------------------------------------------------
 
     def _new_stats(self) -> dict:
-        return {"frames_in": 0, "frames_estimated": 0, "windows": 0, "windows_scored": 0, "windows_skipped": 0,
+        return {"frames_in": 0, "frames_dropped": 0, "frames_estimated": 0, "windows": 0, "windows_scored": 0, "windows_skipped": 0,
                 "windows_without_person": 0, "backlog_max": 0, "frame_backlog_max": 0}
 
     def _count(self, name: str, amount: int = 1) -> None:
@@ -271,12 +278,13 @@ class StreamingRecognizer:
         return self.estimator(image), time_s
 
     def _add_frame(self, position: int, item, arrival: float) -> _Window | None:
-        """Poses of one frame into the tracker; the window ending with it if one is due."""
+        """Poses of one frame into the tracker; the window ending with it if one is due (counted in estimated
+        frames, which are the stream's frames unless some were dropped)."""
         detections, time_s = self._detections(item, position)
         self._tracker.update(detections)
-        self._frames.append((time_s, arrival))
+        self._frames.append((position, time_s, arrival))
         self._count("frames_estimated")
-        end = position + 1
+        end = self._tracker.num_frames
         if end >= self.window and (end - self.window) % self.stride == 0:
             return self._make_window(end)
         return None
@@ -288,10 +296,11 @@ class StreamingRecognizer:
 
     def _make_window(self, end: int) -> _Window:
         keypoint, keypoint_score = self._tracker.recent(self.window)  # [M, W, V, 2], [M, W, V]
-        time_s, arrival = self._frames[-1]
+        first_position = self._frames[-keypoint.shape[1]][0]
+        newest_position, time_s, arrival = self._frames[-1]
         self._last_end = end
         self._count("windows")
-        return _Window(end - keypoint.shape[1], end, keypoint, keypoint_score, time_s, arrival)
+        return _Window(first_position, newest_position + 1, keypoint, keypoint_score, time_s, arrival)
 
     def _score(self, window: _Window) -> dict:
         if window.keypoint.shape[0] == 0:
@@ -349,6 +358,18 @@ class StreamingRecognizer:
                     continue
             return False
 
+        def put_dropping_oldest(q: queue.Queue, item) -> None:
+            while True:
+                try:
+                    q.put_nowait(item)
+                    return
+                except queue.Full:
+                    try:
+                        q.get_nowait()
+                        self._count("frames_dropped")
+                    except queue.Empty:
+                        pass
+
         def read() -> None:
             try:
                 for position in itertools.count():
@@ -359,7 +380,10 @@ class StreamingRecognizer:
                     except StopIteration:
                         break
                     self._count("frames_in")
-                    if not put_waiting(frame_queue, (position, item, time.perf_counter())):
+                    entry = (position, item, time.perf_counter())
+                    if self.drop_frames:
+                        put_dropping_oldest(frame_queue, entry)
+                    elif not put_waiting(frame_queue, entry):
                         return
                     self._at_least("frame_backlog_max", frame_queue.qsize())
                 put_waiting(frame_queue, _END)
@@ -546,6 +570,8 @@ def build_parser(prog: str | None = None):
     parser.add_argument("--realtime", action="store_true", help="--video: release frames at the video's frame rate, "
                         "as a camera would")
     parser.add_argument("--max_frames", type=int, help="stop after this many frames")
+    parser.add_argument("--frame_queue_size", type=int, help="frames that may wait for pose estimation (default 64; "
+                        "8 for --camera and --realtime, which drop the oldest waiting frame rather than wait)")
     parser.add_argument("--inline", action="store_true", help="estimate and score in the reading thread (no skipping)")
     parser.add_argument("--jsonl", action="store_true", help="print each result as a JSON line")
     return parser
@@ -560,7 +586,8 @@ def format_result(result: dict) -> str:
 
 
 def format_stats(stats: dict) -> str:
-    return (f"{stats['frames_in']} frames in, {stats['frames_estimated']} estimated; {stats['windows']} windows: "
+    return (f"{stats['frames_in']} frames in, {stats['frames_dropped']} dropped, {stats['frames_estimated']} "
+            f"estimated; {stats['windows']} windows: "
             f"{stats['windows_scored']} scored, {stats['windows_skipped']} skipped, "
             f"{stats['windows_without_person']} without a person; backlog max {stats['backlog_max']} windows, "
             f"{stats['frame_backlog_max']} frames")
@@ -577,8 +604,10 @@ def main(argv=None, prog=None) -> dict:
 
     args = build_parser(prog).parse_args(argv)
     window, stride = parse_length(args.window, "--window"), parse_length(args.stride, "--stride")
-    if args.max_frames is not None and args.max_frames < 1:
-        raise VideoArgumentError("--max_frames must be at least 1.")
+    for flag, value in (("--max_frames", args.max_frames), ("--frame_queue_size", args.frame_queue_size)):
+        if value is not None and value < 1:
+            raise VideoArgumentError(f"{flag} must be at least 1.")
+    live = args.camera is not None or args.realtime
     if args.camera is not None and (args.target_fps is not None or args.realtime):
         raise VideoArgumentError("--target_fps and --realtime go with --video (a camera delivers in real time).")
     if not os.path.isdir(args.model_name_or_path):
@@ -610,7 +639,8 @@ def main(argv=None, prog=None) -> dict:
         recognizer = StreamingRecognizer(
             args.model_name_or_path, window, stride, top_k=args.top_k, num_clips=args.num_clips, flip=args.flip,
             estimator=args.estimator, estimator_options=dict(args.estimator_option), max_persons=args.max_persons,
-            fps=fps, threaded=not args.inline, **options,
+            fps=fps, threaded=not args.inline, drop_frames=live,
+            frame_queue_size=args.frame_queue_size or (8 if live else 64), **options,
         )
     except (PoseEstimatorUnavailable, ValueError, TypeError) as err:
         raise VideoArgumentError(f"stream: {err}") from None

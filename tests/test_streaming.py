@@ -12,7 +12,7 @@ from helpers import tiny_recognition_pipeline, write_astronaut_video
 
 from modeling_skeletonclip.cli import main
 from modeling_skeletonclip.pose_estimators import PoseDetections, PoseEstimator
-from modeling_skeletonclip.streaming import CameraUnavailable, StreamingRecognizer, camera_frames
+from modeling_skeletonclip.streaming import CameraUnavailable, StreamingRecognizer, camera_frames, paced
 from modeling_skeletonclip.synthetic_poses import make_synthetic_poses
 from modeling_skeletonclip.video_io import VideoDecodeError, read_frames
 
@@ -98,7 +98,7 @@ def test_results_come_every_stride_frames_once_the_window_fills(pipe, clips):
         (s, s + 10, s + 9) for s in range(0, 31, 4)] + [(30, 40, 39)]  # the last window ends with the stream
     assert [r["time"] for r in seen] == pytest.approx([r["frame"] / 20 for r in seen])
     assert all(len(r["predictions"]) == 2 and r["latency_s"] >= 0 for r in seen)
-    assert rec.stats == {"frames_in": 40, "frames_estimated": 40, "windows": 9, "windows_scored": 9,
+    assert rec.stats == {"frames_in": 40, "frames_dropped": 0, "frames_estimated": 40, "windows": 9, "windows_scored": 9,
                          "windows_skipped": 0, "windows_without_person": 0, "backlog_max": 0, "frame_backlog_max": 0}
     # Shorter than the window: one window of the whole stream; "2s" at 4 fps is 8 frames.
     short = list(recognizer(pipe, annotation, window="2s", stride="1s", fps=4).run(stream[:5]))
@@ -192,6 +192,18 @@ def test_a_video_file_through_mediapipe_in_threads(pipe, video):
         assert len(result["predictions"]) == 3 and result["latency_s"] > 0  # the astronaut is found
 
 
+def test_a_live_source_drops_frames_rather_than_wait_for_pose_estimation(pipe, video):
+    frames = [frame.image for frame in read_frames(video)] * 2  # 48 frames at 100 fps: faster than MediaPipe
+    with StreamingRecognizer(pipe, window=4, stride=2, top_k=3, frame_queue_size=2, drop_frames=True) as rec:
+        results = list(rec.run(paced(frames, 100)))
+    stats = rec.stats
+    assert stats["frames_in"] == 48 and stats["frames_dropped"] > 0 and stats["frames_estimated"] >= 4, stats
+    assert stats["frames_estimated"] + stats["frames_dropped"] == 48 and stats["frame_backlog_max"] <= 2
+    assert results and results[-1]["end_frame"] == 48  # the newest frame is never the one dropped
+    spans = [r["end_frame"] - r["start_frame"] for r in results]
+    assert min(spans) >= 4 and max(spans) > 4, (stats, spans)  # 4 estimated frames over a longer span
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Errors
 # ----------------------------------------------------------------------------------------------------------------
@@ -264,4 +276,4 @@ def test_the_stream_command_prints_a_line_per_result(pipe, video, tmp_path, caps
         "frames 0-7 (0.70 s)", "frames 4-11 (1.10 s)", "frames 8-15 (1.50 s)", "frames 12-19 (1.90 s)",
         "frames 16-23 (2.30 s)"]
     assert all(line.count(", ") == 1 and "[latency " in line for line in lines)
-    assert captured.err.splitlines()[-1].startswith("24 frames in, 24 estimated; 5 windows: ")
+    assert captured.err.splitlines()[-1].startswith("24 frames in, 0 dropped, 24 estimated; 5 windows: ")
