@@ -58,7 +58,8 @@ def measure(seconds: float, fps: int, width: int, height: int, preset: str, wind
     pipe, clip_len = _preset_pipeline(preset)
     window = window or clip_len
     result = {"seconds": seconds, "fps": fps, "width": width, "height": height, "frames": num_frames,
-              "preset": preset, "window": window, "stride": stride, "torch_threads": torch_threads, "drop_frames": drop_frames,
+              "preset": preset, "window": window, "stride": stride, "torch_threads": torch_threads,
+              "drop_frames": drop_frames,
               "cpu_cores": len(os.sched_getaffinity(0))}
     with tempfile.TemporaryDirectory() as folder:
         path = write_video(os.path.join(folder, "astronaut.mp4"), astronaut_frames(num_frames, width, height), fps=fps)

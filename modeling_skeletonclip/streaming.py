@@ -128,10 +128,11 @@ class StreamingRecognizer:
     (seconds from reading the newest frame of the window to its result).
 
     `stats` (of the latest run): `frames_in` (read from the source), `frames_dropped` (with `drop_frames`),
-    `frames_estimated` (through pose estimation and tracking), `windows` (formed), `windows_scored`, `windows_skipped` (dropped for a newer one while the model
-    was busy), `windows_without_person`, `backlog_max` (the most windows found waiting for the model when a new one
-    came, at most `max_pending_windows`), `frame_backlog_max` (the most frames waiting for pose estimation).
-    `windows == windows_scored + windows_skipped` once a run ends.
+    `frames_estimated` (through pose estimation and tracking), `windows` (formed), `windows_scored`,
+    `windows_skipped` (dropped for a newer one while the model was busy), `windows_without_person`, `backlog_max`
+    (the most windows found waiting for the model when a new one came, at most `max_pending_windows`),
+    `frame_backlog_max` (the most frames waiting for pose estimation). `windows == windows_scored +
+    windows_skipped` once a run ends.
     """
 
     def __init__(
@@ -231,8 +232,8 @@ class StreamingRecognizer:
     # -- stages ---------------------------------------------------------------------------------------------------
 
     def _new_stats(self) -> dict:
-        return {"frames_in": 0, "frames_dropped": 0, "frames_estimated": 0, "windows": 0, "windows_scored": 0, "windows_skipped": 0,
-                "windows_without_person": 0, "backlog_max": 0, "frame_backlog_max": 0}
+        return {"frames_in": 0, "frames_dropped": 0, "frames_estimated": 0, "windows": 0, "windows_scored": 0,
+                "windows_skipped": 0, "windows_without_person": 0, "backlog_max": 0, "frame_backlog_max": 0}
 
     def _count(self, name: str, amount: int = 1) -> None:
         with self._lock:

@@ -98,8 +98,9 @@ def test_results_come_every_stride_frames_once_the_window_fills(pipe, clips):
         (s, s + 10, s + 9) for s in range(0, 31, 4)] + [(30, 40, 39)]  # the last window ends with the stream
     assert [r["time"] for r in seen] == pytest.approx([r["frame"] / 20 for r in seen])
     assert all(len(r["predictions"]) == 2 and r["latency_s"] >= 0 for r in seen)
-    assert rec.stats == {"frames_in": 40, "frames_dropped": 0, "frames_estimated": 40, "windows": 9, "windows_scored": 9,
-                         "windows_skipped": 0, "windows_without_person": 0, "backlog_max": 0, "frame_backlog_max": 0}
+    assert rec.stats == {"frames_in": 40, "frames_dropped": 0, "frames_estimated": 40, "windows": 9,
+                         "windows_scored": 9, "windows_skipped": 0, "windows_without_person": 0, "backlog_max": 0,
+                         "frame_backlog_max": 0}
     # Shorter than the window: one window of the whole stream; "2s" at 4 fps is 8 frames.
     short = list(recognizer(pipe, annotation, window="2s", stride="1s", fps=4).run(stream[:5]))
     assert [(r["start_frame"], r["end_frame"]) for r in short] == [(0, 5)]
