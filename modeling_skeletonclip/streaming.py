@@ -198,6 +198,8 @@ class StreamingRecognizer:
                              "keypoints are in.")
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
+        self._windows: _LatestWindows | None = None
+        self._closed = False
         self._lock = threading.Lock()
         self.stats = self._new_stats()
 
@@ -205,6 +207,8 @@ class StreamingRecognizer:
 
     def run(self, frames: Iterable) -> Iterator[dict]:
         """Results for the stream `frames` as they come (see the class docstring); `stats` counts this run."""
+        if self._closed:
+            raise ValueError("StreamingRecognizer.run: the recognizer is closed; make a new one.")
         self._join()
         self.stats = self._new_stats()
         self._tracker = PoseTracker(self.max_persons, keep_frames=self.window, **self.tracker_options)
@@ -219,6 +223,7 @@ class StreamingRecognizer:
     def close(self) -> None:
         """Stops and joins the threads of a run in progress; closes the estimator if it was built here."""
         self._join()
+        self._closed = True
         if self._owns_estimator and self.estimator is not None:
             self.estimator.close()
             self.estimator = None
@@ -339,7 +344,7 @@ class StreamingRecognizer:
     def _run_threaded(self, frames: Iterator) -> Iterator[dict]:
         stop = self._stop = threading.Event()
         frame_queue: queue.Queue = queue.Queue(maxsize=self.frame_queue_size)
-        windows = _LatestWindows(self.max_pending_windows)
+        windows = self._windows = _LatestWindows(self.max_pending_windows)
         results: queue.Queue = queue.Queue()
         errors: list[BaseException] = []
 
@@ -426,7 +431,12 @@ class StreamingRecognizer:
             thread.start()
         try:
             while True:
-                result = results.get()
+                try:
+                    result = results.get(timeout=0.1)
+                except queue.Empty:
+                    if stop.is_set() and results.empty():  # stopped by close() from another thread
+                        break
+                    continue
                 if result is _END:
                     break
                 yield result
@@ -437,6 +447,8 @@ class StreamingRecognizer:
 
     def _join(self, timeout: float = 10.0) -> None:
         self._stop.set()
+        if self._windows is not None:
+            self._windows.close(discard=True)  # wakes the model thread
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join(timeout)

@@ -127,12 +127,17 @@ def test_threaded_gives_the_inline_results_when_nothing_is_skipped(pipe, clips):
 
     with recognizer(pipe, annotation, threaded=True, max_pending_windows=100) as rec:
         threaded = list(rec.run(slow_producer()))
+        stats = dict(rec.stats)
+        first = next(rec.run(slow_producer()))  # stopping early joins the threads too
     assert_threads_joined()
     key = [(r["start_frame"], r["end_frame"], r["predictions"]) for r in inline]
     assert [(r["start_frame"], r["end_frame"], r["predictions"]) for r in threaded] == key
+    assert first == {**threaded[0], "latency_s": first["latency_s"]}
     frames = annotation["total_frames"]
-    assert rec.stats["frames_in"] == rec.stats["frames_estimated"] == frames
-    assert rec.stats["windows"] == rec.stats["windows_scored"] == len(inline) and rec.stats["windows_skipped"] == 0
+    assert stats["frames_in"] == stats["frames_estimated"] == frames
+    assert stats["windows"] == stats["windows_scored"] == len(inline) and stats["windows_skipped"] == 0
+    with pytest.raises(ValueError, match="the recognizer is closed"):
+        rec.run(slow_producer())
 
 
 class SlowPipeline:
