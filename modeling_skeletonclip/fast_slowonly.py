@@ -33,6 +33,11 @@ subclass) runs that forward on the `[B, C, T, H, W]` view, so nothing it adds is
 has forward/backward hooks (the block or stage holding it, for hooks on a ReLU or a block), so that feature
 extraction and Grad-CAM hooks fire with the tensors of the conv3d path.
 
+The fast path reads the parameters directly, so it only runs where they are there to read
+(`fast_path_applies`): an encoder dispatched by accelerate (`device_map`, CPU/disk offloading: hooks that move
+inputs and load weights just in time replace its modules' forwards) or with parameters on another device than the
+input (the meta device of offloaded weights) runs the conv3d path, module by module, instead.
+
 Convolutions outside the SlowOnly patterns (a stem with a temporal kernel, temporal padding without a temporal
 kernel, groups/dilation) fall back to `F.conv3d` on a `channels_last_3d` view of the same storage, so any config
 gives the same result as the conv3d path.
@@ -53,7 +58,13 @@ from torch import nn
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SkeletonClipBatchNorm3d", "compute_dtype", "conv2d_bias_relu", "fast_video_encoder_forward"]
+__all__ = [
+    "SkeletonClipBatchNorm3d",
+    "compute_dtype",
+    "conv2d_bias_relu",
+    "fast_path_applies",
+    "fast_video_encoder_forward",
+]
 
 
 def compute_dtype(device: torch.device, dtype: torch.dtype) -> torch.dtype:
@@ -443,6 +454,25 @@ def _max_pool(pool: nn.MaxPool3d, frames: torch.Tensor, batch: int) -> torch.Ten
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def fast_path_applies(encoder: nn.Module, heatmaps: torch.Tensor) -> bool:
+    """Whether `fast_video_encoder_forward` can run `encoder` on `heatmaps`: no module of the encoder carries an
+    accelerate hook (`_hf_hook`: `device_map` dispatch, CPU/disk offloading, whose weights arrive only when the
+    module's own forward runs) and every parameter and buffer lives on the input's device (not on the meta device
+    of offloaded weights, not on another device of a split). Otherwise the conv3d path runs the modules' forwards.
+    """
+    device = heatmaps.device
+    for module in encoder.modules():
+        if getattr(module, "_hf_hook", None) is not None:
+            return False
+    for tensor in encoder.parameters():
+        if tensor.device != device:
+            return False
+    for tensor in encoder.buffers():
+        if tensor.device != device:
+            return False
+    return True
+
+
 def _runs_in_half_precision(tensor: torch.Tensor) -> bool:
     """Whether convolutions on `tensor` run in bf16/fp16 (a half input, or autocast to a half dtype)."""
     return compute_dtype(tensor.device, tensor.dtype) in (torch.bfloat16, torch.float16)
@@ -453,7 +483,8 @@ def fast_video_encoder_forward(
     heatmaps: torch.Tensor,
     input_channel_multiple: int | None = None,
     fused_epilogues: bool | None = None,
-) -> torch.Tensor:
+    output_hidden_states: bool = False,
+):
     """`encoder.forward(heatmaps)` of a `SkeletonClipVideoEncoder`, computed with 2D convolutions over frames.
 
     Args:
@@ -468,9 +499,12 @@ def fast_video_encoder_forward(
             when gradients are needed. Default: on for CUDA in bf16/fp16 (autocast or half inputs), where it is
             faster (docs/benchmarks.md); off elsewhere (on CPU the op is the plain ops anyway; fp32 on CUDA is not
             measured).
+        output_hidden_states: also return the output of the stem (after the max-pool) and of every stage.
 
     Returns:
-        `[B, 512, T', H', W']` contiguous, equal to `encoder(heatmaps)` up to floating-point rounding.
+        `[B, 512, T', H', W']` contiguous, equal to `encoder(heatmaps)` up to floating-point rounding; with
+        `output_hidden_states`, `(that, hidden_states)`: `[B, C_i, T_i, H_i, W_i]` per stage, the stem's first
+        (channels_last_3d views, no copies).
     """
     if heatmaps.dim() != 5:
         raise ValueError(f"`heatmaps` must be [B, C, T, H, W], got shape {list(heatmaps.shape)}.")
@@ -491,11 +525,17 @@ def fast_video_encoder_forward(
         # anyway (and torch.compile fuses them into it).
         frames = _conv_bn(stem, frames, batch, _has_relu(stem))
     frames = _max_pool(encoder.maxpool, frames, batch)
+    hidden_states = [frames]
     for i in range(encoder.num_stages):
         layer = getattr(encoder, f"layer{i + 1}")
         if _own_hooks(layer):
             frames = _module_on_frames(layer, frames, batch)  # hooks on the stage itself
-            continue
-        for block in layer:
-            frames = _run_block(block, frames, batch, fused_epilogues)
-    return _frames_to_video(frames, batch).contiguous()
+        else:
+            for block in layer:
+                frames = _run_block(block, frames, batch, fused_epilogues)
+        hidden_states.append(frames)
+    out = _frames_to_video(frames, batch).contiguous()
+    if output_hidden_states:
+        # Nothing later writes into a stage's output in place (residual adds go into the new conv output).
+        return out, tuple(_frames_to_video(states, batch) for states in hidden_states[:-1]) + (out,)
+    return out

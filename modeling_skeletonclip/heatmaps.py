@@ -20,6 +20,12 @@ because CPU ``exp`` is very slow for arguments below about -87. The batch is pro
 (casting a float32 patch to the output dtype before the max is exact, rounding being monotonic), so
 there is no float32 copy of a bfloat16 output. On CPU the output is zero memory from numpy (calloc
 with transparent huge pages), much cheaper to fault in than torch.zeros for outputs of ~100 MB+.
+
+``dense=True`` computes the same heatmaps without data-dependent shapes or branches on tensor values, as
+``torch.export``, ONNX export and ``torch.jit.trace`` need: every point is evaluated on the whole H x W grid
+(the same local-grid arithmetic with the grid at the origin and as large as the image), its window and value
+applied as masks, and the persons max-reduced. It costs memory and time in proportion to
+``N * M * T * C * H * W``; the windowed renderer stays the default.
 """
 
 from __future__ import annotations
@@ -142,9 +148,10 @@ def _joint_points(out1d, base, mu_x, mu_y, value, sigma, height, width):
     _scatter_max(out1d, base, iy, ix, width, fy.unsqueeze(1) * fx.unsqueeze(0))
 
 
-def _limb_segments(out1d, base, a, b, val_a, val_b, sigma, height, width, max_elements):
-    """Max limb heatmaps into out1d at flat plane offsets base [P]; a, b [P, 2] endpoints, val_a,
-    val_b [P] (0 where missing / below eps)."""
+def _limb_windows(a, b, val_a, val_b, sigma, height, width):
+    """What both limb renderers need of P segments a, b [P, 2] with endpoint values val_a, val_b [P]: the segment
+    value (the smaller endpoint value, 0 below eps), its pixel window (st/ed per axis), whether it is drawn at all,
+    its squared length |AB|^2 (in the bounds dtype) and whether it is short (|AB|^2 < 1: drawn as A's joint)."""
     value = torch.minimum(val_a, val_b)
     value = torch.where(value >= EPS, value, 0.0)
     bdt = _bounds_dtype(a.device)
@@ -154,6 +161,13 @@ def _limb_segments(out1d, base, a, b, val_a, val_b, sigma, height, width, max_el
     drawn = (value > 0) & (ed_x > st_x) & (ed_y > st_y)
     d2_ab64 = (a64 - b64).square().sum(-1)
     short = d2_ab64 < 1
+    return value, st_x, ed_x, st_y, ed_y, drawn, d2_ab64, short
+
+
+def _limb_segments(out1d, base, a, b, val_a, val_b, sigma, height, width, max_elements):
+    """Max limb heatmaps into out1d at flat plane offsets base [P]; a, b [P, 2] endpoints, val_a,
+    val_b [P] (0 where missing / below eps)."""
+    value, st_x, ed_x, st_y, ed_y, drawn, d2_ab64, short = _limb_windows(a, b, val_a, val_b, sigma, height, width)
     # |AB|^2 < 1: pyskl draws the joint heatmap of A, with A's own score
     _joint_points(out1d, base, a[:, 0], a[:, 1], torch.where(drawn & short, val_a, 0.0), sigma, height, width)
 
@@ -249,6 +263,62 @@ def _plane_offsets(out, view, ns, channels, ts, n_persons):
     return offsets.expand(-1, -1, -1, n_persons).reshape(-1)
 
 
+def _dense_joints(mu_x, mu_y, value, sigma, height, width):
+    """Joint Gaussians of P points on the whole grid: mu_x, mu_y, value [P] float32 (value 0: not drawn) ->
+    [H, W, P]. The arithmetic of `_joint_points` on a grid at the origin as large as the image."""
+    bdt = _bounds_dtype(mu_x.device)
+    mx64, my64 = mu_x.to(bdt), mu_y.to(bdt)
+    st_x, ed_x = _window(mx64, mx64, sigma, width)
+    st_y, ed_y = _window(my64, my64, sigma, height)
+    x, in_x, _ = _local_grid(torch.zeros_like(st_x), st_x, ed_x, width, width)  # [W, P]
+    y, in_y, _ = _local_grid(torch.zeros_like(st_y), st_y, ed_y, height, height)  # [H, P]
+    scale = -0.5 / (sigma * sigma)
+    fx = _masked_exp((x - mu_x).square_().mul_(scale), in_x)
+    fy = _masked_exp((y - mu_y).square_().mul_(scale), in_y).mul_(value)
+    return fy.unsqueeze(1) * fx.unsqueeze(0)
+
+
+def _dense_limbs(a, b, val_a, val_b, sigma, height, width):
+    """Limb heatmaps of P segments on the whole grid: a, b [P, 2], val_a, val_b [P] -> [H, W, P]. The arithmetic
+    of `_limb_segments`, the short-segment joint and the segment both masked instead of selected."""
+    value, st_x, ed_x, st_y, ed_y, drawn, d2_ab64, short = _limb_windows(a, b, val_a, val_b, sigma, height, width)
+    # |AB|^2 < 1: pyskl draws the joint heatmap of A, with A's own score
+    joint = _dense_joints(a[:, 0], a[:, 1], torch.where(drawn & short, val_a, 0.0), sigma, height, width)
+    x, in_x, _ = _local_grid(torch.zeros_like(st_x), st_x, ed_x, width, width)  # [W, P]
+    y, in_y, _ = _local_grid(torch.zeros_like(st_y), st_y, ed_y, height, height)  # [H, P]
+    d2_ab = torch.where(short, 1.0, d2_ab64).float()  # short segments are drawn as joints (no division by ~0)
+    segment_value = torch.where(drawn & ~short, value, 0.0)
+    segment = _segment_patch(x, y, in_x, in_y, a, b, d2_ab, segment_value, sigma)
+    return torch.maximum(joint, segment)
+
+
+def _render_view_dense(kp, val, sigma, with_joints, limb_a, limb_b, height, width):
+    """One view as `_render_view` renders it, with `dense=True` semantics: kp [N, M, T, V, 2] float32, val
+    [N, M, T, V] float32 (0 where missing / below eps) -> [N, C, T, H, W] float32."""
+    n_samples, n_persons, n_frames, n_joints, _ = kp.shape
+    if n_persons == 0:  # nobody to draw (a static shape, not a value)
+        n_channels = (n_joints if with_joints else 0) + (limb_a.numel() if limb_a is not None else 0)
+        return kp.new_zeros(n_samples, n_channels, n_frames, height, width)
+    # [N, M, T, V] -> [N, V, T, M]: persons innermost, max-reduced after rendering
+    kp = kp.permute(0, 3, 2, 1, 4)
+    val = val.permute(0, 3, 2, 1)
+    channels = []
+    if with_joints:
+        planes = _dense_joints(
+            kp[..., 0].reshape(-1), kp[..., 1].reshape(-1), val.reshape(-1), sigma, height, width
+        )  # [H, W, N * V * T * M]
+        channels.append(planes.view(height, width, n_samples, n_joints, n_frames, n_persons).amax(-1))
+    if limb_a is not None:
+        a = kp.index_select(1, limb_a).reshape(-1, 2)
+        b = kp.index_select(1, limb_b).reshape(-1, 2)
+        val_a = val.index_select(1, limb_a).reshape(-1)
+        val_b = val.index_select(1, limb_b).reshape(-1)
+        planes = _dense_limbs(a, b, val_a, val_b, sigma, height, width)  # [H, W, N * L * T * M]
+        channels.append(planes.view(height, width, n_samples, limb_a.numel(), n_frames, n_persons).amax(-1))
+    out = torch.cat(channels, dim=3) if len(channels) > 1 else channels[0]  # [H, W, N, C, T]
+    return out.permute(2, 3, 4, 0, 1)
+
+
 def _render_view(out, view, kp, val, sigma, with_joints, limb_a, limb_b, frames_per_chunk, max_elements):
     """Render one view into out[:, view] (out [N, views, C, T, H, W], contiguous, zeros).
 
@@ -293,6 +363,7 @@ def render_heatmaps(
     flip_permutation: Optional[Sequence[int]] = None,
     dtype: torch.dtype = torch.float32,
     max_points_per_chunk: Optional[int] = None,
+    dense: bool = False,
 ) -> torch.Tensor:
     """Render pose heatmaps like pyskl's GeneratePoseTarget, batched on the keypoints' device.
 
@@ -312,6 +383,9 @@ def render_heatmaps(
         dtype: output dtype (e.g. torch.float32 or torch.bfloat16); computed in float32.
         max_points_per_chunk: bound on the points (person x frame x joint-or-limb) rendered at once;
             None picks it so that temporaries stay around 16 MiB each. Results do not depend on it.
+        dense: evaluate every point on the whole H x W grid, without data-dependent shapes or branches on tensor
+            values (for torch.export, ONNX export and torch.jit.trace); the same heatmaps, with temporaries of
+            about ``N * M * T * C * H * W`` elements (``max_points_per_chunk`` does not apply).
 
     Returns:
         [N, C, T, H, W] (or [N, 2, C, T, H, W] with ``flip_double``) of ``dtype``.
@@ -373,14 +447,27 @@ def render_heatmaps(
     # limb patches can be as large as the image: they are additionally split to this many pixels
     max_elements = max(_DEFAULT_ELEMENT_BUDGET, height * width)
 
+    if dense:
+        planes = [_render_view_dense(kp, value, sigma, with_joints, limb_a, limb_b, height, width)]
+        if flip_double:
+            planes.append(_render_view_dense(*_flipped(kp, value, flip_permutation, width), sigma, with_joints,
+                                             limb_a, limb_b, height, width))
+            return torch.stack(planes, dim=1).to(dtype)
+        return planes[0].to(dtype)
+
     views = 2 if flip_double else 1
     out = _zeros((n_samples, views, n_channels, n_frames, height, width), dtype, device)
     args = (sigma, with_joints, limb_a, limb_b, frames_per_chunk, max_elements)
     _render_view(out, 0, kp, value, *args)
     if flip_double:
-        perm = torch.tensor(flip_permutation, dtype=torch.long, device=device)
-        flipped_x = kp[..., 0]
-        flipped = torch.stack([torch.where(flipped_x != 0, width - flipped_x, flipped_x), kp[..., 1]], dim=-1)
-        _render_view(out, 1, flipped.index_select(3, perm), value.index_select(3, perm), *args)
+        _render_view(out, 1, *_flipped(kp, value, flip_permutation, width), *args)
         return out
     return out[:, 0]
+
+
+def _flipped(kp, value, flip_permutation, width):
+    """The mirrored clip: x -> W - x for x != 0, joints and values reordered by `flip_permutation`."""
+    perm = torch.tensor(flip_permutation, dtype=torch.long, device=kp.device)
+    flipped_x = kp[..., 0]
+    flipped = torch.stack([torch.where(flipped_x != 0, width - flipped_x, flipped_x), kp[..., 1]], dim=-1)
+    return flipped.index_select(3, perm), value.index_select(3, perm)

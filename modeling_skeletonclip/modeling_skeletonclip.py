@@ -1,7 +1,9 @@
 """PyTorch SkeletonCLIP: a PoseC3D SlowOnly heatmap encoder and a BERT text encoder trained contrastively."""
 
-import os
+import difflib
+import inspect
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -12,14 +14,33 @@ from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.utils import ModelOutput, logging
+from transformers.utils.generic import can_return_tuple
 
 from .configuration_skeletonclip import SkeletonClipConfig, SkeletonClipVideoConfig
-from .fast_slowonly import SkeletonClipBatchNorm3d, compute_dtype, fast_video_encoder_forward
+from .fast_slowonly import SkeletonClipBatchNorm3d, compute_dtype, fast_path_applies, fast_video_encoder_forward
 from .heatmaps import render_heatmaps
 from .objectives import OBJECTIVES, ObjectiveInputs, label_aware_contrastive_loss
 
 
 logger = logging.get_logger(__name__)
+
+# What transformers' Trainer adds to a forward's inputs when it scales the loss by token counts
+# (`model_accepts_loss_kwargs`); the losses here are means over the batch (`accepts_loss_kwargs = False`), so it is
+# accepted and ignored.
+TRAINER_LOSS_KWARGS = ("num_items_in_batch",)
+
+
+def reject_unknown_arguments(method, kwargs: dict, ignored: tuple[str, ...] = ()):
+    """Raises a TypeError naming the first keyword argument that `method` does not take (with the closest name it
+    does take), so that a misspelt input (`keypoint_score=`) is an error, not silently dropped."""
+    unknown = [name for name in kwargs if name not in ignored]
+    if not unknown:
+        return
+    parameters = inspect.signature(method).parameters.values()
+    known = [p.name for p in parameters if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+    close = difflib.get_close_matches(unknown[0], known, n=1)
+    hint = f" Did you mean `{close[0]}`?" if close else f" It takes: {', '.join(known)}."
+    raise TypeError(f"{method.__qualname__}() got an unexpected keyword argument `{unknown[0]}`.{hint}")
 
 
 @dataclass
@@ -66,14 +87,19 @@ class SkeletonClipOutput(ModelOutput):
 @dataclass
 class SkeletonClipActionRecognitionOutput(ModelOutput):
     r"""
-    loss (`torch.FloatTensor` of shape `()`, *optional*): cross-entropy over classes.
+    loss (`torch.FloatTensor` of shape `()`, *optional*): by `config.problem_type`: cross-entropy over classes
+        ("single_label_classification"), binary cross-entropy per class ("multi_label_classification") or the mean
+        squared error ("regression").
     logits (`torch.FloatTensor` of shape `[B * views, num_labels]`): class scores of every view.
     pooled_features (`torch.FloatTensor` of shape `[B * views, 512]`): globally pooled encoder features.
+    hidden_states (`tuple(torch.FloatTensor)`, *optional*, with `output_hidden_states=True`): the encoder's stem
+        (after the max-pool) and stage outputs, `[B * views, C_i, T_i, H_i, W_i]` each.
     """
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     pooled_features: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -151,13 +177,20 @@ class SkeletonClipVideoEncoder(nn.Module):
             self.add_module(f"layer{i + 1}", nn.Sequential(*layer))
         self.num_stages = len(config.stage_blocks)
 
-    def forward(self, heatmaps: torch.Tensor) -> torch.Tensor:
-        if self.config.conv_impl == "fast":
-            # The same parameters as 2D convolutions over frames, channels-last (see fast_slowonly.py).
-            return fast_video_encoder_forward(self, heatmaps)
+    def forward(self, heatmaps: torch.Tensor, output_hidden_states: bool = False):
+        """`[B, 512, T', H', W']` features; with `output_hidden_states`, `(features, hidden_states)`: the outputs of
+        the stem (after the max-pool) and of every stage, `[B, C_i, T_i, H_i, W_i]` each (the last is `features`)."""
+        if self.config.conv_impl == "fast" and fast_path_applies(self, heatmaps):
+            # The same parameters as 2D convolutions over frames, channels-last (see fast_slowonly.py); offloaded or
+            # dispatched encoders (accelerate hooks) run the modules' own forwards below.
+            return fast_video_encoder_forward(self, heatmaps, output_hidden_states=output_hidden_states)
         hidden_states = self.maxpool(self.conv1(heatmaps))  # [B, 32, T, H, W]
+        all_hidden_states = (hidden_states,)
         for i in range(self.num_stages):
             hidden_states = getattr(self, f"layer{i + 1}")(hidden_states)
+            all_hidden_states += (hidden_states,)
+        if output_hidden_states:
+            return hidden_states, all_hidden_states
         return hidden_states  # [B, 512, T', H', W']
 
 
@@ -189,6 +222,11 @@ class SkeletonClipPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["SkeletonClipBottleneck", "BertLayer"]
     # The contrastive loss is a mean over the batch: the Trainer must not rescale it by token counts.
     accepts_loss_kwargs = False
+    # The BERT text encoder and the ITM fusion layers (which read the text config) run
+    # `attn_implementation="sdpa"` (the default) or "eager"; the classifier has no attention, so either holds for
+    # it too (and a config the contrastive model resolved to "sdpa" builds it). Flash and flex attention are not
+    # claimed: the fusion layers pass a 4D additive padding mask, and neither is tested here.
+    _supports_sdpa = True
 
     def _init_weights(self, module):
         # Children are initialised before their parents and then frozen against re-init, so every rule below
@@ -263,7 +301,10 @@ class SkeletonClipPreTrainedModel(PreTrainedModel):
             keypoints = keypoints.flatten(0, 1)  # [B * views, M, T, V, 2]
             keypoint_scores = keypoint_scores.flatten(0, 1) if keypoint_scores is not None else None
         layout = heatmap_cfg.joint_layout
-        heatmaps = _render_heatmaps_eager(
+        # Exported and traced graphs get the dense renderer: the same heatmaps without data-dependent shapes.
+        exporting = torch.compiler.is_exporting() or torch.jit.is_tracing()
+        render = partial(render_heatmaps, dense=True) if exporting else _render_heatmaps_eager
+        heatmaps = render(
             keypoints,
             keypoint_scores,
             size=self._heatmap_size(heatmap_size),
@@ -299,20 +340,47 @@ class SkeletonClipPreTrainedModel(PreTrainedModel):
         self.config.custom_pipelines = custom_pipelines_entry(getattr(self, "_auto_class", None))
         super().save_pretrained(save_directory, *args, **kwargs)
 
-    def _labels_per_view(self, labels, num_videos: int, views: int) -> torch.Tensor:
-        """`labels` `[B]` (one class per clip) repeated over the views of each clip: `[B * views]`."""
+    def _labels_per_view(self, labels, num_videos: int, views: int, num_classes: int | None = None) -> torch.Tensor:
+        """`labels` `[B]` (one class per clip), or `[B, num_classes]` (a target per class) with `num_classes`,
+        repeated over the views of each clip: `[B * views(, num_classes)]`."""
         labels = self._as_tensor(labels, "labels")
         clips = num_videos // views
-        if labels.dim() != 1 or labels.shape[0] != clips:
+        expected = [clips] if num_classes is None else [clips, num_classes]
+        if list(labels.shape) != expected:
+            what = "one class per clip" if num_classes is None else f"{num_classes} class targets per clip"
             raise ValueError(
-                f"`labels` must have shape [{clips}] (one class per clip: {clips} clips x {views} views), got "
+                f"`labels` must have shape {expected} ({what}: {clips} clips x {views} views), got "
                 f"{list(labels.shape)}."
             )
-        return labels.repeat_interleave(views)
+        return labels.repeat_interleave(views, dim=0)
+
+
+# `from_pretrained`'s arguments that say where a checkpoint's files come from; its tokenizer comes from there too.
+TOKENIZER_HUB_KWARGS = ("cache_dir", "force_download", "proxies", "local_files_only", "token", "revision", "subfolder")
+
+
+def saved_tokenizer(name_or_path, **hub_kwargs):
+    """The tokenizer saved beside a checkpoint (a local folder or a hub repo id, resolved through the hub cache as
+    transformers resolves the weights), or None when the checkpoint has none or it cannot be reached."""
+    from transformers import AutoTokenizer
+    from transformers.utils.hub import cached_file
+
+    tokenizer_config = cached_file(
+        name_or_path,
+        "tokenizer_config.json",
+        _raise_exceptions_for_missing_entries=False,
+        _raise_exceptions_for_connection_errors=False,
+        _raise_exceptions_for_gated_repo=False,
+        **hub_kwargs,
+    )
+    if tokenizer_config is None:
+        return None
+    return AutoTokenizer.from_pretrained(name_or_path, **hub_kwargs)
 
 
 # The renderer gathers the in-window points of each joint (data-dependent sizes): under torch.compile it would break
 # the graph and recompile on every batch, so it always runs eagerly (cheap beside the encoder, docs/benchmarks.md).
+# torch.export, ONNX export and torch.jit.trace record a graph instead: they get `render_heatmaps(..., dense=True)`.
 _render_heatmaps_eager = torch.compiler.disable(render_heatmaps)
 
 
@@ -371,6 +439,14 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
             return config.frame_embed_dim
         return config.projection_dim if config.video_embedder_placement == "frames" else config.video_config.out_channels
 
+    def set_attn_implementation(self, attn_implementation, allow_all_kernels: bool = False):
+        """transformers' `set_attn_implementation`; the video and heatmap configs, which describe no attention,
+        follow a plain string silently (transformers warns about sub-configs it finds no sub-model for)."""
+        if isinstance(attn_implementation, str):
+            for sub_config in (self.config.video_config, self.config.heatmap_config):
+                sub_config._attn_implementation_internal = attn_implementation
+        super().set_attn_implementation(attn_implementation, allow_all_kernels=allow_all_kernels)
+
     def save_pretrained(self, save_directory, *args, **kwargs):
         super().save_pretrained(save_directory, *args, **kwargs)
         if self.tokenizer is not None and kwargs.get("is_main_process", True):
@@ -378,12 +454,13 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """transformers' `from_pretrained`, plus the tokenizer saved with the checkpoint (`model.tokenizer`, None
+        if it has none), found where the weights are: a folder, or a hub repo (through the hub cache, with the
+        same `cache_dir`, `revision`, `subfolder`, `local_files_only`, `token`, ...)."""
         model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
-        path = str(pretrained_model_name_or_path)
-        if os.path.isfile(os.path.join(path, "tokenizer_config.json")):
-            from transformers import AutoTokenizer
-
-            model.tokenizer = AutoTokenizer.from_pretrained(path)
+        if pretrained_model_name_or_path is not None:
+            hub_kwargs = {key: kwargs[key] for key in TOKENIZER_HUB_KWARGS if key in kwargs}
+            model.tokenizer = saved_tokenizer(pretrained_model_name_or_path, **hub_kwargs)
         return model
 
     # -- constructors ---------------------------------------------------------------------------------------------
@@ -412,15 +489,28 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
 
     # -- features -------------------------------------------------------------------------------------------------
 
+    @can_return_tuple
     def get_video_features(
-        self, keypoints=None, keypoint_scores=None, heatmaps=None, heatmap_size=None
-    ) -> BaseModelOutputWithPooling:
+        self,
+        keypoints=None,
+        keypoint_scores=None,
+        heatmaps=None,
+        heatmap_size=None,
+        output_hidden_states: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPooling | tuple:
         """`last_hidden_state`: frame features `[B * views, T', 768]`; `pooler_output`: projected clip features
-        `[B * views, projection_dim]` (not normalised)."""
+        `[B * views, projection_dim]` (not normalised); `hidden_states` (with `output_hidden_states`, default
+        `config.output_hidden_states`): the encoder's stem and stage outputs `[B * views, C_i, T_i, H_i, W_i]`.
+        `return_dict=False` (default `config.return_dict`) returns the tuple of the fields that are set, as
+        transformers' CLIP does."""
+        reject_unknown_arguments(type(self).get_video_features, kwargs)
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
         heatmaps, _ = self.prepare_heatmaps(keypoints, keypoint_scores, heatmaps, heatmap_size)
-        return self._video_features(self, heatmaps)
+        return self._video_features(self, heatmaps, output_hidden_states)
 
-    def _video_features(self, owner, heatmaps) -> BaseModelOutputWithPooling:
+    def _video_features(self, owner, heatmaps, output_hidden_states: bool = False) -> BaseModelOutputWithPooling:
         """The video branch of `owner` (this model or its momentum copies) on rendered heatmaps.
 
         `last_hidden_state` by `video_embedder`: "projection": `frame_projection` outputs `[N, T', 768]`; "linear" /
@@ -428,7 +518,11 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
         features `[N, T', 512]`.
         """
         config = self.config
-        features = owner.video_encoder(heatmaps)  # [N, 512, T', H', W']
+        hidden_states = None
+        if output_hidden_states:
+            features, hidden_states = owner.video_encoder(heatmaps, output_hidden_states=True)
+        else:
+            features = owner.video_encoder(heatmaps)  # [N, 512, T', H', W']
         frame_features = features.mean(dim=(3, 4)).transpose(1, 2)  # [N, T', 512]: time and channels kept apart
         if config.video_embedder == "projection":
             frame_embeds = owner.frame_projection(frame_features)  # [N, T', 768]
@@ -439,26 +533,55 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
         else:
             frame_embeds = frame_features
             pooled = owner.video_embedder(frame_features.mean(dim=1))
-        return BaseModelOutputWithPooling(last_hidden_state=frame_embeds, pooler_output=pooled)
+        return BaseModelOutputWithPooling(
+            last_hidden_state=frame_embeds, pooler_output=pooled, hidden_states=hidden_states
+        )
 
-    def get_text_features(self, input_ids, attention_mask=None, token_type_ids=None) -> BaseModelOutputWithPooling:
-        """`last_hidden_state`: token states `[N, L, hidden]`; `pooler_output`: projected CLS `[N, projection_dim]`."""
-        return self._text_features(self, input_ids, attention_mask, token_type_ids)
+    @can_return_tuple
+    def get_text_features(
+        self,
+        input_ids,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        output_hidden_states: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPooling | tuple:
+        """`last_hidden_state`: token states `[N, L, hidden]`; `pooler_output`: projected CLS `[N, projection_dim]`;
+        `hidden_states` (with `output_hidden_states`, default `config.output_hidden_states`): the embeddings and
+        every BERT layer's output `[N, L, hidden]`. `return_dict=False` (default `config.return_dict`) returns the
+        tuple of the fields that are set, as transformers' CLIP does."""
+        reject_unknown_arguments(type(self).get_text_features, kwargs)
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        return self._text_features(self, input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states)
 
     @staticmethod
-    def _text_features(owner, input_ids, attention_mask=None, token_type_ids=None) -> BaseModelOutputWithPooling:
+    def _text_features(
+        owner, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, output_hidden_states=False
+    ) -> BaseModelOutputWithPooling:
         text_outputs = owner.text_model(
-            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, return_dict=True
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            output_hidden_states=bool(output_hidden_states),
+            return_dict=True,
         )
         cls_state = text_outputs.last_hidden_state[:, 0]  # [N, hidden]
         return BaseModelOutputWithPooling(
-            last_hidden_state=text_outputs.last_hidden_state, pooler_output=owner.text_projection(cls_state)
+            last_hidden_state=text_outputs.last_hidden_state,
+            pooler_output=owner.text_projection(cls_state),
+            hidden_states=text_outputs.hidden_states,
         )
 
     def clamped_temperature(self) -> torch.Tensor:
         # Clamp the stored value (as the reference does each step) so that it never drifts outside the range.
         # Written through `.data`: a second use in the same step (the loss over all processes) must not
         # invalidate the autograd graph of the first; after the first clamp the second one changes nothing.
+        if torch.compiler.is_exporting() or torch.jit.is_tracing():
+            # A recorded graph cannot write through `.data`; it gets the same value, computed.
+            return self.temperature.clamp(self.config.temperature_min, self.config.temperature_max)
         self.temperature.data.clamp_(self.config.temperature_min, self.config.temperature_max)
         return self.temperature
 
@@ -483,7 +606,8 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
         """
         if class_text_embeds is None:
             raise ValueError("`class_text_embeds` [L, D] (normalised class text embeddings) are required.")
-        video_outputs = self.get_video_features(keypoints, keypoint_scores, heatmaps, heatmap_size)
+        rendered, _ = self.prepare_heatmaps(keypoints, keypoint_scores, heatmaps, heatmap_size)
+        video_outputs = self._video_features(self, rendered)
         logits, weights = self.objective.class_logits(self, video_outputs, class_text_embeds)
         return (logits, weights) if output_frame_weights else logits
 
@@ -508,6 +632,7 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
         heatmap_size: tuple[int, int] | None = None,
         return_dict: bool | None = None,
         output_frame_weights: bool | None = None,
+        output_hidden_states: bool | None = None,
         **kwargs,
     ) -> SkeletonClipOutput | tuple:
         r"""
@@ -519,6 +644,12 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
         text_labels (`[N_text]`): class of each text; defaults to `labels` (texts paired with clips).
         heatmap_size (`(H, W)`): rendering size; defaults to the config's train size in training, eval size otherwise.
         output_frame_weights (`bool`): PACL: return the frame weights `[B * views, N_text, T']` as `frame_weights`.
+        output_hidden_states (`bool`): the towers' hidden states in `video_model_output.hidden_states` (the
+            encoder's stem and stage outputs) and `text_model_output.hidden_states` (BERT's); default
+            `config.output_hidden_states`.
+
+        Any other keyword argument is a TypeError (transformers' Trainer's `num_items_in_batch` is ignored: the loss
+        is a mean over the batch).
 
         The objective (`config.objective`) decides the loss and, for "pacl", the logits:
         - "itc": the label-aware contrastive loss (SPEC §4).
@@ -531,7 +662,10 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
           against every text; the loss is then contrastive. With "all_classes", pass every class text (the
           Trainer does) with `text_labels`; the loss is cross-entropy over the texts.
         """
+        reject_unknown_arguments(type(self).forward, kwargs, ignored=TRAINER_LOSS_KWARGS)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
         if input_ids is None:
             raise ValueError("`input_ids` [N_text, L] are required: the contrastive model scores clips against texts.")
         input_ids, attention_mask, token_type_ids, labels, text_labels = (
@@ -552,9 +686,9 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
                 )
 
         rendered, views = self.prepare_heatmaps(keypoints, keypoint_scores, heatmaps, heatmap_size)  # [Nv, C, T, H, W]
-        video_outputs = self._video_features(self, rendered)
+        video_outputs = self._video_features(self, rendered, output_hidden_states)
         text_inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
-        text_outputs = self.get_text_features(**text_inputs)
+        text_outputs = self._text_features(self, **text_inputs, output_hidden_states=output_hidden_states)
         video_embeds = F.normalize(video_outputs.pooler_output, dim=-1)  # [Nv, D]
         text_embeds = F.normalize(text_outputs.pooler_output, dim=-1)  # [N_text, D]
         video_labels = None
@@ -592,7 +726,13 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
 
 
 class SkeletonClipForActionRecognition(SkeletonClipPreTrainedModel):
-    """The PoseC3D baseline (SPEC §3): the same video encoder, global pooling, dropout 0.5, Linear, cross-entropy."""
+    """The PoseC3D baseline (SPEC §3): the same video encoder, global pooling, dropout 0.5, Linear, cross-entropy.
+
+    `config.problem_type` chooses the loss as in transformers' sequence classifiers: "single_label_classification"
+    (cross-entropy, class indices `[B]`), "multi_label_classification" (binary cross-entropy with logits per class,
+    float targets `[B, num_labels]`) or "regression" (mean squared error against `[B, num_labels]`); unset, it
+    follows the labels' dtype (int64/int32: single-label, anything else: multi-label), without changing the config.
+    """
 
     def __init__(self, config: SkeletonClipConfig):
         super().__init__(config)
@@ -611,17 +751,56 @@ class SkeletonClipForActionRecognition(SkeletonClipPreTrainedModel):
         labels: torch.Tensor | None = None,
         heatmap_size: tuple[int, int] | None = None,
         return_dict: bool | None = None,
+        output_hidden_states: bool | None = None,
         **kwargs,
     ) -> SkeletonClipActionRecognitionOutput | tuple:
+        r"""
+        keypoints / keypoint_scores / heatmaps / heatmap_size: as for `SkeletonClipModel.forward`.
+        labels: class indices `[B]`, or float targets `[B, num_labels]` for "multi_label_classification" /
+            "regression" (see the class docstring); every view of a clip gets its clip's labels.
+        output_hidden_states (`bool`): the encoder's stem and stage outputs as `hidden_states`; default
+            `config.output_hidden_states`.
+
+        Any other keyword argument is a TypeError (transformers' Trainer's `num_items_in_batch` is ignored).
+        """
+        reject_unknown_arguments(type(self).forward, kwargs, ignored=TRAINER_LOSS_KWARGS)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
         heatmaps, views = self.prepare_heatmaps(keypoints, keypoint_scores, heatmaps, heatmap_size)
-        pooled = self.video_encoder(heatmaps).mean(dim=(2, 3, 4))  # [B * views, 512]
+        hidden_states = None
+        if output_hidden_states:
+            features, hidden_states = self.video_encoder(heatmaps, output_hidden_states=True)
+        else:
+            features = self.video_encoder(heatmaps)  # [B * views, 512, T', H', W']
+        pooled = features.mean(dim=(2, 3, 4))  # [B * views, 512]
         logits = self.classifier(self.dropout(pooled))  # [B * views, num_labels]
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(logits, self._labels_per_view(labels, logits.shape[0], views))
-        output = SkeletonClipActionRecognitionOutput(loss=loss, logits=logits, pooled_features=pooled)
+        loss = self.classification_loss(logits, labels, views) if labels is not None else None
+        output = SkeletonClipActionRecognitionOutput(
+            loss=loss, logits=logits, pooled_features=pooled, hidden_states=hidden_states
+        )
         return output if return_dict else output.to_tuple()
+
+    def problem_type(self, labels: torch.Tensor) -> str:
+        """`config.problem_type`, or, unset, what transformers' sequence classifiers infer from the labels (with
+        more than one class): int64/int32 labels are single-label, any other dtype multi-label."""
+        if self.config.problem_type is not None:
+            return self.config.problem_type
+        if labels.dtype in (torch.long, torch.int):
+            return "single_label_classification"
+        return "multi_label_classification"
+
+    def classification_loss(self, logits: torch.Tensor, labels, views: int) -> torch.Tensor:
+        """The loss of `logits` `[B * views, num_labels]` against the clips' `labels`, repeated over the views."""
+        labels = self._as_tensor(labels, "labels")
+        problem_type = self.problem_type(labels)
+        if problem_type == "single_label_classification":
+            return F.cross_entropy(logits, self._labels_per_view(labels, logits.shape[0], views))
+        targets = self._labels_per_view(labels, logits.shape[0], views, num_classes=self.config.num_labels)
+        targets = targets.to(logits.dtype)  # [B * views, num_labels]
+        if problem_type == "multi_label_classification":
+            return F.binary_cross_entropy_with_logits(logits, targets)
+        return F.mse_loss(logits, targets)
 
 
 __all__ = [

@@ -184,6 +184,10 @@ class SkeletonClipFusionEncoder(nn.Module):
 
     transformers' BertLayer only builds cross-attention in decoder mode, whose self-attention is causal; the
     self-attention here is made bidirectional (`is_causal = False` and an explicit padding mask).
+
+    The attention layers run the text encoder's attention implementation: they read `config.text_config`, where
+    `from_pretrained(..., attn_implementation=...)` and `set_attn_implementation` set it ("sdpa" by default,
+    "eager" on request).
     """
 
     def __init__(self, config, frame_feature_dim: int):
@@ -194,13 +198,16 @@ class SkeletonClipFusionEncoder(nn.Module):
         self.fusion_config = BertConfig(
             **text_cfg, is_decoder=True, add_cross_attention=True, num_hidden_layers=config.itm_fusion_layers
         )
-        self.fusion_config._attn_implementation = "eager"
         hidden = self.fusion_config.hidden_size
         # Frame features enter the cross-attention at the text width.
         self.frame_to_fusion = nn.Linear(frame_feature_dim, hidden) if frame_feature_dim != hidden else nn.Identity()
         self.encoder = BertEncoder(self.fusion_config)
         for layer in self.encoder.layer:
             layer.attention.self.is_causal = False
+            # The attention function is looked up in the attention module's config on every call: the text
+            # encoder's, so that a change of implementation reaches both.
+            layer.attention.self.config = config.text_config
+            layer.crossattention.self.config = config.text_config
         self.itm_head = nn.Linear(hidden, 2)
 
     def forward(self, text_hidden, text_mask, frame_features) -> torch.Tensor:

@@ -408,7 +408,7 @@ class SkeletonClipTrainer(Trainer):
                 max_length=model.config.text_max_length,
                 return_tensors="pt",
             ).to(self.args.device)
-            embeds.append(F.normalize(model.get_text_features(**batch).pooler_output, dim=-1))
+            embeds.append(F.normalize(model.get_text_features(**batch, return_dict=True).pooler_output, dim=-1))
         model.train(was_training)
         return torch.cat(embeds)
 

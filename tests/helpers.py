@@ -534,6 +534,27 @@ def write_astronaut_video(path, num_frames=12, fps=10, width=320, height=240, **
     return path, astronaut_frame_placements(num_frames, width, height)
 
 
+def record_hub_uploads(monkeypatch) -> dict:
+    """Replaces the hub API with a recorder (no network): `push_to_hub` runs for real up to the upload, and the
+    returned dict fills with `{path_in_repo: bytes}` and `"__commit__": (repo_id, commit_message)`."""
+    import huggingface_hub
+    import transformers.utils.hub as hub
+
+    uploaded = {}
+
+    class RecordingApi:
+        def create_repo(self, repo_id, **kwargs):
+            return huggingface_hub.RepoUrl(f"https://huggingface.co/{repo_id}")
+
+        def create_commit(self, repo_id, operations, commit_message, **kwargs):
+            for op in operations:
+                with open(op.path_or_fileobj, "rb") as f:
+                    uploaded[op.path_in_repo] = f.read()
+            uploaded["__commit__"] = (repo_id, commit_message)
+            return "commit"
+
+    monkeypatch.setattr(hub, "hf_api", lambda: RecordingApi())
+    return uploaded
 # ---------------------------------------------------------------------------------------------------------------
 # A tiny recognition pipeline
 # ---------------------------------------------------------------------------------------------------------------

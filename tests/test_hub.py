@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 import torch
-from helpers import SAVED_MODELS, TINY_HEATMAP, TINY_VIDEO, random_keypoints
+from helpers import SAVED_MODELS, TINY_HEATMAP, TINY_VIDEO, random_keypoints, record_hub_uploads
 
 from modeling_skeletonclip import SkeletonClipForActionRecognition, SkeletonClipModel
 
@@ -192,26 +192,13 @@ def test_classifier_registers_video_classification_auto_class(tmp_path, tiny_con
 def test_push_to_hub_uploads_model_code_tokenizer_and_card(monkeypatch):
     """No network: the hub API is replaced by a recorder; everything up to the upload runs for real."""
     import huggingface_hub
-    import transformers.utils.hub as hub
     from huggingface_hub.errors import EntryNotFoundError
 
-    uploaded = {}
-
-    class RecordingApi:
-        def create_repo(self, repo_id, **kwargs):
-            return huggingface_hub.RepoUrl(f"https://huggingface.co/{repo_id}")
-
-        def create_commit(self, repo_id, operations, commit_message, **kwargs):
-            for op in operations:
-                with open(op.path_or_fileobj, "rb") as f:
-                    uploaded[op.path_in_repo] = f.read()
-            uploaded["__commit__"] = (repo_id, commit_message)
-            return "commit"
+    uploaded = record_hub_uploads(monkeypatch)
 
     def no_remote_card(*args, **kwargs):
         raise EntryNotFoundError("no README.md in a new repo")
 
-    monkeypatch.setattr(hub, "hf_api", lambda: RecordingApi())
     monkeypatch.setattr(huggingface_hub.ModelCard, "load", classmethod(no_remote_card))
     model, _ = tiny_pretrained_model()
     model.push_to_hub("someone/skeletonclip-tiny", commit_message="Upload SkeletonCLIP", tags=["skeleton"])

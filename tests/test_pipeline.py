@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import TINY_HEATMAP, TINY_TEXT, TINY_VIDEO
+from helpers import TINY_HEATMAP, TINY_TEXT, TINY_VIDEO, record_hub_uploads
 from transformers import pipeline
 
 from modeling_skeletonclip import (
@@ -442,22 +442,7 @@ def test_a_classifier_checkpoint_loaded_as_the_contrastive_model_is_named(pipes,
 
 def test_push_to_hub_uploads_the_pipeline_code_and_names_it(pipes, monkeypatch):
     """No network: the hub API is replaced by a recorder; everything up to the upload runs for real."""
-    import huggingface_hub
-    import transformers.utils.hub as hub
-
-    uploaded = {}
-
-    class RecordingApi:
-        def create_repo(self, repo_id, **kwargs):
-            return huggingface_hub.RepoUrl(f"https://huggingface.co/{repo_id}")
-
-        def create_commit(self, repo_id, operations, commit_message, **kwargs):
-            for op in operations:
-                with open(op.path_or_fileobj, "rb") as f:
-                    uploaded[op.path_in_repo] = f.read()
-            return "commit"
-
-    monkeypatch.setattr(hub, "hf_api", lambda: RecordingApi())
+    uploaded = record_hub_uploads(monkeypatch)
     pipes["itc"].push_to_hub("someone/skeletonclip-pipeline")
     assert PIPELINE_CODE | {"config.json", "model.safetensors", "tokenizer.json"} <= set(uploaded)
     assert TASK in json.loads(uploaded["config.json"])["custom_pipelines"]
