@@ -555,6 +555,8 @@ def record_hub_uploads(monkeypatch) -> dict:
 
     monkeypatch.setattr(hub, "hf_api", lambda: RecordingApi())
     return uploaded
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # A tiny recognition pipeline
 # ---------------------------------------------------------------------------------------------------------------
