@@ -21,7 +21,10 @@ Rows:
      plain contrastive model ("itc"), each measured in a fresh process (`objective_training.py`).
   7. video in, prediction out, on one CPU core (`video_inference.py`): PyAV decoding and MediaPipe pose extraction
      frames/s, and the end-to-end seconds per minute of video (decode + pose + model timeline) for the small and
-     full presets (--quick: 2 s of video, small preset only).
+     full presets (--quick: 2 s of video, small preset only); and a live stream (`streaming_inference.py`): a
+     25 fps 640x480 video released in real time through `StreamingRecognizer` (MediaPipe, small preset, window
+     32, stride 8) on all the cores: sustained frames/s, latency from a frame to its first prediction, windows
+     skipped and the largest backlogs (--quick: 2 s of stream).
 
 Usage:
   python benchmarks/benchmark.py                 # full size on the GPU (batch 128, 48x56x56, full encoder, bf16)
@@ -81,6 +84,7 @@ sys.path[:0] = [path for path in (_ROOT, os.path.join(_ROOT, "tests")) if path n
 
 from data_pipeline import benchmark_dataloader, benchmark_pipeline  # noqa: E402
 from heatmap_rendering import benchmark_rendering  # noqa: E402
+from streaming_inference import benchmark_streaming, table_rows as streaming_table_rows  # noqa: E402
 from video_inference import benchmark_video, table_rows as video_table_rows  # noqa: E402
 from helpers import random_keypoints  # noqa: E402
 from objective_training import benchmark_variants  # noqa: E402
@@ -530,6 +534,11 @@ def bench_video(args, device, results, table):
     video = benchmark_video(**kwargs)
     results["video"] = video
     for name, value in video_table_rows(video):
+        table.append([f"video: {name}", "", "", "", "", "", value])
+        print_progress(table[-1])
+    stream = benchmark_streaming(**(dict(seconds=2.0) if args.quick else {}))
+    video["streaming"] = stream
+    for name, value in streaming_table_rows(stream):
         table.append([f"video: {name}", "", "", "", "", "", value])
         print_progress(table[-1])
 

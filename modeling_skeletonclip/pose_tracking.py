@@ -15,9 +15,15 @@ on a scale-free similarity, and only where that similarity is high enough:
 
 `result()` keeps the `max_persons` most persistent tracks (most frames seen, ties by total score), in order of
 first appearance. Frames where a kept track is absent hold zeros with score 0 (missing joints, never interpolated).
+
+For a stream, `recent(num_frames)` gives the same arrays for the last `num_frames` frames only (tracks ranked by
+what they hold in those frames), and `keep_frames=N` bounds the memory: observations older than the last N frames
+are dropped (an open track keeps its last two, which linking needs), so a tracker can run for hours.
 """
 
 from __future__ import annotations
+
+import bisect
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -60,6 +66,12 @@ class _Track:
         self.keypoints.append(keypoints)
         self.scores.append(scores)
         self.centers.append(center)
+
+    def drop_before(self, frame: int, keep_last: int) -> None:
+        """Forgets the observations before `frame`, except the last `keep_last` ones."""
+        cut = min(bisect.bisect_left(self.frames, frame), max(len(self.frames) - keep_last, 0))
+        if cut:
+            del self.frames[:cut], self.keypoints[:cut], self.scores[:cut], self.centers[:cut]
 
     @property
     def last_frame(self) -> int:
@@ -112,13 +124,15 @@ class PoseTracker:
 
     Args:
         max_persons: M, the most tracks `result()` returns.
+        keep_frames: if set, keep only what the last `keep_frames` frames need (`recent(n)` for n <= keep_frames);
+            `result()` then refuses once older frames are forgotten. None keeps everything.
         min_similarity, max_gap, keypoint_threshold: see `DEFAULT_THRESHOLDS`.
 
     Call `update(detections)` once per processed frame, in order (a frame with no person too: it counts as a
-    frame), then `result()`.
+    frame), then `result()`, or `recent(n)` at any time.
     """
 
-    def __init__(self, max_persons: int = 2, **thresholds):
+    def __init__(self, max_persons: int = 2, *, keep_frames: int | None = None, **thresholds):
         if isinstance(max_persons, bool) or not isinstance(max_persons, (int, np.integer)) or max_persons < 1:
             raise ValueError(f"max_persons must be a positive integer; got {max_persons!r}.")
         unknown = sorted(set(thresholds) - set(DEFAULT_THRESHOLDS))
@@ -135,9 +149,14 @@ class PoseTracker:
             raise ValueError(f"min_similarity must be in [0, 1]; got {self.min_similarity}.")
         if self.max_gap < 0:
             raise ValueError(f"max_gap must be >= 0; got {self.max_gap}.")
+        if keep_frames is not None and (isinstance(keep_frames, bool) or not isinstance(keep_frames, (int, np.integer))
+                                        or keep_frames < 1):
+            raise ValueError(f"keep_frames must be a positive integer or None; got {keep_frames!r}.")
+        self.keep_frames = None if keep_frames is None else int(keep_frames)
         self.num_frames = 0
         self.num_joints: int | None = None
         self.tracks: list[_Track] = []
+        self._next_order = 0  # creation counter (tracks may be forgotten, so not len(self.tracks))
 
     # ------------------------------------------------------------------------------------------------------------
 
@@ -170,6 +189,8 @@ class PoseTracker:
             )
         frame = self.num_frames
         self.num_frames += 1
+        if self.keep_frames is not None:
+            self._forget()
         n = keypoints.shape[0]
         if n == 0:
             return
@@ -213,18 +234,66 @@ class PoseTracker:
                     matched.add(j)
         for j in range(n):  # unmatched detections start tracks, in detection order
             if j not in matched:
-                self.tracks.append(_Track(len(self.tracks), frame, keypoints[j], scores[j], det_centers[j]))
+                self.tracks.append(_Track(self._next_order, frame, keypoints[j], scores[j], det_centers[j]))
+                self._next_order += 1
+
+    def _forget(self) -> None:
+        """Drops what no `recent(keep_frames)` and no linking needs any more (called as each frame arrives)."""
+        first_kept = self.num_frames - self.keep_frames
+        if first_kept <= 0:
+            return
+        kept = []
+        for track in self.tracks:
+            is_open = self.num_frames - 1 - track.last_frame <= self.max_gap + 1
+            if not is_open and track.last_frame < first_kept:
+                continue  # closed and wholly before the kept frames
+            track.drop_before(first_kept, keep_last=2 if is_open else 0)
+            kept.append(track)
+        self.tracks = kept
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         """keypoint float32 [M, T, V, 2], keypoint_score float32 [M, T, V]: the M = min(max_persons, tracks)
         most persistent tracks over the T frames seen, in order of first appearance; zeros with score 0 where a
         track is absent."""
+        if self.keep_frames is not None and self.num_frames > self.keep_frames:
+            raise ValueError(
+                f"PoseTracker.result: this tracker keeps the last {self.keep_frames} frames (keep_frames) and has seen "
+                f"{self.num_frames}; use recent({self.keep_frames}) for the kept frames."
+            )
+        return self._stack(0, self.num_frames)
+
+    def recent(self, num_frames: int) -> tuple[np.ndarray, np.ndarray]:
+        """`result()` of the last `num_frames` frames (all frames seen if fewer): keypoint float32 [M, W, V, 2],
+        keypoint_score float32 [M, W, V], W = min(num_frames, frames seen); the M = min(max_persons, tracks seen in
+        those frames) tracks most persistent within them, in order of first appearance. `recent(T)` equals
+        `result()` after T frames."""
+        if isinstance(num_frames, bool) or not isinstance(num_frames, (int, np.integer)) or num_frames < 1:
+            raise ValueError(f"PoseTracker.recent: num_frames must be a positive integer; got {num_frames!r}.")
+        if self.keep_frames is not None and num_frames > self.keep_frames:
+            raise ValueError(f"PoseTracker.recent: asked for {num_frames} frames; this tracker keeps "
+                             f"{self.keep_frames} (keep_frames).")
+        return self._stack(max(self.num_frames - int(num_frames), 0), self.num_frames)
+
+    def _stack(self, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+        """The arrays of frames [start, end) from the kept tracks with observations there (see `recent`)."""
         num_joints = self.num_joints or len(COCO17_SIGMAS)
-        ranked = sorted(self.tracks, key=lambda t: (-len(t.frames), -t.total_score(), t.frames[0], t.order))
-        kept = sorted(ranked[: self.max_persons], key=lambda t: (t.frames[0], t.order))
-        keypoint = np.zeros((len(kept), self.num_frames, num_joints, 2), dtype=np.float32)  # [M, T, V, 2]
-        keypoint_score = np.zeros((len(kept), self.num_frames, num_joints), dtype=np.float32)  # [M, T, V]
-        for m, track in enumerate(kept):
-            keypoint[m, track.frames] = np.stack(track.keypoints)
-            keypoint_score[m, track.frames] = np.stack(track.scores)
+        spans = []  # (track, first observation index in range, end index)
+        for track in self.tracks:
+            lo, hi = bisect.bisect_left(track.frames, start), bisect.bisect_left(track.frames, end)
+            if hi > lo:
+                spans.append((track, lo, hi))
+
+        def rank(span):
+            track, lo, hi = span
+            score = float(sum(s.mean() for s in track.scores[lo:hi]))
+            return -(hi - lo), -score, track.frames[lo], track.order
+
+        ranked = sorted(spans, key=rank)
+        kept = sorted(ranked[: self.max_persons], key=lambda span: (span[0].frames[span[1]], span[0].order))
+        keypoint = np.zeros((len(kept), end - start, num_joints, 2), dtype=np.float32)  # [M, W, V, 2]
+        keypoint_score = np.zeros((len(kept), end - start, num_joints), dtype=np.float32)  # [M, W, V]
+        for m, (track, lo, hi) in enumerate(kept):
+            rows = np.asarray(track.frames[lo:hi]) - start
+            keypoint[m, rows] = np.stack(track.keypoints[lo:hi])
+            keypoint_score[m, rows] = np.stack(track.scores[lo:hi])
         return keypoint, keypoint_score

@@ -528,3 +528,23 @@ def record_hub_uploads(monkeypatch) -> dict:
 
     monkeypatch.setattr(hub, "hf_api", lambda: RecordingApi())
     return uploaded
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A tiny recognition pipeline
+# ---------------------------------------------------------------------------------------------------------------
+TINY_CLASSES = {0: "drink water", 1: "eat meal/snack", 2: "kicking something", 3: "jump up", 4: "sit down",
+                5: "stand up"}
+
+
+def tiny_recognition_pipeline(tokenizer, clip_len=8):
+    """The "skeleton-action-recognition" pipeline of a tiny contrastive model (random weights, eval mode) with
+    `tokenizer` (e.g. the packaged MiniLM's): `pipe.save_pretrained(folder)` gives a model folder."""
+    from transformers import pipeline
+
+    from modeling_skeletonclip import SkeletonClipConfig, SkeletonClipModel
+
+    torch.manual_seed(0)
+    config = SkeletonClipConfig(video_config=TINY_VIDEO, heatmap_config=TINY_HEATMAP, text_config=TINY_TEXT,
+                                frame_embed_dim=24, projection_dim=16, id2label=TINY_CLASSES, clip_len=clip_len)
+    return pipeline("skeleton-action-recognition", model=SkeletonClipModel(config).eval(), tokenizer=tokenizer)

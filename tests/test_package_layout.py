@@ -11,13 +11,14 @@ from modeling_skeletonclip import resources
 
 # Modules that only the command line and the benchmark use; no checkpoint should carry them.
 COMMAND_MODULES = {"cli", "convert_pyskl", "extract_poses", "pose_tracking", "predict_videos", "presets", "resources",
-                   "run_training"}
+                   "run_training", "streaming"}
 
 
 # Modules of the data loader (its pickle reader), of the video extra and the sample video maker; a checkpoint carries
 # none of them either.
 LOADER_AND_VIDEO_MODULES = {"pose_dataset", "safe_pickle", "clip_dataset", "synthetic_poses", "video_io",
-                            "pose_estimators", "pose_tracking", "extract_poses", "pose_drawing", "sample_videos"}
+                            "pose_estimators", "pose_tracking", "extract_poses", "pose_drawing", "sample_videos",
+                            "streaming"}
 # Everything a checkpoint carries: the model, its objectives and renderer, and the pipeline with the transforms.
 CHECKPOINT_MODULES = {"configuration_skeletonclip", "modeling_skeletonclip", "objectives", "distributed", "heatmaps",
                       "pose_layouts", "fast_slowonly", "text_encoders", "pipeline_skeletonclip", "pose_transforms",

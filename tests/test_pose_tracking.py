@@ -208,3 +208,57 @@ def test_bad_arguments():
     tracker.update(frame(person(10, 10)))
     with pytest.raises(ValueError, match="frame 1 has 25 joints per person, earlier frames 17"):
         tracker.update(PoseDetections(np.zeros((1, 25, 2)), np.zeros((1, 25))))
+
+
+def crossing_with_gaps(num_frames=60):
+    """Two people walking past each other, one leaving for a while, a spurious detection now and then."""
+    frames = []
+    for t in range(num_frames):
+        people = [person(40 + 4 * t, 300)]
+        if not 20 <= t < 28:
+            people.append(person(300 - 3 * t, 310, arms_up=t % 10 < 5))
+        if t % 13 == 5:
+            people.append(person(600, 50, height=30, score=0.4))
+        frames.append(frame(*people))
+    return frames
+
+
+def test_recent_of_all_frames_is_the_result():
+    tracker = PoseTracker(max_persons=2)
+    for detections in crossing_with_gaps():
+        tracker.update(detections)
+    for got, expected in zip(tracker.recent(60), tracker.result()):
+        np.testing.assert_array_equal(got, expected)
+    for got, expected in zip(tracker.recent(1000), tracker.result()):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_recent_ranks_the_tracks_within_its_frames():
+    frames = [frame(person(100, 300)) for _ in range(30)] + [frame(person(400, 300), person(100, 300))] * 3
+    tracker = PoseTracker(max_persons=1)
+    for detections in frames:
+        tracker.update(detections)
+    whole, _ = tracker.result()
+    assert whole.shape == (1, 33, 17, 2) and whole[0, 0, 11, 0] < 200  # the person there from the start
+    last, last_scores = tracker.recent(3)
+    assert last.shape == (1, 3, 17, 2) and (last_scores > 0).all()
+    assert tracker.recent(2)[0][0, 0, 11, 0] < 200  # both in all 3 frames: the higher score sum, then the older
+
+
+def test_a_tracker_that_forgets_gives_the_same_recent_frames():
+    frames = crossing_with_gaps(90)
+    full, bounded = PoseTracker(max_persons=2, max_gap=5), PoseTracker(max_persons=2, max_gap=5, keep_frames=16)
+    for t, detections in enumerate(frames):
+        full.update(detections)
+        bounded.update(detections)
+        for n in (1, 8, 16):
+            for got, expected in zip(bounded.recent(n), full.recent(n)):
+                np.testing.assert_array_equal(got, expected, err_msg=f"frame {t}, last {n}")
+    assert sum(len(track.frames) for track in bounded.tracks) <= 2 * 16 + 2 * len(bounded.tracks)
+    assert len(bounded.tracks) < len(full.tracks)  # closed spurious tracks are forgotten
+    with pytest.raises(ValueError, match=r"keeps the last 16 frames \(keep_frames\) and has seen 90; use recent\(16\)"):
+        bounded.result()
+    with pytest.raises(ValueError, match="asked for 17 frames; this tracker keeps 16"):
+        bounded.recent(17)
+    with pytest.raises(ValueError, match="keep_frames must be a positive integer"):
+        PoseTracker(keep_frames=0)
