@@ -7,6 +7,7 @@
     skeletonclip convert-pyskl slowonly_r50_ntu60_xsub_joint.pth out/posec3d --label_map data/label_maps/ntu60.txt
     skeletonclip extract-poses videos/ poses.pkl --target_fps 15    # videos/<class>/<video>.mp4 -> a pose pickle
     skeletonclip merge-poses poses.shard-*-of-4.pkl --output poses.pkl
+    skeletonclip export --model_name_or_path runs/synthetic_demo --output_dir runs/synthetic_demo_onnx
 
 Every command parses its own arguments (`skeletonclip COMMAND --help`); this module only dispatches, and imports a
 command's module (the trainer, torch checkpoints) when that command runs.
@@ -69,12 +70,19 @@ def merge_poses(argv, prog):
     command.merge_main(argv, prog=prog)
 
 
+def export(argv, prog):
+    from modeling_skeletonclip import onnx_export
+
+    onnx_export.main(argv, prog=prog)
+
+
 COMMANDS = {
     "train": (train, "train and evaluate: [config.json] [--arguments]; no arguments trains the synthetic demo"),
     "predict": (predict, "top-5 predictions of a saved model on a pose pickle's clips or on videos (--video)"),
     "convert-pyskl": (convert_pyskl, "convert a pyskl PoseC3D checkpoint into a SkeletonCLIP model folder"),
     "extract-poses": (extract_poses, "videos (class folders or a CSV/JSON list) -> a pose pickle, with MediaPipe"),
     "merge-poses": (merge_poses, "join the shard pickles of `extract-poses --shard I/N` into one pose pickle"),
+    "export": (export, "export a saved model's video side to ONNX (keypoints in, class probabilities out)"),
 }
 
 

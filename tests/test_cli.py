@@ -31,7 +31,7 @@ def test_help_lists_the_commands(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: skeletonclip")
-    for command in ("train", "predict", "convert-pyskl", "extract-poses", "merge-poses"):
+    for command in ("train", "predict", "convert-pyskl", "extract-poses", "merge-poses", "export"):
         assert f"\n  {command} " in out
 
 
@@ -43,14 +43,14 @@ def test_no_command_prints_the_help_and_fails(capsys):
 def test_unknown_command_is_one_line(capsys):
     assert main(["fit"]) == 2
     assert capsys.readouterr().err.splitlines() == [
-        "error: unknown command 'fit'; choose from train, predict, convert-pyskl, extract-poses, merge-poses "
-        "(skeletonclip --help)"
+        "error: unknown command 'fit'; choose from train, predict, convert-pyskl, extract-poses, merge-poses, "
+        "export (skeletonclip --help)"
     ]
 
 
 @pytest.mark.parametrize("command, flag", [("train", "--train_file"), ("predict", "--model_name_or_path"),
                                            ("convert-pyskl", "--label_map"), ("extract-poses", "--target_fps"),
-                                           ("merge-poses", "--output")])
+                                           ("merge-poses", "--output"), ("export", "--candidate_labels")])
 def test_command_help_is_its_parsers_help(capsys, command, flag):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
