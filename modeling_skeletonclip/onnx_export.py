@@ -16,6 +16,7 @@ objective, versions) and the model's `config.json`; `onnx_runtime.OnnxSkeletonCl
 import argparse
 import json
 import os
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -158,7 +159,9 @@ def export_onnx(
     os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, ONNX_FILE)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # Both inputs share the axes on purpose; the exporter says so for each.
+            warnings.filterwarnings("ignore", message=".*shares the same shape constraints with another axis")
             program = torch.onnx.export(
                 graph,
                 (keypoints, scores),
