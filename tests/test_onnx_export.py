@@ -125,7 +125,8 @@ def check_against_torch(model, folder):
     keypoints, scores = synthetic_clips(model.config)
     got, expected = assert_matches_torch(model, runner, keypoints, scores)
     assert np.allclose(got.sum(axis=1), 1.0, atol=1e-5)
-    assert (expected.max(axis=1) - expected.min(axis=1)).mean() > 0.05  # the comparison tells classes apart
+    # The classes' probabilities differ by far more than the tolerance: the comparison tells them apart.
+    assert (expected.max(axis=1) - expected.min(axis=1)).mean() > 200 * TOLERANCE
     return runner
 
 
