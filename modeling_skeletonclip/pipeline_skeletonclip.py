@@ -105,7 +105,7 @@ class SkeletonActionRecognitionPipeline(ChunkPipeline):
             )
         self.model.eval()
         if not self.is_contrastive or self.is_exported:
-            self.tokenizer = None  # a classifier scores no texts
+            self.tokenizer = None  # a classifier scores no texts; an exported graph holds its texts' embeddings
         elif self.tokenizer is None:
             self.tokenizer = getattr(self.model, "tokenizer", None)
             if self.tokenizer is None:
