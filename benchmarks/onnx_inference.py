@@ -14,6 +14,10 @@ than torch).
 
     python benchmarks/onnx_inference.py                    # small and full presets, batches 1 and 8
     python benchmarks/onnx_inference.py --presets small --repeats 5
+    python benchmarks/onnx_inference.py --threads 1    # torch and onnxruntime on one thread each
+
+On a machine whose cores other work also uses, several threads per library wait on each other at every operator
+(the latency then hardly depends on the batch); one thread shows the compute.
 """
 
 from __future__ import annotations
@@ -157,8 +161,11 @@ def main(argv=None):
     parser.add_argument("--batches", default="1,8")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", type=int, help="torch threads, and onnxruntime's intra-op threads")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     results = benchmark_onnx(presets=tuple(args.presets.split(",")),
                              batches=tuple(int(b) for b in args.batches.split(",")), repeats=args.repeats,
                              warmup=args.warmup)
