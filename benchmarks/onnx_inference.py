@@ -111,13 +111,13 @@ def benchmark_onnx(presets=("small", "full"), batches=(1, 8), repeats: int = 10,
                 keypoints, scores = _inputs(batch, clip_len, eval_size)
                 feeds = {"keypoints": keypoints.numpy(), "keypoint_scores": scores.numpy()}
 
-                def run_torch():
+                def run_torch(keypoints=keypoints, scores=scores):  # this batch's inputs, bound now
                     with torch.no_grad():
                         return graph(keypoints, scores).numpy()
 
                 runs[batch] = {"torch": run_torch}
                 for name, session in sessions.items():
-                    runs[batch][name] = lambda session=session: session.run(None, feeds)[0]
+                    runs[batch][name] = lambda session=session, feeds=feeds: session.run(None, feeds)[0]
                 expected = run_torch()
                 for name in sessions:
                     max_difference = max(max_difference, float(abs(runs[batch][name]() - expected).max()))
