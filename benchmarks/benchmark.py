@@ -25,6 +25,9 @@ Rows:
      25 fps 640x480 video released in real time through `StreamingRecognizer` (MediaPipe, small preset, window
      32, stride 8) on all the cores: sustained frames/s, latency from a frame to its first prediction, windows
      skipped and the largest backlogs (--quick: 2 s of stream).
+  8. ONNX (`onnx_inference.py`): batch-1 and batch-8 CPU latency and clips/s of the exported graph in onnxruntime
+     (with a few session options) against the torch model, interleaved, for the small and full presets (--quick:
+     small preset, 3 repeats); needs the onnx extra.
 
 Usage:
   python benchmarks/benchmark.py                 # full size on the GPU (batch 128, 48x56x56, full encoder, bf16)
@@ -52,7 +55,7 @@ Flags:
                       besides the reference and conv3d bf16 + channels_last_3d rows that the ratios need, e.g.
                       "compile" for the compiled rows only.
   --batch-sweep LIST  also run the fast bf16 rows (and their compiled rows) at these batch sizes, e.g. 64,192,256.
-  --rows LIST         comma-separated subset of rows to run: encoder,heatmaps,pipeline,model,eval,variants,video
+  --rows LIST         comma-separated subset of rows to run: encoder,heatmaps,pipeline,model,eval,variants,video,onnx
                       (default all).
   --pipeline-clips N  clips through the CPU data pipeline.
   --json PATH         write the results as JSON.
@@ -86,6 +89,7 @@ from data_pipeline import benchmark_dataloader, benchmark_pipeline  # noqa: E402
 from heatmap_rendering import benchmark_rendering  # noqa: E402
 from streaming_inference import benchmark_streaming, table_rows as streaming_table_rows  # noqa: E402
 from video_inference import benchmark_video, table_rows as video_table_rows  # noqa: E402
+from onnx_inference import benchmark_onnx, table_rows as onnx_table_rows  # noqa: E402
 from helpers import random_keypoints  # noqa: E402
 from objective_training import benchmark_variants  # noqa: E402
 
@@ -543,6 +547,16 @@ def bench_video(args, device, results, table):
         print_progress(table[-1])
 
 
+def bench_onnx(args, device, results, table):
+    """The exported graph in onnxruntime against the torch model on the CPU (whatever --device says)."""
+    kwargs = dict(presets=("small",), repeats=3, warmup=1) if args.quick else {}
+    onnx = benchmark_onnx(**kwargs)
+    results["onnx"] = onnx
+    for name, clips_per_s, ratio, note in onnx_table_rows(onnx):
+        table.append([f"onnx: {name}", "", "", "", clips_per_s, ratio, note])
+        print_progress(table[-1])
+
+
 def print_progress(row):
     print("  done: " + " | ".join(c for c in row if c), flush=True)
 
@@ -615,7 +629,7 @@ def parse_args(argv=None):
     parser.add_argument("--cudnn-benchmark", action="store_true")
     parser.add_argument("--inductor-options", type=parse_inductor_options, default=[])
     parser.add_argument("--inference-only", action="store_true")
-    parser.add_argument("--rows", default="encoder,heatmaps,pipeline,model,eval,variants,video")
+    parser.add_argument("--rows", default="encoder,heatmaps,pipeline,model,eval,variants,video,onnx")
     parser.add_argument("--pipeline-clips", type=int)
     parser.add_argument("--json")
     args = parser.parse_args(argv)
@@ -675,6 +689,9 @@ def main(argv=None):
         write_json(args, results)
     if "video" in rows:
         bench_video(args, device, results, table)
+        write_json(args, results)
+    if "onnx" in rows:
+        bench_onnx(args, device, results, table)
         write_json(args, results)
 
     size = f"encoder batch {args.batch}, {args.frames}x{args.size}x{args.size}" + (" (reduced encoder)" if args.quick else "")

@@ -8,6 +8,7 @@
     skeletonclip extract-poses videos/ poses.pkl --target_fps 15    # videos/<class>/<video>.mp4 -> a pose pickle
     skeletonclip merge-poses poses.shard-*-of-4.pkl --output poses.pkl
     skeletonclip stream --model_name_or_path runs/synthetic_demo --camera 0 --window 2s --stride 8
+    skeletonclip export --model_name_or_path runs/synthetic_demo --output_dir runs/synthetic_demo_onnx
 
 Every command parses its own arguments (`skeletonclip COMMAND --help`); this module only dispatches, and imports a
 command's module (the trainer, torch checkpoints) when that command runs.
@@ -76,6 +77,12 @@ def stream(argv, prog):
     streaming.main(argv, prog=prog)
 
 
+def export(argv, prog):
+    from modeling_skeletonclip import onnx_export
+
+    onnx_export.main(argv, prog=prog)
+
+
 COMMANDS = {
     "train": (train, "train and evaluate: [config.json] [--arguments]; no arguments trains the synthetic demo"),
     "predict": (predict, "top-5 predictions of a saved model on a pose pickle's clips or on videos (--video)"),
@@ -83,6 +90,7 @@ COMMANDS = {
     "extract-poses": (extract_poses, "videos (class folders or a CSV/JSON list) -> a pose pickle, with MediaPipe"),
     "merge-poses": (merge_poses, "join the shard pickles of `extract-poses --shard I/N` into one pose pickle"),
     "stream": (stream, "live predictions on a video file or a camera: one line every --stride frames"),
+    "export": (export, "export a saved model's video side to ONNX (keypoints in, class probabilities out)"),
 }
 
 

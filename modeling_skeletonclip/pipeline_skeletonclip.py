@@ -74,6 +74,10 @@ class SkeletonActionRecognitionPipeline(ChunkPipeline):
 
     The model is put in eval mode. Its tokenizer (contrastive models) is the one the pipeline factory loads from
     the checkpoint, else the one attached to the model (`model.tokenizer`).
+
+    The model may also be an exported graph that returns the class probabilities itself
+    (`onnx_runtime.OnnxSkeletonClip`, `returns_probabilities = True`): its classes are the exported ones and it
+    needs no tokenizer; the outputs (windows, views, top-k) are computed as for the torch model.
     """
 
     _load_processor = False
@@ -100,8 +104,8 @@ class SkeletonActionRecognitionPipeline(ChunkPipeline):
                 f"model={auto_class}.from_pretrained(path) instead."
             )
         self.model.eval()
-        if not self.is_contrastive:
-            self.tokenizer = None  # a classifier scores no texts
+        if not self.is_contrastive or self.is_exported:
+            self.tokenizer = None  # a classifier scores no texts; an exported graph holds its texts' embeddings
         elif self.tokenizer is None:
             self.tokenizer = getattr(self.model, "tokenizer", None)
             if self.tokenizer is None:
@@ -113,7 +117,15 @@ class SkeletonActionRecognitionPipeline(ChunkPipeline):
     @property
     def is_contrastive(self) -> bool:
         """True for `SkeletonClipModel` (scores clips against class texts), False for the classifier."""
+        if self.is_exported:
+            return bool(self.model.is_contrastive)
         return callable(getattr(self.model, "score_all_classes", None))
+
+    @property
+    def is_exported(self) -> bool:
+        """True for a model whose output is already the class probabilities of a fixed label set (an exported
+        graph: `onnx_runtime.OnnxSkeletonClip`)."""
+        return bool(getattr(self.model, "returns_probabilities", False))
 
     def __call__(self, inputs, **kwargs):
         """Recognises the actions of one input or of a list of inputs.
@@ -201,6 +213,8 @@ class SkeletonActionRecognitionPipeline(ChunkPipeline):
                 raise ValueError(f"hypothesis_template must be a string with '{{}}' where the label goes, got "
                                  f"{reprlib.repr(hypothesis_template)}.")
             forward["hypothesis_template"] = hypothesis_template
+        if self.is_exported and (candidate_labels is not None or hypothesis_template is not None):
+            self.model.class_order(candidate_labels, hypothesis_template)  # the exported classes only, else an error
         for name, value, params in (("top_k", top_k, postprocess), ("num_clips", num_clips, preprocess),
                                     ("clip_len", clip_len, preprocess), ("max_persons", max_persons, preprocess)):
             if value is not None:
@@ -223,6 +237,8 @@ class SkeletonActionRecognitionPipeline(ChunkPipeline):
         return preprocess, forward, postprocess
 
     def _model_classes(self) -> list[str]:
+        if self.is_exported:
+            return list(self.model.class_names)
         id2label = self.model.config.id2label or {}
         return [id2label[i] for i in range(len(id2label))]
 
@@ -421,6 +437,11 @@ class SkeletonActionRecognitionPipeline(ChunkPipeline):
         keypoints = model_inputs.pop("keypoints")  # [B, views, M, L, V, 2]
         keypoint_scores = model_inputs.pop("keypoint_scores")
         batch_size = keypoints.shape[0]
+        if self.is_exported:
+            probs = self.model(keypoints, keypoint_scores, candidate_labels=candidate_labels,
+                               hypothesis_template=hypothesis_template)  # [B * views, L]
+            probs = torch.from_numpy(probs).view(batch_size, -1, probs.shape[-1]).mean(dim=1)  # [B, L]
+            return {"probs": probs, **model_inputs}
         if self.is_contrastive:
             template = hypothesis_template if hypothesis_template is not None else self.model.config.text_template
             texts = [template.format(name) for name in self._class_names(candidate_labels)]

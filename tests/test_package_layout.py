@@ -10,8 +10,10 @@ from transformers.dynamic_module_utils import get_relative_import_files
 from modeling_skeletonclip import resources
 
 # Modules that only the command line and the benchmark use; no checkpoint should carry them.
-COMMAND_MODULES = {"cli", "convert_pyskl", "extract_poses", "pose_tracking", "predict_videos", "presets", "resources",
-                   "run_training", "streaming"}
+COMMAND_MODULES = {"cli", "convert_pyskl", "extract_poses", "onnx_export", "pose_tracking", "predict_videos", "presets",
+                   "resources", "run_training", "streaming"}
+# The ONNX runner (onnxruntime): the pipeline runs it when given one, without importing it.
+ONNX_MODULES = {"onnx_export", "onnx_runtime"}
 
 
 # Modules of the data loader (its pickle reader), of the video extra and the sample video maker; a checkpoint carries
@@ -36,6 +38,7 @@ def test_checkpoint_code_does_not_import_the_command_modules(module):
     names = _closure(module)
     assert names and not names & COMMAND_MODULES, sorted(names & COMMAND_MODULES)
     assert not names & LOADER_AND_VIDEO_MODULES, sorted(names & LOADER_AND_VIDEO_MODULES)
+    assert not names & ONNX_MODULES, sorted(names & ONNX_MODULES)
 
 
 def test_the_model_code_carries_exactly_the_checkpoint_modules():
