@@ -42,7 +42,7 @@ import pickle
 import sys
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 

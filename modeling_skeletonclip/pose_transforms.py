@@ -23,7 +23,6 @@ The small step functions (:func:`uniform_sample_frames`, :func:`pose_compact`,
 from __future__ import annotations
 
 import math
-import os
 import reprlib
 from typing import Any, Optional, Sequence
 

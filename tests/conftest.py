@@ -12,6 +12,16 @@ from helpers import TINY_HEATMAP, TINY_TEXT, TINY_VIDEO  # noqa: E402
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Torch on one thread for a module's tests (`pytestmark = pytest.mark.usefixtures("torch_one_thread")`): tiny
+    models run as fast on one thread, and one thread does not stall when other processes share the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def tiny_config():
     from modeling_skeletonclip import SkeletonClipConfig

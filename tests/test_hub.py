@@ -6,7 +6,6 @@ import sys
 import tarfile
 import textwrap
 
-import pytest
 import torch
 from helpers import SAVED_MODELS, TINY_HEATMAP, TINY_VIDEO, random_keypoints, record_hub_uploads
 
@@ -93,7 +92,6 @@ def test_two_versions_of_the_code_in_one_process_each_run_their_own_op(tmp_path,
     # possibly of another version. Each copy registers its fused inference op under a name of its own code, so a
     # changed copy runs its own op, not whichever copy registered first.
     import importlib
-    import shutil
 
     import modeling_skeletonclip.fast_slowonly as package_fast
     from modeling_skeletonclip import SkeletonClipVideoConfig

@@ -31,13 +31,7 @@ TEMPLATE = "{}, as a skeleton moves"
 TOLERANCE = 1e-4  # fp32 max abs difference of probabilities
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run as fast on one thread (torch and onnxruntime alike)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def tiny_model(kind, tokenizer=None, video_config=TINY_VIDEO, heatmap_config=TINY_HEATMAP):

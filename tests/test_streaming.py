@@ -7,7 +7,6 @@ import time
 
 import numpy as np
 import pytest
-import torch
 from helpers import tiny_recognition_pipeline, write_astronaut_video
 
 from modeling_skeletonclip.cli import main
@@ -19,12 +18,7 @@ from modeling_skeletonclip.video_io import VideoDecodeError, read_frames
 VIEWS = {"num_clips": 2, "flip": True}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

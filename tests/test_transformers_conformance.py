@@ -8,7 +8,6 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from helpers import TINY_HEATMAP, TINY_TEXT, TINY_VIDEO, random_keypoints, reference_heatmaps
 
 from modeling_skeletonclip import (

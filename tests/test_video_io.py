@@ -3,7 +3,6 @@
 kind of unreadable file, and the writer."""
 
 import inspect
-import os
 import tracemalloc
 
 import av
