@@ -264,7 +264,7 @@ def _plane_offsets(out, view, ns, channels, ts, n_persons):
 
 
 def _dense_joints(mu_x, mu_y, value, sigma, height, width):
-    """Joint Gaussians of P points on the whole grid: mu_x, mu_y, value [P] float32 (value 0: not drawn) ->
+    """Joint Gaussians of P points on the whole grid: mu_x, mu_y, value [P] float32 (value 0: left out) ->
     [H, W, P]. The arithmetic of `_joint_points` on a grid at the origin as large as the image."""
     bdt = _bounds_dtype(mu_x.device)
     mx64, my64 = mu_x.to(bdt), mu_y.to(bdt)

@@ -48,7 +48,7 @@ def draw_skeletons(
     """Draws the limbs and joints of every person whose joints score at least `score_threshold`, in place.
 
     image: RGB uint8 `[H, W, 3]`; keypoints `[M, V, 2]` in the image's pixels; scores `[M, V]` (missing joints 0,
-    never drawn). Returns `image`.
+    skipped). Returns `image`.
     """
     cv2 = _cv2()
     layout = get_layout(layout)

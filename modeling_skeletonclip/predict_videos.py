@@ -21,7 +21,7 @@ import sys
 from tqdm.auto import tqdm
 
 from .extract_poses import reason_without_path, parse_estimator_option
-from .run_training import ArgumentError
+from .run_training import ArgumentError, read_candidate_labels
 
 
 logger = logging.getLogger(__name__)
@@ -86,16 +86,6 @@ def parse_length(text: str | None, flag: str):
     return value if value.endswith("s") else number
 
 
-def read_labels(path: str) -> list[str]:
-    if not os.path.isfile(path):
-        raise VideoArgumentError(f"--candidate_labels {path} does not exist.")
-    with open(path) as f:
-        names = [line.strip() for line in f if line.strip()]
-    if not names:
-        raise VideoArgumentError(f"--candidate_labels {path} holds no class texts (one per line).")
-    return names
-
-
 def output_name(video: str, root: str) -> str:
     """A file-name-safe name of `video` relative to the --video folder: `walk/a.mp4` -> `walk_a`."""
     relative = os.path.relpath(video, root) if os.path.isdir(root) else os.path.basename(video)
@@ -153,7 +143,7 @@ def run(args) -> dict:
         raise VideoArgumentError("--top_k, --num_clips and --max_persons must be at least 1.")
     call_kwargs = {"top_k": args.top_k, "num_clips": args.num_clips, "flip": args.flip}
     if args.candidate_labels:
-        call_kwargs["candidate_labels"] = read_labels(args.candidate_labels)
+        call_kwargs["candidate_labels"] = read_candidate_labels(args.candidate_labels)
     if args.hypothesis_template:
         call_kwargs["hypothesis_template"] = args.hypothesis_template
     if window is not None:

@@ -46,7 +46,7 @@ def test_joints_below_the_threshold_missing_or_nan_are_not_drawn():
     keypoints[0, 9] = np.nan
     scores[0, 9] = 1.0
     draw_skeletons(image, keypoints, scores)
-    assert image[70, 40].sum() == 0  # the limb to the unseen elbow is not drawn
+    assert image[70, 40].sum() == 0  # no limb goes to the unseen elbow
     assert image[100, 40].sum() == 0
     assert image[40, 40].sum() > 0  # the visible shoulder is
     assert image[:, 100:].sum() == 0  # nothing else
