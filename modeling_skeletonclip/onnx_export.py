@@ -198,18 +198,6 @@ def export_onnx(
     return path
 
 
-def _read_labels(path: str, error) -> list[str]:
-    """Class names of a text file, one a line (blank lines skipped)."""
-    try:
-        with open(path) as f:
-            labels = [line.strip() for line in f if line.strip()]
-    except OSError as err:
-        raise error(f"--candidate_labels {path}: cannot read the file ({err.strerror}).") from None
-    if not labels:
-        raise error(f"--candidate_labels {path}: the file holds no class names (one a line).")
-    return labels
-
-
 def main(argv=None, prog="skeletonclip export"):
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -226,9 +214,9 @@ def main(argv=None, prog="skeletonclip export"):
     parser.add_argument("--clip_len", type=int, help="frames per clip (default: the model's clip_len)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET)
     args = parser.parse_args(argv)
-    from .run_training import ArgumentError
+    from .run_training import ArgumentError, read_candidate_labels
 
-    labels = _read_labels(args.candidate_labels, ArgumentError) if args.candidate_labels else None
+    labels = read_candidate_labels(args.candidate_labels) if args.candidate_labels else None
     if not os.path.isfile(os.path.join(args.model_name_or_path, "config.json")):
         raise ArgumentError(f"--model_name_or_path {args.model_name_or_path}: no config.json; a folder saved by "
                             "`skeletonclip train` (or save_pretrained) goes here.")

@@ -612,7 +612,8 @@ def main(argv=None, prog=None) -> dict:
     import sys
 
     from .pose_estimators import PoseEstimatorUnavailable
-    from .predict_videos import VideoArgumentError, parse_length, read_labels
+    from .predict_videos import VideoArgumentError, parse_length
+    from .run_training import read_candidate_labels
     from .video_io import probe_video, read_frames
 
     args = build_parser(prog).parse_args(argv)
@@ -645,7 +646,7 @@ def main(argv=None, prog=None) -> dict:
         frames = itertools.islice(frames, args.max_frames)
     options = {}
     if args.candidate_labels:
-        options["candidate_labels"] = read_labels(args.candidate_labels)
+        options["candidate_labels"] = read_candidate_labels(args.candidate_labels)
     if args.hypothesis_template:
         options["hypothesis_template"] = args.hypothesis_template
     try:

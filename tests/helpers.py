@@ -398,8 +398,9 @@ def run_loader_isolated(cases, timeout=LOADER_TIMEOUT, memory_limit=LOADER_MEMOR
                 json.dump({"package_dir": package_dir,
                            "cases": [[i, {"call": cases[i][0], "path": str(cases[i][1]), "kwargs": cases[i][2] or {}}]
                                      for i in queues[q]]}, f)
-            # files, not pipes: a worker that writes a lot must not block on a full pipe
-            out, err = open(f"{request}.out", "w+"), open(f"{request}.err", "w+")
+            # files, not pipes: a worker that writes a lot must not block on a full pipe. Appending: the worker shares
+            # the file offset with this process, whose seek(0) to read would otherwise make it overwrite earlier lines
+            out, err = open(f"{request}.out", "a+"), open(f"{request}.err", "a+")
             proc = subprocess.Popen([sys.executable, "-c", _LOADER_WORKER, request], stdout=out, stderr=err,
                                     preexec_fn=limit_memory, env=env, cwd=REPO_ROOT)
             workers[q] = [proc, out, err, None, None]

@@ -288,3 +288,8 @@ def test_a_folder_without_the_model_is_named(saved_classifier, tmp_path, capsys)
         "save_pretrained) goes here."
     ]
     assert not os.path.exists(tmp_path / "out")
+    (tmp_path / "empty.txt").write_text("\n \n")
+    assert main(["export", "--model_name_or_path", str(saved_classifier[1]), "--output_dir", str(tmp_path / "out"),
+                 "--candidate_labels", str(tmp_path / "empty.txt")]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: --candidate_labels {tmp_path / 'empty.txt'} holds no class texts (one per line)."]

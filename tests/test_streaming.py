@@ -277,3 +277,20 @@ def test_the_stream_command_prints_a_line_per_result(pipe, video, tmp_path, caps
         "frames 16-23 (2.30 s)"]
     assert all(line.count(", ") == 1 and "[latency " in line for line in lines)
     assert captured.err.splitlines()[-1].startswith("24 frames in, 0 dropped, 24 estimated; 5 windows: ")
+
+
+def test_the_stream_command_reads_candidate_labels(pipe, video, tmp_path, capsys):
+    pipe.save_pretrained(str(tmp_path / "model"))
+    (tmp_path / "labels.txt").write_text("waving a hand\n\nstanding still\n")
+    args = ["stream", "--model_name_or_path", str(tmp_path / "model"), "--video", video, "--window", "0.8s",
+            "--stride", "8", "--top_k", "2", "--inline", "--candidate_labels"]
+    capsys.readouterr()
+    assert main(args + [str(tmp_path / "labels.txt")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3
+    for line in lines:
+        shown = line.split(": ", 1)[1].split(" [latency")[0]
+        assert sorted(part.rsplit(" ", 1)[0] for part in shown.split(", ")) == ["standing still", "waving a hand"]
+    assert main(args + [str(tmp_path / "missing.txt")]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: --candidate_labels {tmp_path / 'missing.txt'} does not exist."]
