@@ -40,6 +40,7 @@ from modeling_skeletonclip import (
     SkeletonClipForActionRecognition,
     SkeletonClipModel,
     load_pose_dataset,
+    training_recipes,
 )
 from modeling_skeletonclip.checkpoints import checkpoint_problem, last_complete_checkpoint
 from modeling_skeletonclip.clip_dataset import PoseClipDataset
@@ -170,7 +171,11 @@ def existing_data_file(path: str, flag: str) -> str:
 
 def parse_args(argv, prog=None, description=None):
     """`[config.json] [--overrides ...]`; no arguments at all runs the synthetic demo (recipes/synthetic_demo.json).
-    `prog` and `description` head the `--help` text (default: the program's file name, no description)."""
+    `prog` and `description` head the `--help` text (default: the program's file name, no description).
+
+    A training run gets the default recipe of its model type (training_recipes.py) for every optimisation argument
+    that neither the command line nor the JSON file gives; their names are in `training_args.defaulted_arguments`
+    ("num_train_epochs" there: chosen from the training set's size once the data are read)."""
     parser = HfArgumentParser(
         (ModelArguments, DataArguments, SkeletonClipTrainingArguments), prog=prog, description=description
     )
@@ -178,10 +183,60 @@ def parse_args(argv, prog=None, description=None):
         argv = [DEMO_RECIPE]
     if argv[0].endswith(".json"):
         argv = json_to_argv(argv[0]) + list(argv[1:])
+    parsed = parse_into_dataclasses(parser, argv)
+    given = given_arguments(parser, argv)
+    defaults = default_arguments(*parsed, given)
+    if defaults:  # first, so that the given arguments override them
+        parsed = parse_into_dataclasses(parser, arguments_to_argv(defaults) + list(argv))
+    training_args = parsed[2]
+    epochs_from_size = training_args.do_train and not given & {"num_train_epochs", "max_steps"}
+    training_args.defaulted_arguments = tuple(defaults) + (("num_train_epochs",) if epochs_from_size else ())
+    return parsed
+
+
+def parse_into_dataclasses(parser, argv):
     try:
         return parser.parse_args_into_dataclasses(args=argv)
     except ValueError as err:  # unknown arguments and bad values
         raise ArgumentError(str(err)) from err
+
+
+def given_arguments(parser, argv) -> set[str]:
+    """The destinations (dataclass field names) of the options in `argv`, resolved as argparse resolves them
+    (`--no_x` sets `x`; an unambiguous prefix names its option)."""
+    options = parser._option_string_actions
+    given = set()
+    for token in argv:
+        if not token.startswith("--"):
+            continue
+        name = token.split("=", 1)[0]
+        matches = [name] if name in options else [o for o in options if o.startswith(name)]
+        if len(matches) == 1:
+            given.add(options[matches[0]].dest)
+    return given
+
+
+def default_arguments(model_args, data_args, training_args, given: set[str]) -> dict:
+    """The recipe values a training run takes because no argument gives them (none without --do_train)."""
+    if not training_args.do_train:
+        return {}
+    batch = (training_args.per_device_train_batch_size if "per_device_train_batch_size" in given
+             else training_recipes.CONTRASTIVE_RECIPE["per_device_train_batch_size"])
+    clips_per_step = batch * training_args.world_size * training_args.gradient_accumulation_steps
+    recipe = training_recipes.recipe_for(model_args.model_type, clips_per_step, evaluates=training_args.do_eval,
+                                         zero_shot=data_args.class_split_file is not None)
+    evaluation = set(training_recipes.EVALUATION_RECIPE)
+    if given & set(training_recipes.EVALUATION_ARGUMENTS):  # the group is taken whole or not at all
+        recipe = {k: v for k, v in recipe.items() if k not in evaluation}
+    return {k: v for k, v in recipe.items() if k not in given}
+
+
+def arguments_to_argv(arguments: dict) -> list[str]:
+    argv = []
+    for key, value in arguments.items():
+        if value is not None:
+            argv += [f"--{key}", str(value)]
+    return argv
 
 
 def synthetic_data(data_args):
@@ -491,6 +546,25 @@ def check_arguments(model_args, data_args, training_args):
     return candidates
 
 
+def apply_recipe(training_args, model, num_train_clips: int) -> None:
+    """Sets the epochs left to the training set's size, then logs the recipe the run trains with and writes it to
+    `<output_dir>/training_recipe.json` (the model card shows it)."""
+    defaulted = getattr(training_args, "defaulted_arguments", ())
+    if "num_train_epochs" in defaulted:
+        clips_per_step = (training_args.per_device_train_batch_size * training_args.world_size
+                          * training_args.gradient_accumulation_steps)
+        training_args.num_train_epochs = training_recipes.epochs_for(num_train_clips, clips_per_step)
+    recipe = training_recipes.effective_recipe(training_args, training_args.world_size)
+    kind = "contrastive" if isinstance(model, SkeletonClipModel) else "classifier"
+    logger.info(f"Training recipe ({kind} model, {num_train_clips} training clips):\n"
+                f"{training_recipes.describe_recipe(recipe, defaulted)}")
+    if training_args.process_index == 0:
+        with writing(f"the training recipe to {training_args.output_dir}"):
+            os.makedirs(training_args.output_dir, exist_ok=True)
+            with open(os.path.join(training_args.output_dir, "training_recipe.json"), "w") as f:
+                json.dump(recipe, f, indent=2)
+
+
 @contextmanager
 def writing(what: str):
     """A failed write (full disk, file-size limit) of `what` becomes one TrainingError naming it."""
@@ -542,6 +616,8 @@ def run(model_args, data_args, training_args):
             train_split, PoseClipTransform("train", seed=training_args.seed, **transform_kwargs),
             seed=training_args.seed,
         )
+    if training_args.do_train:
+        apply_recipe(training_args, model, len(train_dataset))
     if training_args.do_eval:
         eval_split = take(splits[data_args.eval_split], data_args.max_eval_samples)
         eval_dataset = PoseClipDataset(
