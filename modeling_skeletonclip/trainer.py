@@ -429,7 +429,10 @@ class SkeletonClipTrainer(Trainer):
 
     @torch.no_grad()
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        """Scores `[B, L]`: log of the view-averaged class probabilities; loss: their NLL against `labels`."""
+        """Scores `[B, L]`: log of the view-averaged class probabilities and, as the loss, their NLL against `labels`.
+        A classifier's `problem_type` changes both: "multi_label_classification" averages per-class sigmoids and
+        scores their binary cross-entropy against `[B, L]` targets; "regression" averages the outputs themselves
+        (the scores) and scores their mean squared error."""
         inputs = self._prepare_inputs(inputs)
         unwrapped = self.accelerator.unwrap_model(model)
         labels = inputs.get("labels")
@@ -444,9 +447,24 @@ class SkeletonClipTrainer(Trainer):
                 logits = unwrapped.score_all_classes(**video_inputs, class_text_embeds=self._class_text_embeds)
             else:
                 logits = model(**video_inputs).logits  # [B * views, L]
-        probs = logits.float().softmax(dim=-1).view(batch_size, -1, logits.shape[-1]).mean(dim=1)  # [B, L]
-        scores = probs.clamp_min(1e-12).log()
-        loss = F.nll_loss(scores, labels) if labels is not None else None
+        problem_type = getattr(unwrapped.config, "problem_type", None)
+        per_view = logits.float()
+        if problem_type == "multi_label_classification":
+            per_view = per_view.sigmoid()
+        elif problem_type != "regression":
+            per_view = per_view.softmax(dim=-1)
+        averaged = per_view.view(batch_size, -1, logits.shape[-1]).mean(dim=1)  # [B, L]
+        loss = None
+        if problem_type == "regression":
+            scores = averaged
+            if labels is not None:
+                loss = F.mse_loss(scores, labels.float().view_as(scores))
+        else:
+            scores = averaged.clamp_min(1e-12).log()
+            if labels is not None and problem_type == "multi_label_classification":
+                loss = F.binary_cross_entropy(averaged, labels.float())
+            elif labels is not None:
+                loss = F.nll_loss(scores, labels)
         if prediction_loss_only:
             return (loss, None, None)
         return (loss, scores, labels)

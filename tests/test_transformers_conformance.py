@@ -471,3 +471,32 @@ def test_single_label_and_regression_losses():
     multi = tiny_model(SkeletonClipForActionRecognition, problem_type="multi_label_classification")
     with pytest.raises(ValueError, match=r"`labels` must have shape \[2, 4\] \(4 class targets per clip"):
         multi(keypoints=keypoints, keypoint_scores=scores, labels=torch.tensor([2, 0]))
+
+
+@pytest.mark.parametrize("problem_type", ["multi_label_classification", "regression", None])
+def test_the_trainers_evaluation_scores_follow_the_problem_type(problem_type, tmp_path):
+    from modeling_skeletonclip.trainer import SkeletonClipTrainer, SkeletonClipTrainingArguments
+
+    model = tiny_model(SkeletonClipForActionRecognition, problem_type=problem_type)
+    trainer = SkeletonClipTrainer(model=model, args=SkeletonClipTrainingArguments(
+        output_dir=str(tmp_path), use_cpu=True, report_to="none"))
+    keypoints, scores = random_keypoints(2, persons=2, views=3)
+    labels = {"multi_label_classification": torch.tensor([[1.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]),
+              "regression": torch.tensor([[0.5, -1.0, 2.0, 0.0], [1.0, 1.0, 0.0, -0.5]]),
+              None: torch.tensor([2, 0])}[problem_type]
+    loss, out, _ = trainer.prediction_step(model, {"keypoints": keypoints, "keypoint_scores": scores,
+                                                   "labels": labels}, prediction_loss_only=False)
+    with torch.no_grad():
+        logits = model(keypoints=keypoints.flatten(0, 1), keypoint_scores=scores.flatten(0, 1)).logits.double()
+    views = logits.view(2, 3, 4)
+    if problem_type == "multi_label_classification":
+        probs = (1 / (1 + torch.exp(-views))).mean(1)
+        expected = -(labels * probs.log() + (1 - labels) * (1 - probs).log()).mean()
+        torch.testing.assert_close(out.double(), probs.log(), rtol=1e-5, atol=1e-6)
+    elif problem_type == "regression":
+        expected = ((views.mean(1) - labels) ** 2).mean()
+        torch.testing.assert_close(out.double(), views.mean(1), rtol=1e-5, atol=1e-6)
+    else:
+        probs = (views.exp() / views.exp().sum(-1, keepdim=True)).mean(1)
+        expected = -probs[torch.arange(2), labels].log().mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
