@@ -32,6 +32,8 @@ MAIN_COMMAND = "bash scripts/setup_env.sh && .venv/bin/python scripts/run_skelet
 WINDOW, STRIDE = "2s", "1s"  # the timeline: 2-second windows, 1 s apart
 TOP_K = 5
 TIMELINE_CLASSES = 3  # classes drawn over time: the best of the whole video
+# Longest upload processed: pose estimation alone takes about 1.4 s of CPU per second of 25 fps video on one core.
+MAX_SECONDS = 60.0
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -141,17 +143,26 @@ def frame_weights_figure(weights: np.ndarray, names: list[str], classes: list[st
     return figure
 
 
-def predict_video(recognizer, path: str, labels_text: str | None = None, output_dir: str | None = None):
+def predict_video(recognizer, path: str, labels_text: str | None = None, output_dir: str | None = None,
+                  max_seconds: float | None = MAX_SECONDS):
     """Poses, predictions and figures for the video at `path`.
 
     Returns `(annotated_video_path, label_scores, timeline_figure, weights_figure_or_None)`: the video with the
     skeletons and the current top labels drawn (mp4), `{label: probability}` of the whole video's `TOP_K` best
     classes, the scores over time, and for PACL models the frame weights. `labels_text` (contrastive models) holds
-    the candidate classes, comma- or line-separated; empty means the model's own classes.
-    Raises `ValueError` (bad labels), `VideoDecodeError` or `NoPersonError` with a one-line message.
+    the candidate classes, comma- or line-separated; empty means the model's own classes. A video longer than
+    `max_seconds` (None: no limit) is refused before any frame is decoded.
+    Raises `ValueError` (bad labels, too long), `VideoDecodeError` or `NoPersonError` with a one-line message.
     """
     from modeling_skeletonclip.extract_poses import video_annotation
     from modeling_skeletonclip.pose_drawing import write_annotated_video
+    from modeling_skeletonclip.video_io import probe_video
+
+    if max_seconds is not None:
+        duration = probe_video(path).duration
+        if duration > max_seconds:
+            raise ValueError(f"{os.path.basename(path)} is {duration:.1f} s long; this demo takes videos of up to "
+                             f"{max_seconds:g} s (trim it, or start the demo with --max_seconds {int(duration) + 1}).")
 
     names = parse_labels(labels_text) if recognizer.is_contrastive else []
     if recognizer.is_contrastive and labels_text is not None and labels_text.strip() and not names:
@@ -177,8 +188,9 @@ def predict_video(recognizer, path: str, labels_text: str | None = None, output_
     return (annotated, {p["label"]: p["score"] for p in ranked}, timeline_figure(timeline, shown), weights_figure)
 
 
-def build_demo(model_dir: str = DEFAULT_MODEL):
-    """The page. With no saved model in `model_dir` it says how to make one and every run shows that message."""
+def build_demo(model_dir: str = DEFAULT_MODEL, max_seconds: float | None = MAX_SECONDS):
+    """The page. With no saved model in `model_dir` it says how to make one and every run shows that message;
+    uploads longer than `max_seconds` are refused with a message."""
     import gradio as gr
 
     from modeling_skeletonclip.extract_poses import NoPersonError
@@ -198,7 +210,7 @@ def build_demo(model_dir: str = DEFAULT_MODEL):
         if not path:
             raise gr.Error("Upload a video or press 'Use the sample video' first.")
         try:
-            video, scores, timeline, weights = predict_video(recognizer, path, labels_text)
+            video, scores, timeline, weights = predict_video(recognizer, path, labels_text, max_seconds=max_seconds)
         except (ValueError, VideoDecodeError, NoPersonError) as err:
             raise gr.Error(str(err)) from None
         plt.close("all")  # gradio has rendered the figures; the pyplot registry would keep every one
@@ -246,8 +258,12 @@ def main(argv=None) -> None:
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                         help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)")
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    parser.add_argument("--max_seconds", type=float, default=MAX_SECONDS,
+                        help=f"longest video an upload may be, in seconds (default {MAX_SECONDS:g})")
     args = parser.parse_args(argv)
-    demo = build_demo(args.model)
+    if not args.max_seconds > 0:
+        parser.error(f"--max_seconds must be positive, got {args.max_seconds}")
+    demo = build_demo(args.model, max_seconds=args.max_seconds)
     # allowed_paths: the sample video lies in the cache folder, outside the temporary and working folders that
     # Gradio serves files from by default.
     demo.queue().launch(server_name=args.host, server_port=args.port, share=False, ssr_mode=False,

@@ -127,6 +127,14 @@ def test_an_unreadable_video_is_a_one_line_error_naming_it(recognizers, tmp_path
     assert str(broken) in str(err.value) and "\n" not in str(err.value)
 
 
+def test_a_video_longer_than_the_limit_is_refused_before_decoding(recognizers, video, tmp_path):
+    with pytest.raises(ValueError) as err:
+        app.predict_video(recognizers["pacl"], video, output_dir=str(tmp_path / "out"), max_seconds=2.5)
+    assert str(err.value) == ("astronaut.mp4 is 3.0 s long; this demo takes videos of up to 2.5 s (trim it, or start "
+                              "the demo with --max_seconds 4).")
+    assert not os.path.exists(tmp_path / "out")
+
+
 def test_a_contrastive_model_loads_without_asking_on_stdin(saved_models, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("asked on stdin")
