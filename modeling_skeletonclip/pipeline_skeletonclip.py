@@ -475,10 +475,11 @@ class SkeletonActionRecognitionPipeline(ChunkPipeline):
         probs = logits.float().softmax(dim=-1).view(batch_size, -1, logits.shape[-1]).mean(dim=1)  # [B, L]
         return {"probs": probs, **model_inputs}
 
-    def _class_text_embeds(self, texts: list[list[str]]) -> torch.Tensor:
-        """Normalised class embeddings `[L, D]` of each class's texts, as `SkeletonClipTrainer.encode_class_texts`
-        computes them (`SkeletonClipModel.encode_class_texts`), once per call."""
-        key = tuple(tuple(class_texts) for class_texts in texts)
+    def _class_text_embeds(self, texts: list[str] | list[list[str]]) -> torch.Tensor:
+        """Normalised class embeddings `[L, D]` of each class's text (or texts, averaged), as
+        `SkeletonClipTrainer.encode_class_texts` computes them (`SkeletonClipModel.encode_class_texts`), once per
+        call."""
+        key = tuple(class_texts if isinstance(class_texts, str) else tuple(class_texts) for class_texts in texts)
         if key not in self._text_embeds:
             self._text_embeds[key] = self.model.encode_class_texts(texts, self.tokenizer)
         return self._text_embeds[key]

@@ -619,7 +619,8 @@ def run(model_args, data_args, training_args):
     train_texts = None
     if is_contrastive:
         if data_args.class_descriptions:
-            use_class_descriptions(model, tokenizer, data_args, class_names, list(dict.fromkeys(train_names + eval_names)))
+            used_names = list(dict.fromkeys(train_names + eval_names))
+            use_class_descriptions(model, tokenizer, data_args, class_names, used_names)
         # Several texts per class where the config has descriptions (the collator then pairs clips with them all).
         train_texts = (model.config.class_text_lists(train_names) if model.config.class_descriptions
                        else model.config.class_texts(train_names))

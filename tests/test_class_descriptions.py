@@ -220,7 +220,8 @@ def test_the_pipeline_scores_the_models_descriptions_by_default(minilm_tokenizer
     model = tiny_model(descriptions=DESCRIPTIONS, tokenizer=minilm_tokenizer).eval()
     pipe = pipeline(TASK, model=model)
     got = as_scores(pipe(annotation, top_k=4))
-    clip = PoseClipTransform("test", clip_len=8, num_clips=1, flip_double=False, eval_size=(16, 16))(pose_row(annotation))
+    transform = PoseClipTransform("test", clip_len=8, num_clips=1, flip_double=False, eval_size=(16, 16))
+    clip = transform(pose_row(annotation))
     with torch.no_grad():
         logits = model.score_all_classes(keypoints=torch.from_numpy(clip["keypoints"])[None],
                                          keypoint_scores=torch.from_numpy(clip["keypoint_scores"])[None],
