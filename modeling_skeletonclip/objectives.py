@@ -76,9 +76,9 @@ def ensemble_text_embeds(text_embeds: torch.Tensor, text_groups: torch.Tensor | 
 
     text_embeds: `[N_text, D]` normalised; text_groups: `[N_text]`, the group (class slot) of each text, every group
     in `0..num_groups-1` holding at least one text. Returns `[num_groups, D]` (`text_embeds` itself when
-    `text_groups` is None). A
-    group of one text is that text's embedding exactly (no second normalisation rounding), so one description per
-    class reproduces the plain path bit for bit. Differentiable: gradients reach every text of a group.
+    `text_groups` is None). A group of one text is that text's embedding exactly (no second normalisation
+    rounding), so one description per class reproduces the plain path bit for bit. Differentiable: gradients reach
+    every text of a group.
     """
     if text_groups is None:
         return text_embeds
