@@ -114,9 +114,10 @@ def timeline_figure(timeline: list[dict], classes: list[str]):
     return figure
 
 
-def pacl_frame_weights(recognizer, annotation: dict, class_texts: list[str]) -> np.ndarray:
+def pacl_frame_weights(recognizer, annotation: dict, class_texts: list[list[str]]) -> np.ndarray:
     """PACL frame weights `[L, T']` of the whole video's clip (the view the pipeline scores without a window): how
-    much each class text weights each temporal step of the encoder's output."""
+    much each class text weights each temporal step of the encoder's output. `class_texts`: each class's texts
+    (`config.class_text_lists`: its descriptions, averaged, or the template text of its name)."""
     inputs = next(iter(recognizer.preprocess(annotation)))
     embeds = recognizer._class_text_embeds(class_texts)  # [L, D], as the pipeline encodes them
     with torch.no_grad():
@@ -182,8 +183,7 @@ def predict_video(recognizer, path: str, labels_text: str | None = None, output_
                                       timeline=timeline)
     weights_figure = None
     if is_pacl(recognizer):
-        template = recognizer.model.config.text_template
-        weights = pacl_frame_weights(recognizer, annotation, [template.format(name) for name in names])
+        weights = pacl_frame_weights(recognizer, annotation, recognizer.model.config.class_text_lists(names))
         weights_figure = frame_weights_figure(weights, names, shown)
     return (annotated, {p["label"]: p["score"] for p in ranked}, timeline_figure(timeline, shown), weights_figure)
 

@@ -1,5 +1,7 @@
 """SkeletonCLIP model configuration: a composite of video-encoder, heatmap and text-encoder configs."""
 
+import reprlib
+
 from huggingface_hub.dataclasses import strict
 from transformers import BertConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
@@ -174,6 +176,10 @@ class SkeletonClipConfig(PreTrainedConfig):
         temperature_init / temperature_min / temperature_max (`float`): learnable temperature, clamped each step.
         text_template (`str`): how a class name becomes a text, e.g. "a person doing {}"; "{}" is the bare name.
         text_max_length (`int`): token limit of class texts.
+        class_descriptions (`dict[str, list[str]]`, *optional*): several texts per class name (prompt ensembling,
+            as CLIP): a class's embedding is the normalised mean of the normalised embeddings of its texts, in
+            training and evaluation. Classes without an entry are the `text_template` text of their name. The
+            training command stores the descriptions it trained with, so the pipeline scores them by default.
         clip_len (`int`, *optional*): frames per clip the model was trained on (`PoseClipTransform(clip_len=...)`);
             the training command stores it and the `skeleton-action-recognition` pipeline samples clips of this
             length. None in configs saved before the field existed.
@@ -228,6 +234,7 @@ class SkeletonClipConfig(PreTrainedConfig):
     temperature_max: float = 0.5
     text_template: str = "{}"
     text_max_length: int = 16
+    class_descriptions: dict | None = None
     clip_len: int | None = None
     text_encoder_name_or_path: str | None = DEFAULT_TEXT_ENCODER
     objective: str = "itc"
@@ -299,6 +306,10 @@ class SkeletonClipConfig(PreTrainedConfig):
             raise ValueError(f"`pacl_sigmoid_scale` must be positive, got {self.pacl_sigmoid_scale}.")
         if "{}" not in self.text_template:
             raise ValueError(f"`text_template` must contain '{{}}' where the class name goes, got {self.text_template!r}.")
+        if self.class_descriptions is not None:
+            problem = class_descriptions_problem(self.class_descriptions)
+            if problem is not None:
+                raise ValueError(f"`class_descriptions`: {problem}")
 
     def class_texts(self, names=None) -> list[str]:
         """The texts of the given class names, or of all classes in `id2label` order."""
@@ -307,6 +318,29 @@ class SkeletonClipConfig(PreTrainedConfig):
                 raise ValueError("The config has no class names (`id2label`); pass the candidate names explicitly.")
             names = [self.id2label[i] for i in range(len(self.id2label))]
         return [self.text_template.format(name) for name in names]
+
+    def class_text_lists(self, names=None, template: str | None = None, descriptions: dict | None = None):
+        """The texts of each class (`list[list[str]]`, in `names` order, default all classes of `id2label`): its
+        descriptions (`descriptions`, default `class_descriptions`) if it has some, else the one text `template`
+        (default `text_template`) makes of its name."""
+        if names is None:
+            if not self.id2label:
+                raise ValueError("The config has no class names (`id2label`); pass the candidate names explicitly.")
+            names = [self.id2label[i] for i in range(len(self.id2label))]
+        template = self.text_template if template is None else template
+        descriptions = (self.class_descriptions or {}) if descriptions is None else descriptions
+        return [list(descriptions[name]) if name in descriptions else [template.format(name)] for name in names]
+
+
+def class_descriptions_problem(descriptions) -> str | None:
+    """What is wrong with a class -> descriptions mapping (not a dict, a value that is not a non-empty list of
+    non-empty strings), naming the class; None when it is well formed."""
+    if not isinstance(descriptions, dict):
+        return f"must be an object mapping class names to lists of texts, got {type(descriptions).__name__}."
+    for name, texts in descriptions.items():
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t.strip() for t in texts):
+            return f"class {name!r} must have a non-empty list of non-empty texts, got {reprlib.repr(texts)}."
+    return None
 
 
 __all__ = ["SkeletonClipConfig", "SkeletonClipHeatmapConfig", "SkeletonClipVideoConfig"]

@@ -19,7 +19,14 @@ from transformers.utils.generic import can_return_tuple
 from .configuration_skeletonclip import SkeletonClipConfig, SkeletonClipVideoConfig
 from .fast_slowonly import SkeletonClipBatchNorm3d, compute_dtype, fast_path_applies, fast_video_encoder_forward
 from .heatmaps import render_heatmaps
-from .objectives import OBJECTIVES, ObjectiveInputs, label_aware_contrastive_loss
+from .objectives import (
+    OBJECTIVES,
+    ObjectiveInputs,
+    check_text_groups,
+    ensemble_text_embeds,
+    flatten_class_texts,
+    label_aware_contrastive_loss,
+)
 
 
 logger = logging.get_logger(__name__)
@@ -53,9 +60,10 @@ class SkeletonClipOutput(ModelOutput):
     logits_per_text (`torch.FloatTensor` of shape `[N_text, B * views]`):
         The transpose of `logits_per_video`.
     video_embeds (`torch.FloatTensor` of shape `[B * views, projection_dim]`): normalised clip embeddings.
-    text_embeds (`torch.FloatTensor` of shape `[N_text, projection_dim]`): normalised text embeddings.
+    text_embeds (`torch.FloatTensor` of shape `[N_text, projection_dim]`): normalised text embeddings (with
+        `text_groups`, one ensemble per group).
     video_model_output (`BaseModelOutputWithPooling`): frame features `[B * views, T', frame_embed_dim]`.
-    text_model_output (`BaseModelOutputWithPooling`): the text encoder's output.
+    text_model_output (`BaseModelOutputWithPooling`): the text encoder's output (of every text given).
     loss_itc (`torch.FloatTensor` of shape `()`, *optional*): the contrastive part of `loss` (with momentum
         distillation for "itc_momentum"; the PACL loss for "pacl").
     loss_itm (`torch.FloatTensor` of shape `()`, *optional*): the matching part of `loss` ("itc_itm").
@@ -613,6 +621,42 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
         logits, weights = self.objective.class_logits(self, video_outputs, class_text_embeds)
         return (logits, weights) if output_frame_weights else logits
 
+    @torch.no_grad()
+    def encode_class_texts(self, class_texts, tokenizer=None, chunk_size: int = 256) -> torch.Tensor:
+        """Normalised class embeddings `[L, D]` for scoring (`score_all_classes`), without gradients.
+
+        class_texts: one text per class (`list[str]`), or several (`list[list[str]]`, e.g.
+        `config.class_text_lists(names)`): a class's embedding is then the normalised mean of the normalised
+        embeddings of its texts (CLIP's prompt ensembling, `ensemble_text_embeds`). tokenizer: default
+        `self.tokenizer`. Texts are tokenized in chunks of `chunk_size`, padded to the longest of the chunk and
+        truncated at `config.text_max_length`.
+        """
+        tokenizer = tokenizer if tokenizer is not None else self.tokenizer
+        if tokenizer is None:
+            raise ValueError("Encoding class texts needs the text tokenizer (saved with the model, or pass one).")
+        grouped = [texts if isinstance(texts, (list, tuple)) else [texts] for texts in class_texts]
+        texts, groups = flatten_class_texts(grouped)
+        was_training = self.training
+        self.eval()
+        embeds = []
+        try:
+            for start in range(0, len(texts), chunk_size):
+                batch = tokenizer(
+                    texts[start : start + chunk_size],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.config.text_max_length,
+                    return_tensors="pt",
+                ).to(self.device)
+                features = self.get_text_features(**batch, return_dict=True).pooler_output
+                embeds.append(F.normalize(features, dim=-1))
+        finally:
+            self.train(was_training)
+        embeds = torch.cat(embeds)  # [N_text, D]
+        if len(texts) == len(grouped):
+            return embeds
+        return ensemble_text_embeds(embeds, torch.tensor(groups, device=embeds.device), len(grouped))
+
     def training_inputs(self, inputs: dict, tokenizer=None) -> dict:
         """A collated training batch as the objective trains on it (PACL's all-class training swaps in every class
         text); the Trainer calls this before `forward`."""
@@ -631,6 +675,7 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
         return_loss: bool | None = None,
         token_type_ids: torch.Tensor | None = None,
         text_labels: torch.Tensor | None = None,
+        text_groups: torch.Tensor | None = None,
         heatmap_size: tuple[int, int] | None = None,
         return_dict: bool | None = None,
         output_frame_weights: bool | None = None,
@@ -644,6 +689,9 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
         input_ids / attention_mask (`[N_text, L]`): the texts; by default text `i` is the class text of clip `i`.
         labels (`[B]`): class of each clip; needed for the label-aware loss.
         text_labels (`[N_text]`): class of each text; defaults to `labels` (texts paired with clips).
+        text_groups (`[N_descriptions]`): several texts per text slot (prompt ensembling): `input_ids` then hold
+            every description and `text_groups` the slot of each; a slot's text embedding is the normalised mean
+            of its descriptions' normalised embeddings (`N_text` slots: `text_labels`' length, else one per clip).
         heatmap_size (`(H, W)`): rendering size; defaults to the config's train size in training, eval size otherwise.
         output_frame_weights (`bool`): PACL: return the frame weights `[B * views, N_text, T']` as `frame_weights`.
         output_hidden_states (`bool`): the towers' hidden states in `video_model_output.hidden_states` (the
@@ -670,20 +718,30 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
             output_hidden_states = self.config.output_hidden_states
         if input_ids is None:
             raise ValueError("`input_ids` [N_text, L] are required: the contrastive model scores clips against texts.")
-        input_ids, attention_mask, token_type_ids, labels, text_labels = (
+        input_ids, attention_mask, token_type_ids, labels, text_labels, text_groups = (
             self._as_tensor(value, name)
             for value, name in ((input_ids, "input_ids"), (attention_mask, "attention_mask"),
-                                (token_type_ids, "token_type_ids"), (labels, "labels"), (text_labels, "text_labels"))
+                                (token_type_ids, "token_type_ids"), (labels, "labels"), (text_labels, "text_labels"),
+                                (text_groups, "text_groups"))
         )
+        num_texts = input_ids.shape[0]
+        if text_groups is not None:
+            if text_labels is not None:
+                num_texts = text_labels.shape[0]
+            elif labels is not None:
+                num_texts = labels.shape[0]
+            else:
+                num_texts = int(text_groups.max()) + 1 if text_groups.numel() else 0
+            check_text_groups(text_groups, input_ids.shape[0], num_texts)
         if return_loss is None:
             return_loss = labels is not None
         if return_loss:
             if labels is None:
                 raise ValueError("`return_loss=True` needs `labels` [B] (the class of each clip).")
             text_labels = labels if text_labels is None else text_labels
-            if text_labels.shape[0] != input_ids.shape[0]:
+            if text_labels.shape[0] != num_texts:
                 raise ValueError(
-                    f"Got {input_ids.shape[0]} texts but {text_labels.shape[0]} text labels; pass `text_labels` "
+                    f"Got {num_texts} texts but {text_labels.shape[0]} text labels; pass `text_labels` "
                     "when the texts are not the class texts of the clips, in order."
                 )
 
@@ -692,7 +750,8 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
         text_inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
         text_outputs = self._text_features(self, **text_inputs, output_hidden_states=output_hidden_states)
         video_embeds = F.normalize(video_outputs.pooler_output, dim=-1)  # [Nv, D]
-        text_embeds = F.normalize(text_outputs.pooler_output, dim=-1)  # [N_text, D]
+        text_embeds = F.normalize(text_outputs.pooler_output, dim=-1)  # [N_descriptions, D]
+        text_embeds = ensemble_text_embeds(text_embeds, text_groups, num_texts)  # [N_text, D]
         video_labels = None
         if labels is not None:
             video_labels = self._labels_per_view(labels, video_embeds.shape[0], views)  # [Nv]
@@ -709,6 +768,7 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
                 text_labels=text_labels if return_loss else None,
                 views=views if labels is not None else None,
                 return_loss=return_loss,
+                text_groups=text_groups,
             ),
         )
         output = SkeletonClipOutput(

@@ -10,6 +10,12 @@
 
 Every objective also gives the evaluation scores of clips against all class texts (`class_logits`).
 
+Several texts per class (prompt ensembling, `config.class_descriptions`): the model encodes every description and
+hands the objectives one ensemble embedding per text slot (`ensemble_text_embeds`, `ObjectiveInputs.text_groups`),
+so the contrastive losses, the momentum targets and PACL's text-conditioned frame weights all see the class
+ensemble, as evaluation does. ITM, which reads text tokens, matches each slot through one of its descriptions drawn
+at random per step.
+
 An objective is a plain object, not an `nn.Module`: the modules and buffers it needs (the fusion encoder, the
 momentum copies and queues) are added to the model under fixed names, so the state-dict keys, and checkpoints, do
 not depend on how the objectives are organised in code.
@@ -65,6 +71,58 @@ def label_aware_contrastive_loss(logits_per_video, video_labels, text_labels) ->
     return (loss_v2t + loss_t2v) / 2
 
 
+def ensemble_text_embeds(text_embeds: torch.Tensor, text_groups: torch.Tensor | None, num_groups: int) -> torch.Tensor:
+    """CLIP's prompt ensembling: the normalised mean of the normalised embeddings of each group's texts.
+
+    text_embeds: `[N_text, D]` normalised; text_groups: `[N_text]`, the group (class slot) of each text, every group
+    in `0..num_groups-1` holding at least one text. Returns `[num_groups, D]` (`text_embeds` itself when
+    `text_groups` is None). A group of one text is that text's embedding exactly (no second normalisation
+    rounding), so one description per class reproduces the plain path bit for bit. Differentiable: gradients reach
+    every text of a group.
+    """
+    if text_groups is None:
+        return text_embeds
+    counts = torch.bincount(text_groups, minlength=num_groups)  # [G]
+    sums = text_embeds.new_zeros(num_groups, text_embeds.shape[1]).index_add(0, text_groups, text_embeds)  # [G, D]
+    means = F.normalize(sums / counts.clamp_min(1)[:, None].to(sums.dtype), dim=-1)
+    return torch.where((counts == 1)[:, None], sums, means)
+
+
+def check_text_groups(text_groups: torch.Tensor, num_texts: int, num_groups: int):
+    """Raises a ValueError unless `text_groups` `[num_texts]` assigns every text a group in `0..num_groups-1` and
+    every group at least one text."""
+    if text_groups.dim() != 1 or text_groups.shape[0] != num_texts:
+        raise ValueError(f"`text_groups` must have one group index per text ({num_texts}), got shape "
+                         f"{list(text_groups.shape)}.")
+    if text_groups.dtype not in (torch.int32, torch.int64):
+        raise ValueError(f"`text_groups` must hold integer group indices, got {text_groups.dtype}.")
+    if num_texts and (int(text_groups.min()) < 0 or int(text_groups.max()) >= num_groups):
+        raise ValueError(f"`text_groups` must index {num_groups} groups (the clips, or `text_labels`), got values "
+                         f"{int(text_groups.min())}..{int(text_groups.max())}.")
+    empty = (torch.bincount(text_groups, minlength=num_groups) == 0).nonzero().flatten().tolist()
+    if empty:
+        raise ValueError(f"`text_groups` gives groups {empty[:10]} no text; every group needs at least one.")
+
+
+def flatten_class_texts(class_text_lists) -> tuple[list[str], list[int]]:
+    """`[[texts of class 0], [texts of class 1], ...]` as one list of texts and the class index of each."""
+    texts, groups = [], []
+    for index, class_texts in enumerate(class_text_lists):
+        texts.extend(class_texts)
+        groups.extend([index] * len(class_texts))
+    return texts, groups
+
+
+def one_text_per_group(text_groups: torch.Tensor, num_groups: int, generator=None) -> torch.Tensor:
+    """`[num_groups]`: one text of each group drawn uniformly at random (the text index)."""
+    keys = torch.rand(text_groups.shape[0], device=text_groups.device, generator=generator)  # [N_text]
+    best = keys.new_full((num_groups,), -1.0).scatter_reduce(0, text_groups, keys, "amax")
+    chosen = torch.zeros(num_groups, dtype=torch.long, device=text_groups.device)
+    winners = (keys == best[text_groups]).nonzero().flatten()  # the text of largest key in each group
+    chosen[text_groups[winners]] = winners
+    return chosen
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # What the model hands an objective, and what it gets back
 # ----------------------------------------------------------------------------------------------------------------
@@ -76,8 +134,10 @@ class ObjectiveInputs:
 
     heatmaps: `[Nv, C, T, H, W]` the rendered clips (views folded into the batch; momentum encoders re-encode them).
     video_outputs / text_outputs: the encoders' outputs (`get_video_features` / `get_text_features`).
-    video_embeds / text_embeds: normalised `[Nv, D]` / `[Nt, D]`.
-    text_inputs: `input_ids`, `attention_mask`, `token_type_ids` of the texts.
+    video_embeds / text_embeds: normalised `[Nv, D]` / `[Nt, D]`; with `text_groups`, text `j` is the ensemble
+        (`ensemble_text_embeds`) of the texts of group `j`.
+    text_inputs: `input_ids`, `attention_mask`, `token_type_ids` of the texts (of every description).
+    text_groups: `[N_descriptions]` the group (text slot) of each encoded text, or None (one text per slot).
     video_labels / text_labels: `[Nv]` / `[Nt]` when a loss is asked for, else None.
     views: clip views per label (`Nv / B`), None without labels.
     return_loss: whether to compute the loss.
@@ -93,6 +153,7 @@ class ObjectiveInputs:
     text_labels: torch.Tensor | None
     views: int | None
     return_loss: bool
+    text_groups: torch.Tensor | None = None
 
 
 @dataclass
@@ -252,7 +313,9 @@ class MatchingObjective(ContrastiveObjective):
     """"itc_itm": ITC + `itm_loss_weight` x ITM in training (texts paired with clips), as ALBEF/BLIP.
 
     ITM classifies (clip, text) pairs as matching or not with `model.fusion_encoder`: the B positive pairs, one
-    hard negative text per clip and one hard negative clip per text. `logits_per_video` stay contrastive.
+    hard negative text per clip and one hard negative clip per text. `logits_per_video` stay contrastive. With
+    several descriptions per class the fusion encoder reads the tokens of one description of the slot, drawn
+    uniformly per step (a fresh sample of the class's texts, like a random prompt per clip).
     """
 
     name = "itc_itm"
@@ -314,6 +377,10 @@ class MatchingObjective(ContrastiveObjective):
                 torch.zeros(int(has_neg_text.sum()) + int(has_neg_video.sum()), dtype=torch.long, device=device),
             ]
         )
+        if batch.text_groups is not None and batch.text_groups.shape[0] != num_texts:
+            # An ensemble has no tokens of its own: each text slot is matched through one of its descriptions, drawn
+            # at random per step (the hard negatives are still chosen by the ensemble embeddings).
+            text_index = one_text_per_group(batch.text_groups, num_texts)[text_index]
         logits = self.itm_scores(model, batch, video_index, text_index)
         return F.cross_entropy(logits.float(), targets), logits
 
@@ -454,6 +521,7 @@ class MomentumDistillationObjective(ContrastiveObjective):
                 momentum.momentum_update(model, config.momentum)
             video_m = F.normalize(model._video_features(momentum, batch.heatmaps).pooler_output, dim=-1)
             text_m = F.normalize(model._text_features(momentum, **text_inputs).pooler_output, dim=-1)
+            text_m = ensemble_text_embeds(text_m, batch.text_groups, batch.text_embeds.shape[0])  # as the online texts
         loss = momentum_distillation_loss(
             result.video_embeds, batch.text_embeds, video_m, text_m, batch.video_labels, batch.text_labels,
             model.video_queue.clone(), model.video_queue_labels.clone(), model.text_queue.clone(),
@@ -537,6 +605,9 @@ class PaclObjective(ContrastiveObjective):
       `training_inputs`), cross-entropy over the texts spread over those sharing the clip's label: the form
       evaluation uses.
     - "in_batch": clip `i` weighted by its own text `i // views` only, scored against every text; contrastive loss.
+
+    With several descriptions per class, frames are weighted by the class ensemble embedding in both forms (as in
+    evaluation, which only has the ensembles).
     """
 
     name = "pacl"
@@ -555,12 +626,18 @@ class PaclObjective(ContrastiveObjective):
         if self._class_text_inputs is None:
             if tokenizer is None:
                 raise ValueError("PACL with pacl_training='all_classes' needs the tokenizer as `processing_class`.")
-            texts = model.config.class_texts()
+            config = model.config
+            if config.class_descriptions:  # several texts per class: their ensembles are the class texts
+                texts, groups = flatten_class_texts(config.class_text_lists())
+                extra = {"text_groups": torch.tensor(groups), "text_labels": torch.arange(len(config.id2label))}
+            else:
+                texts = config.class_texts()
+                extra = {"text_labels": torch.arange(len(texts))}
             tokens = tokenizer(
-                texts, padding=True, truncation=True, max_length=model.config.text_max_length, return_tensors="pt"
+                texts, padding=True, truncation=True, max_length=config.text_max_length, return_tensors="pt"
             )
-            self._class_text_inputs = {**dict(tokens), "text_labels": torch.arange(len(texts))}
-        text_keys = ("input_ids", "attention_mask", "token_type_ids", "text_labels")
+            self._class_text_inputs = {**dict(tokens), **extra}
+        text_keys = ("input_ids", "attention_mask", "token_type_ids", "text_labels", "text_groups")
         device = inputs["labels"].device
         inputs = {k: v for k, v in inputs.items() if k not in text_keys}
         inputs.update({k: v.to(device) for k, v in self._class_text_inputs.items()})
@@ -632,10 +709,14 @@ __all__ = [
     "PaclObjective",
     "SkeletonClipFusionEncoder",
     "SkeletonClipMomentumEncoders",
+    "check_text_groups",
     "enqueue",
+    "ensemble_text_embeds",
+    "flatten_class_texts",
     "label_aware_contrastive_loss",
     "label_aware_targets",
     "momentum_distillation_loss",
+    "one_text_per_group",
     "pacl_pool",
     "sample_itm_negatives",
     "soft_cross_entropy",

@@ -149,7 +149,8 @@ def export_onnx(
         if model.tokenizer is None:
             raise ValueError("The contrastive model needs its tokenizer (model.tokenizer) to encode the class texts; "
                              "a folder saved by save_pretrained carries one.")
-        class_text_embeds = encode_class_texts(model, model.tokenizer, [template.format(n) for n in class_names])
+        # A class with descriptions (config.class_descriptions) is their ensemble, as in the pipeline.
+        class_text_embeds = model.encode_class_texts(config.class_text_lists(class_names, template), model.tokenizer)
     clip_len = int(clip_len if clip_len is not None else (getattr(config, "clip_len", None) or DEFAULT_CLIP_LEN))
 
     graph = ExportedSkeletonClip(model, class_text_embeds).eval()

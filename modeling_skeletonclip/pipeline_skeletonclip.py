@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from transformers.pipelines.base import ChunkPipeline, no_collate_fn
 from transformers.pipelines.pt_utils import PipelineChunkIterator, PipelineIterator, PipelinePackIterator
@@ -145,10 +144,15 @@ class SkeletonActionRecognitionPipeline(ChunkPipeline):
                 `num_clips=10, flip=True` (20 views), the validation protocol the defaults.
             clip_len (`int`, *optional*): frames per clip; default the model's `config.clip_len` (48 for configs
                 without it).
-            candidate_labels (`list[str]`, *optional*): contrastive models only: the classes to choose from (open
-                vocabulary); default the model's `id2label` classes in order.
+            candidate_labels (`list[str]` or `dict[str, list[str]]`, *optional*): contrastive models only: the
+                classes to choose from (open vocabulary), or a dict of them with several texts each (their embeddings
+                are averaged, CLIP's prompt ensembling); default the model's `id2label` classes in order.
+            class_descriptions (`dict[str, list[str]]`, *optional*): contrastive models only: several texts per
+                class name, in place of the model's `config.class_descriptions` (those it was trained with, the
+                default; `{}`: none); a class without an entry is scored by the text of its name.
             hypothesis_template (`str`, *optional*): contrastive models only: how a label becomes its text, e.g.
-                "a person doing {}"; default the model's `config.text_template`.
+                "a person doing {}"; default the model's `config.text_template`. Applies to classes without
+                descriptions only.
             top_k (`int`, defaults to 5): the number of classes returned, at most the number of classes.
             window (`int` or `str`, *optional*): score windows of this many frames (`int`) or seconds ("2s",
                 "1.5s"; needs the input's `fps` or `fps=`) instead of the whole input, and return a timeline.
@@ -186,6 +190,7 @@ class SkeletonActionRecognitionPipeline(ChunkPipeline):
         self,
         candidate_labels=None,
         hypothesis_template=None,
+        class_descriptions=None,
         top_k=None,
         num_clips=None,
         flip=None,
@@ -200,14 +205,29 @@ class SkeletonActionRecognitionPipeline(ChunkPipeline):
         max_persons=None,
     ):
         preprocess, forward, postprocess = {}, {}, {}
-        for name, value in (("candidate_labels", candidate_labels), ("hypothesis_template", hypothesis_template)):
+        for name, value in (("candidate_labels", candidate_labels), ("hypothesis_template", hypothesis_template),
+                            ("class_descriptions", class_descriptions)):
             if value is not None and not self.is_contrastive:
                 raise ValueError(
                     f"{name} needs a contrastive SkeletonClipModel (it scores class texts); the classifier "
                     f"{type(self.model).__name__} scores its own classes: {reprlib.repr(self._model_classes())}."
                 )
+        if class_descriptions is not None:
+            problem = _descriptions_problem(class_descriptions)
+            if problem is not None:
+                raise ValueError(f"class_descriptions {problem}")
+            forward["class_descriptions"] = class_descriptions
+        if isinstance(candidate_labels, dict):  # labels with their descriptions
+            problem = _descriptions_problem(candidate_labels)
+            if problem is not None:
+                raise ValueError(f"candidate_labels (a dict of descriptions): {problem}")
+            forward["class_descriptions"] = {**forward.get("class_descriptions", {}), **candidate_labels}
+            candidate_labels = list(candidate_labels)
         if candidate_labels is not None:
             forward["candidate_labels"] = postprocess["candidate_labels"] = _check_labels(candidate_labels)
+        if self.is_exported and "class_descriptions" in forward:
+            raise ValueError("An exported model scores the class texts it was exported with: descriptions cannot "
+                             "change them (export again from a model whose config has them).")
         if hypothesis_template is not None:
             if not isinstance(hypothesis_template, str) or "{}" not in hypothesis_template:
                 raise ValueError(f"hypothesis_template must be a string with '{{}}' where the label goes, got "
@@ -433,7 +453,7 @@ class SkeletonActionRecognitionPipeline(ChunkPipeline):
 
     # -- forward --------------------------------------------------------------------------------------------------
 
-    def _forward(self, model_inputs, candidate_labels=None, hypothesis_template=None):
+    def _forward(self, model_inputs, candidate_labels=None, hypothesis_template=None, class_descriptions=None):
         keypoints = model_inputs.pop("keypoints")  # [B, views, M, L, V, 2]
         keypoint_scores = model_inputs.pop("keypoint_scores")
         batch_size = keypoints.shape[0]
@@ -443,8 +463,9 @@ class SkeletonActionRecognitionPipeline(ChunkPipeline):
             probs = torch.from_numpy(probs).view(batch_size, -1, probs.shape[-1]).mean(dim=1)  # [B, L]
             return {"probs": probs, **model_inputs}
         if self.is_contrastive:
-            template = hypothesis_template if hypothesis_template is not None else self.model.config.text_template
-            texts = [template.format(name) for name in self._class_names(candidate_labels)]
+            texts = self.model.config.class_text_lists(
+                self._class_names(candidate_labels), hypothesis_template, class_descriptions
+            )
             # Every objective's evaluation form (PACL weights frames by each class text).
             logits = self.model.score_all_classes(keypoints=keypoints, keypoint_scores=keypoint_scores,
                                                   class_text_embeds=self._class_text_embeds(texts))
@@ -453,21 +474,13 @@ class SkeletonActionRecognitionPipeline(ChunkPipeline):
         probs = logits.float().softmax(dim=-1).view(batch_size, -1, logits.shape[-1]).mean(dim=1)  # [B, L]
         return {"probs": probs, **model_inputs}
 
-    def _class_text_embeds(self, texts: list[str], chunk_size: int = 256) -> torch.Tensor:
-        """Normalised text embeddings `[L, D]`, as `SkeletonClipTrainer.encode_class_texts` computes them."""
-        key = tuple(texts)
+    def _class_text_embeds(self, texts: list[str] | list[list[str]]) -> torch.Tensor:
+        """Normalised class embeddings `[L, D]` of each class's text (or texts, averaged), as
+        `SkeletonClipTrainer.encode_class_texts` computes them (`SkeletonClipModel.encode_class_texts`), once per
+        call."""
+        key = tuple(class_texts if isinstance(class_texts, str) else tuple(class_texts) for class_texts in texts)
         if key not in self._text_embeds:
-            embeds = []
-            for start in range(0, len(texts), chunk_size):
-                batch = self.tokenizer(
-                    texts[start : start + chunk_size],
-                    padding=True,
-                    truncation=True,
-                    max_length=self.model.config.text_max_length,
-                    return_tensors="pt",
-                ).to(self.device)
-                embeds.append(F.normalize(self.model.get_text_features(**batch).pooler_output, dim=-1))
-            self._text_embeds[key] = torch.cat(embeds)
+            self._text_embeds[key] = self.model.encode_class_texts(texts, self.tokenizer)
         return self._text_embeds[key]
 
     # -- postprocess ----------------------------------------------------------------------------------------------
@@ -570,6 +583,17 @@ def _positive_number(name, value, prefix, error=ValueError) -> float:
         raise error(f"{prefix}{name if not prefix else repr(name)} must be a positive number, got "
                     f"{reprlib.repr(value)}.")
     return float(value)
+
+
+def _descriptions_problem(descriptions) -> str | None:
+    """What is wrong with a class -> descriptions mapping, naming the class (the rule of
+    `SkeletonClipConfig.class_descriptions`; the pipeline imports no config code); None when it is well formed."""
+    if not isinstance(descriptions, dict):
+        return f"must be an object mapping class names to lists of texts, got {type(descriptions).__name__}."
+    for name, texts in descriptions.items():
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t.strip() for t in texts):
+            return f"class {name!r} must have a non-empty list of non-empty texts, got {reprlib.repr(texts)}."
+    return None
 
 
 def _check_labels(candidate_labels) -> list[str]:

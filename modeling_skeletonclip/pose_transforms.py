@@ -540,6 +540,11 @@ class PoseCollator:
     given, ``input_ids`` / ``attention_mask`` [B, L] of ``text_template.format(class_texts[label])``
     (padded to the longest in the batch, truncated at ``text_max_length``).
 
+    Several texts per class (prompt ensembling): an entry of ``class_texts`` may be a list of texts (used as they
+    are, ``text_template`` applies to plain names only). If any entry is a list, the batch holds the texts of every
+    clip's class, ``input_ids`` / ``attention_mask`` [N_text, L], and ``text_groups`` int64 [N_text], the clip each
+    text belongs to (`SkeletonClipModel.forward` averages each clip's texts into its text embedding).
+
     Persons are padded to the largest M of the batch with NaN coordinates and score 0: the renderer treats them as
     missing joints, so padding never changes a clip's heatmaps (with ``use_score=False`` too, where a zero-score
     joint at (0, 0) would be drawn). With ``max_persons``, clips with more persons keep the ``max_persons`` of
@@ -575,7 +580,13 @@ class PoseCollator:
             )
         self.transform = transform
         self.tokenizer = tokenizer
-        self.class_texts = list(class_texts) if class_texts is not None else None
+        self.class_texts = None
+        if class_texts is not None:
+            self.class_texts = [list(t) if isinstance(t, (list, tuple)) else t for t in class_texts]
+            for index, texts in enumerate(self.class_texts):
+                if isinstance(texts, list) and not (texts and all(isinstance(t, str) for t in texts)):
+                    raise ValueError(f"class_texts[{index}] must be a text or a non-empty list of texts, got "
+                                     f"{reprlib.repr(texts)}.")
         self.text_max_length = int(text_max_length)
         self.text_template = text_template
         self.max_persons = int(max_persons) if max_persons is not None else None
@@ -656,7 +667,16 @@ class PoseCollator:
                 raise ValueError(
                     f"Label(s) {sorted(set(bad))} have no class text: class_texts has {n} entries (labels 0..{n - 1})."
                 )
-            texts = [self.text_template.format(self.class_texts[lab]) for lab in labels]
+            if any(isinstance(t, list) for t in self.class_texts):
+                texts, groups = [], []
+                for clip, lab in enumerate(labels):
+                    entry = self.class_texts[lab]
+                    entry = entry if isinstance(entry, list) else [self.text_template.format(entry)]
+                    texts.extend(entry)
+                    groups.extend([clip] * len(entry))
+                batch["text_groups"] = torch.tensor(groups, dtype=torch.long)
+            else:
+                texts = [self.text_template.format(self.class_texts[lab]) for lab in labels]
             tok = self.tokenizer(
                 texts,
                 padding="max_length" if self.static_persons is not None else "longest",

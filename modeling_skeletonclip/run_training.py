@@ -22,6 +22,7 @@ import difflib
 import json
 import logging
 import os
+import reprlib
 import sys
 import tempfile
 from contextlib import contextmanager
@@ -102,6 +103,12 @@ class DataArguments:
     )
     candidate_labels: str | None = field(
         default=None, metadata={"help": "Text file of candidate class texts for --do_predict (open vocabulary)."}
+    )
+    class_descriptions: str | None = field(
+        default=None,
+        metadata={"help": "JSON {class name: [texts, ...]}: several texts per class, their embeddings averaged "
+                  "(prompt ensembling) in training and evaluation, and saved with the model; classes it lacks use "
+                  "the template text of their name."},
     )
     clip_len: int | None = field(default=None, metadata={"help": "Frames per clip (preset default: 48 full)."})
     eval_num_clips: int = field(default=1, metadata={"help": "Clips per video in evaluation."})
@@ -491,6 +498,47 @@ def main(argv=None):
     run(*parse_args(sys.argv[1:] if argv is None else argv))
 
 
+def read_class_descriptions(path: str, class_names: list[str] | None = None) -> dict[str, list[str]]:
+    """The {class name: [texts]} object of a --class_descriptions file; an ArgumentError naming the file and the
+    class where it is not an object, a value is not a non-empty list of texts, or (with `class_names`) a class is
+    not one of them."""
+    from modeling_skeletonclip.configuration_skeletonclip import class_descriptions_problem
+
+    descriptions = read_json(path, "--class_descriptions")
+    problem = class_descriptions_problem(descriptions)
+    if problem is not None:
+        raise ArgumentError(f"--class_descriptions {path}: {problem}")
+    if class_names is not None:
+        known = set(class_names)
+        for name in descriptions:
+            if name not in known:
+                close = difflib.get_close_matches(name, class_names, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ArgumentError(f"--class_descriptions {path}: class {name!r} is not in the label map{hint}.")
+    return descriptions
+
+
+def use_class_descriptions(model, tokenizer, data_args, class_names: list[str], used_names: list[str]):
+    """Stores the --class_descriptions of the label map's classes in the model's config (saved with it, so that the
+    pipeline scores them by default) and logs how many of the classes this run uses fall back to their name."""
+    descriptions = read_class_descriptions(data_args.class_descriptions, class_names)
+    model.config.class_descriptions = {name: descriptions[name] for name in class_names if name in descriptions}
+    missing = [name for name in used_names if name not in descriptions]
+    logger.info(
+        f"--class_descriptions {data_args.class_descriptions}: {len(used_names) - len(missing)} of the "
+        f"{len(used_names)} classes of this run have descriptions; {len(missing)} fall back to the template text "
+        f"of their name{': ' + reprlib.repr(missing) if missing else ''}."
+    )
+    limit = model.config.text_max_length
+    texts = [t for name in used_names for t in descriptions.get(name, [])]
+    too_long = sum(len(ids) > limit for ids in tokenizer(texts)["input_ids"]) if texts else 0
+    if too_long:
+        logger.warning(
+            f"--class_descriptions: {too_long} of {len(texts)} descriptions are longer than text_max_length={limit} "
+            "tokens and are truncated; raise it with --config_overrides '{\"text_max_length\": 48}' (a fresh model)."
+        )
+
+
 def read_candidate_labels(path: str) -> list[str]:
     path = existing_data_file(path, "--candidate_labels")
     with open(path) as f:
@@ -538,6 +586,11 @@ def check_arguments(model_args, data_args, training_args):
     if data_args.class_split_file:
         data_args.class_split_file = existing_data_file(data_args.class_split_file, "--class_split_file")
         read_class_split(data_args.class_split_file)
+    if data_args.class_descriptions:
+        if model_args.model_type != "contrastive":
+            raise ArgumentError("--class_descriptions needs the contrastive model (texts), not the classifier.")
+        data_args.class_descriptions = existing_data_file(data_args.class_descriptions, "--class_descriptions")
+        read_class_descriptions(data_args.class_descriptions)
     candidates = None
     if data_args.candidate_labels and training_args.do_predict:
         if model_args.model_type != "contrastive":
@@ -639,9 +692,17 @@ def run(model_args, data_args, training_args):
         static_persons = static_person_count(*used)
         logger.info(f"--torch_compile: every batch is padded to {static_persons} persons and texts to "
                     f"{model.config.text_max_length} tokens (one compiled shape).")
+    train_texts = None
+    if is_contrastive:
+        if data_args.class_descriptions:
+            used_names = list(dict.fromkeys(train_names + eval_names))
+            use_class_descriptions(model, tokenizer, data_args, class_names, used_names)
+        # Several texts per class where the config has descriptions (the collator then pairs clips with them all).
+        train_texts = (model.config.class_text_lists(train_names) if model.config.class_descriptions
+                       else model.config.class_texts(train_names))
     train_collator = PoseCollator(
         tokenizer=tokenizer if is_contrastive else None,
-        class_texts=model.config.class_texts(train_names) if is_contrastive else None,
+        class_texts=train_texts,
         text_max_length=model.config.text_max_length,
         static_persons=static_persons,
     )

@@ -392,25 +392,14 @@ class SkeletonClipTrainer(Trainer):
 
     @torch.no_grad()
     def encode_class_texts(self, model, class_names=None, chunk_size: int = 256) -> torch.Tensor:
-        """Normalised text embeddings `[L, D]` of every candidate class, computed once per evaluation."""
+        """Normalised text embeddings `[L, D]` of every candidate class, computed once per evaluation: a class with
+        descriptions (`config.class_descriptions`) is the normalised mean of its descriptions' normalised embeddings,
+        any other the `text_template` text of its name."""
         tokenizer = self.processing_class
         if tokenizer is None:
             raise ValueError("SkeletonClipTrainer needs the text tokenizer as `processing_class` to encode class texts.")
-        texts = model.config.class_texts(class_names or self.eval_class_names(model))
-        was_training = model.training
-        model.eval()
-        embeds = []
-        for start in range(0, len(texts), chunk_size):
-            batch = tokenizer(
-                texts[start : start + chunk_size],
-                padding=True,
-                truncation=True,
-                max_length=model.config.text_max_length,
-                return_tensors="pt",
-            ).to(self.args.device)
-            embeds.append(F.normalize(model.get_text_features(**batch, return_dict=True).pooler_output, dim=-1))
-        model.train(was_training)
-        return torch.cat(embeds)
+        texts = model.config.class_text_lists(class_names or self.eval_class_names(model))
+        return model.encode_class_texts(texts, tokenizer, chunk_size=chunk_size)
 
     def _with_class_texts(self, run, *args, **kwargs):
         model = self.accelerator.unwrap_model(self.model)
