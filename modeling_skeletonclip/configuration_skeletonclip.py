@@ -1,12 +1,11 @@
 """SkeletonCLIP model configuration: a composite of video-encoder, heatmap and text-encoder configs."""
 
-import reprlib
-
 from huggingface_hub.dataclasses import strict
 from transformers import BertConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 from transformers.utils import logging
 
+from .class_descriptions import class_descriptions_problem
 from .pose_layouts import COCO17, get_layout
 
 
@@ -330,17 +329,6 @@ class SkeletonClipConfig(PreTrainedConfig):
         template = self.text_template if template is None else template
         descriptions = (self.class_descriptions or {}) if descriptions is None else descriptions
         return [list(descriptions[name]) if name in descriptions else [template.format(name)] for name in names]
-
-
-def class_descriptions_problem(descriptions) -> str | None:
-    """What is wrong with a class -> descriptions mapping (not a dict, a value that is not a non-empty list of
-    non-empty strings), naming the class; None when it is well formed."""
-    if not isinstance(descriptions, dict):
-        return f"must be an object mapping class names to lists of texts, got {type(descriptions).__name__}."
-    for name, texts in descriptions.items():
-        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t.strip() for t in texts):
-            return f"class {name!r} must have a non-empty list of non-empty texts, got {reprlib.repr(texts)}."
-    return None
 
 
 __all__ = ["SkeletonClipConfig", "SkeletonClipHeatmapConfig", "SkeletonClipVideoConfig"]

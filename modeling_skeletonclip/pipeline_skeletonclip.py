@@ -27,6 +27,7 @@ from transformers.pipelines.base import ChunkPipeline, no_collate_fn
 from transformers.pipelines.pt_utils import PipelineChunkIterator, PipelineIterator, PipelinePackIterator
 from transformers.utils import logging
 
+from .class_descriptions import class_descriptions_problem
 from .pose_errors import MAX_ABS_COORDINATE, PoseDataError
 from .pose_transforms import PoseClipTransform
 
@@ -213,12 +214,12 @@ class SkeletonActionRecognitionPipeline(ChunkPipeline):
                     f"{type(self.model).__name__} scores its own classes: {reprlib.repr(self._model_classes())}."
                 )
         if class_descriptions is not None:
-            problem = _descriptions_problem(class_descriptions)
+            problem = class_descriptions_problem(class_descriptions)
             if problem is not None:
                 raise ValueError(f"class_descriptions {problem}")
             forward["class_descriptions"] = class_descriptions
         if isinstance(candidate_labels, dict):  # labels with their descriptions
-            problem = _descriptions_problem(candidate_labels)
+            problem = class_descriptions_problem(candidate_labels)
             if problem is not None:
                 raise ValueError(f"candidate_labels (a dict of descriptions): {problem}")
             forward["class_descriptions"] = {**forward.get("class_descriptions", {}), **candidate_labels}
@@ -583,17 +584,6 @@ def _positive_number(name, value, prefix, error=ValueError) -> float:
         raise error(f"{prefix}{name if not prefix else repr(name)} must be a positive number, got "
                     f"{reprlib.repr(value)}.")
     return float(value)
-
-
-def _descriptions_problem(descriptions) -> str | None:
-    """What is wrong with a class -> descriptions mapping, naming the class (the rule of
-    `SkeletonClipConfig.class_descriptions`; the pipeline imports no config code); None when it is well formed."""
-    if not isinstance(descriptions, dict):
-        return f"must be an object mapping class names to lists of texts, got {type(descriptions).__name__}."
-    for name, texts in descriptions.items():
-        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t.strip() for t in texts):
-            return f"class {name!r} must have a non-empty list of non-empty texts, got {reprlib.repr(texts)}."
-    return None
 
 
 def _check_labels(candidate_labels) -> list[str]:

@@ -502,7 +502,7 @@ def read_class_descriptions(path: str, class_names: list[str] | None = None) -> 
     """The {class name: [texts]} object of a --class_descriptions file; an ArgumentError naming the file and the
     class where it is not an object, a value is not a non-empty list of texts, or (with `class_names`) a class is
     not one of them."""
-    from modeling_skeletonclip.configuration_skeletonclip import class_descriptions_problem
+    from modeling_skeletonclip.class_descriptions import class_descriptions_problem
 
     descriptions = read_json(path, "--class_descriptions")
     problem = class_descriptions_problem(descriptions)

@@ -35,7 +35,7 @@ def test_save_pretrained_writes_weights_config_code_and_tokenizer(tmp_path):
     # The model code and its pipeline, nothing else: no training tools, data loader, benchmarks or command-line code.
     assert code == {"configuration_skeletonclip.py", "modeling_skeletonclip.py", "objectives.py", "distributed.py",
                     "heatmaps.py", "pose_layouts.py", "fast_slowonly.py", "text_encoders.py",
-                    "pipeline_skeletonclip.py", "pose_transforms.py", "pose_errors.py"}
+                    "pipeline_skeletonclip.py", "pose_transforms.py", "pose_errors.py", "class_descriptions.py"}
     assert {"tokenizer_config.json", "tokenizer.json"} <= files
     config = json.load(open(tmp_path / "config.json"))
     assert config["auto_map"]["AutoConfig"] == "configuration_skeletonclip.SkeletonClipConfig"

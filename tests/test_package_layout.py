@@ -24,7 +24,7 @@ LOADER_AND_VIDEO_MODULES = {"pose_dataset", "safe_pickle", "clip_dataset", "synt
 # Everything a checkpoint carries: the model, its objectives and renderer, and the pipeline with the transforms.
 CHECKPOINT_MODULES = {"configuration_skeletonclip", "modeling_skeletonclip", "objectives", "distributed", "heatmaps",
                       "pose_layouts", "fast_slowonly", "text_encoders", "pipeline_skeletonclip", "pose_transforms",
-                      "pose_errors"}
+                      "pose_errors", "class_descriptions"}
 
 
 def _closure(module):
@@ -43,7 +43,8 @@ def test_checkpoint_code_does_not_import_the_command_modules(module):
 
 def test_the_model_code_carries_exactly_the_checkpoint_modules():
     assert _closure("modeling_skeletonclip.py") | {"modeling_skeletonclip"} == CHECKPOINT_MODULES
-    assert _closure("pipeline_skeletonclip.py") == {"pose_transforms", "pose_errors", "pose_layouts"}
+    assert _closure("pipeline_skeletonclip.py") == {"pose_transforms", "pose_errors", "pose_layouts",
+                                                    "class_descriptions"}
 
 
 def test_the_demo_app_lives_outside_the_package_and_its_sample_maker_inside():

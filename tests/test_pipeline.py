@@ -397,7 +397,7 @@ def test_the_timeline_follows_two_actions_in_sequence(two_action_classifier):
 
 PIPELINE_CODE = {"configuration_skeletonclip.py", "modeling_skeletonclip.py", "objectives.py", "distributed.py",
                  "heatmaps.py", "pose_layouts.py", "fast_slowonly.py", "text_encoders.py", "pipeline_skeletonclip.py",
-                 "pose_transforms.py", "pose_errors.py"}
+                 "pose_transforms.py", "pose_errors.py", "class_descriptions.py"}
 
 
 @pytest.mark.parametrize("kind, auto_class", [("itc", "AutoModel"), ("classifier", "AutoModelForVideoClassification")])
