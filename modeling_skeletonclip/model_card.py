@@ -21,7 +21,13 @@ import re
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .configuration_skeletonclip import DEFAULT_TEXT_ENCODER
-from .evaluation_report import ANNOTATED_CLASSES, class_accuracy_markdown, markdown_cell, percent, top_confusions_markdown
+from .evaluation_report import (
+    ANNOTATED_CLASSES,
+    class_accuracy_markdown,
+    markdown_cell,
+    percent,
+    top_confusions_markdown,
+)
 
 
 LICENSE = "apache-2.0"  # the project's (setup.cfg)
@@ -188,9 +194,10 @@ skeletonclip predict --model_name_or_path {model_id} --video videos/ --window 2s
 ```"""
 
 
-LIMITATIONS = """- The model sees skeletons only: 2D keypoints from a pose estimator (MediaPipe by default for videos, or the
-  poses of the training pickle). Objects, scene and appearance are invisible to it, so actions that differ only in
-  what is held or touched are confused, and the quality of its input is the quality of the pose estimator: missed or
+LIMITATIONS = """\
+- The model sees skeletons only: 2D keypoints from a pose estimator (MediaPipe by default for videos, or the poses
+  of the training pickle). Objects, scene and appearance are invisible to it, so actions that differ only in what
+  is held or touched are confused, and the quality of its input is the quality of the pose estimator: missed or
   swapped persons, occlusion and unusual viewpoints lower accuracy.
 - Poses from another estimator or keypoint layout than the training data's (e.g. MediaPipe on videos after
   training on HRNet poses) shift the input distribution; expect lower accuracy than the table above.
@@ -261,6 +268,9 @@ def skeletonclip_model_card(
              f"A SkeletonCLIP {kind} for skeleton-based action recognition: it recognises human actions from 2D "
              "pose sequences (keypoints), not from pixels.", ""]
     about += model_description(config, contrastive)
+    recipe = read_json_file(os.path.join(output_dir, "training_recipe.json"))
+    if isinstance(recipe, dict) and recipe.get("preset"):
+        about.append(f"- **Preset**: `{markdown_cell(recipe['preset'])}` (model size of `skeletonclip train`).")
     if contrastive and base_model:
         about.append(f"- **Base model**: [{base_model}](https://huggingface.co/{base_model}) (the text encoder).")
     about.append(classes_line(class_names))

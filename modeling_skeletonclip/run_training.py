@@ -600,7 +600,7 @@ def run(model_args, data_args, training_args):
         trainer.log_metrics("eval", metrics)
         with writing(f"the evaluation results to {output_dir}"):
             trainer.save_metrics("eval", metrics)
-            if trainer.is_world_process_zero():
+            if trainer.is_world_process_zero() and output.predictions is not None:  # none with prediction_loss_only
                 write_evaluation_report(output_dir, "eval", output.predictions, output.label_ids, eval_names)
 
     if training_args.do_predict:
@@ -616,7 +616,7 @@ def run(model_args, data_args, training_args):
             if labels is not None:
                 trainer.log_metrics("predict", output.metrics)
                 trainer.save_metrics("predict", output.metrics)
-                if trainer.is_world_process_zero():
+                if trainer.is_world_process_zero() and output.predictions is not None:
                     write_evaluation_report(output_dir, "predict", output.predictions, labels, names)
             if trainer.is_world_process_zero():
                 path = write_predictions(

@@ -181,6 +181,8 @@ class SkeletonClipTrainer(Trainer):
       gets a manifest of its files once it is complete (see `checkpoints.py`); a failed write raises
       `CheckpointWriteError`, a NaN or infinite loss `NonFiniteTrainingError` (or skips the step with
       `skip_nonfinite_loss_steps`), and a model with non-finite weights is never saved.
+    - `create_model_card` (which `push_to_hub` calls too) writes SkeletonCLIP's card (`model_card.py`);
+      `evaluate_with_predictions` is `evaluate` that also returns the scores, for the evaluation report.
 
     Args:
         class_names (`list[str]`, *optional*): candidate class names for evaluation; defaults to the model's
