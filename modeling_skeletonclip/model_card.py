@@ -151,8 +151,9 @@ def model_description(config, contrastive: bool) -> list[str]:
     layout = "COCO-17" if joints == 17 else f"{joints}"
     lines = [
         f"- **Input**: 2D poses ({layout} keypoints of every person in the clip), rendered as "
-        f"{inputs} heatmap volumes of {heatmap.train_size[0]}x{heatmap.train_size[1]} pixels over "
-        f"{config.clip_len or 'the pipeline default of 48'} frames.",
+        f"{inputs} heatmap volumes of {config.clip_len or 'the pipeline default of 48'} frames "
+        f"({heatmap.train_size[0]}x{heatmap.train_size[1]} pixels in training, "
+        f"{heatmap.eval_size[0]}x{heatmap.eval_size[1]} in evaluation).",
         f"- **Video encoder**: PoseC3D SlowOnly ResNet3D (base width {video.base_channels}, stage widths "
         f"{list(video.stage_planes)}, blocks {list(video.stage_blocks)}).",
     ]
@@ -161,7 +162,7 @@ def model_description(config, contrastive: bool) -> list[str]:
             f"- **Objective**: `{config.objective}`: skeleton-text contrastive learning; a clip is classified by the "
             f"similarity of its embedding ({config.projection_dim} dimensions) to the embedding of each class text "
             f"(template `{config.text_template}`), so other class names can be given at inference.",
-            f"- **Text encoder**: `{config.text_encoder_name_or_path}` (BERT, fine-tuned with the model).",
+            f"- **Text encoder**: `{config.text_encoder_name_or_path}` (BERT; its weights are saved with the model).",
         ]
     else:
         lines.append("- **Objective**: PoseC3D classifier: a linear head over the pooled video features, trained with "
