@@ -46,6 +46,8 @@ from modeling_skeletonclip import (
 from modeling_skeletonclip.checkpoints import checkpoint_problem, last_complete_checkpoint
 from modeling_skeletonclip.clip_dataset import PoseClipDataset
 from modeling_skeletonclip.configuration_skeletonclip import SkeletonClipHeatmapConfig, SkeletonClipVideoConfig
+from modeling_skeletonclip.evaluation_report import write_evaluation_report
+from modeling_skeletonclip.learning_curves import write_learning_curves
 from modeling_skeletonclip.metrics import load_skeleton_accuracy
 from modeling_skeletonclip.pose_dataset import PoseDataError
 from modeling_skeletonclip.presets import preset_config
@@ -726,12 +728,17 @@ def run(model_args, data_args, training_args):
             trainer.log_metrics("train", train_result.metrics)
             trainer.save_metrics("train", train_result.metrics)
             trainer.save_state()
+            if trainer.is_world_process_zero():
+                write_learning_curves(trainer.state.log_history, output_dir, title=os.path.basename(output_dir))
 
     if training_args.do_eval:
-        metrics = trainer.evaluate()
+        output = trainer.evaluate_with_predictions(eval_dataset)  # evaluate(), and the scores for the report
+        metrics = output.metrics
         trainer.log_metrics("eval", metrics)
         with writing(f"the evaluation results to {output_dir}"):
             trainer.save_metrics("eval", metrics)
+            if trainer.is_world_process_zero() and output.predictions is not None:  # none with prediction_loss_only
+                write_evaluation_report(output_dir, "eval", output.predictions, output.label_ids, eval_names)
 
     if training_args.do_predict:
         names = eval_names
@@ -746,6 +753,8 @@ def run(model_args, data_args, training_args):
             if labels is not None:
                 trainer.log_metrics("predict", output.metrics)
                 trainer.save_metrics("predict", output.metrics)
+                if trainer.is_world_process_zero() and output.predictions is not None:
+                    write_evaluation_report(output_dir, "predict", output.predictions, labels, names)
             if trainer.is_world_process_zero():
                 path = write_predictions(
                     os.path.join(output_dir, "predictions"),
@@ -758,7 +767,8 @@ def run(model_args, data_args, training_args):
                 logger.info(f"Wrote per-clip top-5 predictions to {path}")
 
     if trainer.is_world_process_zero() and training_args.do_train:
-        kwargs = {"finetuned_from": model_args.text_model_name_or_path or "all-MiniLM-L6-v2", "tasks": "video-classification"}
+        # The card's base model is the config's text encoder (none for the classifier).
+        kwargs = {"dataset": os.path.basename(data_args.train_file)}
         if training_args.push_to_hub:
             trainer.push_to_hub(**kwargs)
         else:

@@ -181,6 +181,8 @@ class SkeletonClipTrainer(Trainer):
       gets a manifest of its files once it is complete (see `checkpoints.py`); a failed write raises
       `CheckpointWriteError`, a NaN or infinite loss `NonFiniteTrainingError` (or skips the step with
       `skip_nonfinite_loss_steps`), and a model with non-finite weights is never saved.
+    - `create_model_card` (which `push_to_hub` calls too) writes SkeletonCLIP's card (`model_card.py`);
+      `evaluate_with_predictions` is `evaluate` that also returns the scores, for the evaluation report.
 
     Args:
         class_names (`list[str]`, *optional*): candidate class names for evaluation; defaults to the model's
@@ -337,6 +339,46 @@ class SkeletonClipTrainer(Trainer):
             )
         return super().save_model(output_dir, _internal_call)
 
+    def create_model_card(
+        self,
+        language: str | None = None,
+        license: str | None = None,
+        tags: str | list[str] | None = None,
+        model_name: str | None = None,
+        finetuned_from: str | None = None,
+        tasks: str | list[str] | None = None,
+        dataset_tags: str | list[str] | None = None,
+        dataset: str | list[str] | None = None,
+        dataset_args: str | list[str] | None = None,
+    ) -> None:
+        """Writes `README.md` in the output folder: SkeletonCLIP's card (`model_card.skeletonclip_model_card`), with
+        the evaluation reports, images and training recipe found there, in place of the Trainer's generic draft
+        (`push_to_hub` calls this too). `finetuned_from` overrides the base model (a contrastive model's text
+        encoder; the classifier has none); `tasks` and `dataset_tags` are not used (the pipeline tag is
+        video-classification); `dataset_args` is accepted for compatibility."""
+        from .model_card import skeletonclip_model_card
+
+        if not self.is_world_process_zero():
+            return
+        model = self.accelerator.unwrap_model(self.model)
+        contrastive = isinstance(model, SkeletonClipModel)
+        output_dir = self.args.output_dir
+        model_id = self.args.hub_model_id if self.args.push_to_hub and self.args.hub_model_id else None
+        card = skeletonclip_model_card(
+            model.config,
+            output_dir,
+            contrastive=contrastive,
+            model_name=model_name,
+            model_id=model_id,
+            base_model=finetuned_from if contrastive else None,
+            dataset=dataset,
+            tags=[tags] if isinstance(tags, str) else tags,
+            license=license,
+            language=language,
+            training_args=self.args,
+        )
+        card.save(os.path.join(output_dir, "README.md"))
+
     def _save_checkpoint(self, model, trial):
         """The Trainer's checkpoint, made safe to resume from: a manifest of its files is written last (a folder
         without one, or whose files differ from it, was not finished: `checkpoints.last_complete_checkpoint` passes
@@ -415,6 +457,16 @@ class SkeletonClipTrainer(Trainer):
 
     def predict(self, *args, **kwargs):
         return self._with_class_texts(super().predict, *args, **kwargs)
+
+    def evaluate_with_predictions(self, eval_dataset=None, metric_key_prefix: str = "eval"):
+        """`evaluate()` that also returns what it scored: a `PredictionOutput` of the `[N, L]` log-probabilities,
+        the labels and the metrics, which are logged (with the epoch) and passed to the callbacks' `on_evaluate`
+        as `evaluate()` does, under the same keys."""
+        output = self.predict(self.eval_dataset if eval_dataset is None else eval_dataset,
+                              metric_key_prefix=metric_key_prefix)
+        self.log(output.metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, output.metrics)
+        return output
 
     @torch.no_grad()
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
