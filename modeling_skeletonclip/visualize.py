@@ -445,18 +445,22 @@ def pacl_frame_weights(recognizer, annotation: dict, class_texts: list[str], cli
     return weights.float().mean(dim=0).cpu().numpy()  # [L, T'] averaged over the views
 
 
-def frame_weights_figure(weights: np.ndarray, names: list[str], classes: list[str], steps=None, xlabel=None):
-    """The frame weights of `classes` (rows of `weights` `[L, T']`, in the order of `names`) over the clip, one line
-    per class; x: `steps` (default the temporal step 0..T'-1). A matplotlib Figure (no pyplot window)."""
+def frame_weights_figure(weights: np.ndarray, names: list[str], classes: list[str], step_labels=None, xlabel=None,
+                         title=None):
+    """The frame weights of `classes` (rows of `weights` `[L, T']`, in the order of `names`) over the clip's temporal
+    steps, one line per class; `step_labels` name the steps on the x axis (default 0..T'-1). A matplotlib Figure
+    (no pyplot window)."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(7, 3.2), dpi=100)
     axes = figure.add_subplot()
-    steps = np.arange(weights.shape[1]) if steps is None else np.asarray(steps)
+    steps = np.arange(weights.shape[1])
     for name in classes:
         axes.plot(steps, weights[names.index(name)], marker="o", label=name)
-    axes.set_xticks(steps)
+    axes.set_xticks(steps, labels=step_labels)
     axes.set_xlabel(xlabel or "temporal step of the clip (its frames sampled evenly over the video)")
+    if title:
+        axes.set_title(title, fontsize=9)
     axes.set_ylabel("frame weight")
     axes.legend(fontsize=8, loc="upper right")
     axes.grid(alpha=0.3)
@@ -471,8 +475,9 @@ def is_pacl(recognizer) -> bool:
 def write_frame_weights(recognizer, clip: Clip, output_dir: str, clip_len: int, candidate_labels=None,
                         top_k: int = 5) -> list[str]:
     """Writes `frame_weights.png` and `frame_weights.json` (`labels`, their `scores`, `weights` `[labels, T']`,
-    `source_frames`: the clip frames each temporal step covers) of a PACL model; the classes are the `top_k` best of
-    the model's classes, or every one of `candidate_labels`, best first."""
+    `source_frames`: the video frames at each temporal step, `clip_len / T'` sampled frames a step) of a PACL
+    model; the classes are the `top_k` best of the model's classes, or every one of `candidate_labels`, best
+    first."""
     names = list(candidate_labels) if candidate_labels else [
         recognizer.model.config.id2label[i] for i in sorted(recognizer.model.config.id2label)]
     row = clip.row()
@@ -482,18 +487,21 @@ def write_frame_weights(recognizer, clip: Clip, output_dir: str, clip_len: int, 
     shown = [p["label"] for p in ranked]
     template = recognizer.model.config.text_template
     weights = pacl_frame_weights(recognizer, row, [template.format(name) for name in shown], clip_len)  # [L, T']
-    # The clip frames each temporal step pools (test-mode sampling, as the pipeline samples them).
+    # The video frames at each temporal step of the encoder's output (test-mode sampling, as the pipeline samples).
     inds = uniform_sample_frames(clip.num_frames, clip_len, 1, test_mode=True)
     steps = weights.shape[1]
     source = [inds[s * clip_len // steps : (s + 1) * clip_len // steps].tolist() for s in range(steps)]
-    centres = [float(np.mean(frames)) for frames in source]
-    figure = frame_weights_figure(weights, shown, shown, steps=np.arange(steps),
-                                  xlabel="temporal step of the clip (frames: see frame_weights.json)")
-    figure.suptitle(f"PACL frame weights: {clip.name}", fontsize=9)
+    step_labels = [f"{frames[0]}-{frames[-1]}" if len(set(frames)) > 1 else str(frames[0])
+                   for frames in source] if steps <= 16 else None  # more steps: too many to label
+    figure = frame_weights_figure(
+        weights, shown, shown, step_labels=step_labels,
+        xlabel="video frames at each temporal step of the encoder's output" if step_labels else None,
+        title=f"PACL frame weights of {clip.name} per class text (best first)",
+    )
     png = os.path.join(output_dir, "frame_weights.png")
     figure.savefig(png)
     data = {"clip": clip.name, "labels": shown, "scores": [p["score"] for p in ranked],
-            "weights": weights.tolist(), "source_frames": source, "source_frame_centres": centres,
+            "weights": weights.tolist(), "source_frames": source,
             "weighting": recognizer.model.config.pacl_weighting}
     path = os.path.join(output_dir, "frame_weights.json")
     with open(path, "w") as f:
@@ -587,7 +595,9 @@ def visualize_clip(clip: Clip, output_dir: str, heatmap_config, clip_len: int, r
     names = channel_names(heatmap_config)
     for view, (keypoints, scores, size) in model_views(clip, heatmap_config, clip_len, seed, epoch).items():
         volume = render_view(keypoints, scores, heatmap_config, size)
-        written += write_heatmap_view(volume, names, output_dir, view, columns=8, fps=fps)
+        # The clip's L sampled frames span the whole clip: played over its duration.
+        written += write_heatmap_view(volume, names, output_dir, view, columns=8,
+                                      fps=fps * volume.shape[1] / clip.num_frames)
 
     if recognizer is not None and (frame_weights or (frame_weights is None and is_pacl(recognizer))):
         written += write_frame_weights(recognizer, clip, output_dir, clip_len, candidate_labels, top_k)
