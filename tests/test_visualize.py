@@ -193,6 +193,41 @@ def test_a_real_video_with_mediapipe(tmp_path, capsys):
     assert test.shape == (17, 32, 24, 24) and test.max() > 0.1
 
 
+def test_an_annotation_dict_with_missing_joints(models, tmp_path):
+    """The Python API on a pipeline-style annotation: joints at (0, 0) without scores are missing, are not drawn and
+    render nothing; the test views are the pipeline's."""
+    from transformers import pipeline
+
+    from modeling_skeletonclip.visualize import clip_from_annotation, visualize_clip
+
+    rng = np.random.default_rng(0)
+    keypoint = (rng.random((10, 17, 2)) * [60, 80] + [20, 10]).astype(np.float32)  # [T, V, 2], one person
+    keypoint[:, 9:] = 0  # wrists, hips, knees, ankles missing throughout
+    keypoint[4] = 0  # frame 4: nobody
+    annotation = {"keypoint": keypoint, "img_shape": (100, 100), "frame_dir": "by hand"}
+    clip = clip_from_annotation(annotation)
+    assert clip.keypoint.shape == (1, 10, 17, 2) and clip.keypoint_score[0, :, 9:].max() == 0
+    model = SkeletonClipModel.from_pretrained(models["itc"])
+    recognizer = pipeline("skeleton-action-recognition", model=model, tokenizer=model.tokenizer)
+    out = tmp_path / "out"
+    written = visualize_clip(clip, str(out), model.config.heatmap_config, clip_len=8, recognizer=recognizer,
+                             num_frames=10, columns=5, tile_size=100)
+    assert not any("frame_weights" in path for path in written)  # not PACL: no weights by default
+
+    keypoints = png(out / "keypoints.png")
+    assert keypoints.shape[:2] == grid_shape(10, 100, 100, 5)
+    tiles = [keypoints[r * 102 : r * 102 + 100, c * 102 : c * 102 + 100] for r in range(2) for c in range(5)]
+    assert has_color(tiles[0], PERSON_COLORS[0]) and not has_color(tiles[4], PERSON_COLORS[0])  # frame 4: empty
+
+    test = next(iter(recognizer.preprocess(annotation, flip=True)))
+    with torch.no_grad():
+        expected, _ = model.prepare_heatmaps(test["keypoints"], test["keypoint_scores"])  # [2, 17, 8, 16, 16]
+    for view, volume in zip(("test", "test_flip"), expected):
+        saved = np.load(out / f"heatmaps_{view}.npy")
+        assert torch.equal(torch.from_numpy(saved), volume)
+        assert saved[9:].max() == 0 and saved[:9].max() > 0.5  # the missing joints render nothing
+
+
 def test_a_non_pacl_model_with_frame_weights_is_one_line(poses, models, tmp_path, capsys):
     status = main(["visualize", *poses["args"], "--split", "val", "--index", "0", "--model_name_or_path",
                    models["itc"], "--frame_weights", "--output_dir", str(tmp_path)])
