@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import logging
 import math
 import os
 import reprlib
@@ -40,9 +41,10 @@ import torch
 
 from .heatmaps import render_heatmaps
 from .pose_errors import PoseDataError
-from .pose_layouts import get_layout
 from .pose_transforms import PoseClipTransform, uniform_sample_frames
 
+
+logger = logging.getLogger(__name__)
 
 VIEWS = ("train", "test", "test_flip")
 COCO17_JOINT_NAMES = (
@@ -161,15 +163,33 @@ def clip_from_pose_file(path, split=None, index=None, frame_dir=None, label_map=
                 label_name=names[label] if 0 <= label < len(names) else None, index=found_index)
 
 
+def _real_array(value, field: str, where: str) -> np.ndarray:
+    try:
+        array = np.asarray(value)
+        if array.dtype.kind not in "fiub":
+            raise TypeError
+        return array.astype(np.float32)
+    except (TypeError, ValueError):
+        raise PoseDataError(f"{where}: field {field!r} must hold real numbers, got {reprlib.repr(value)}.") from None
+
+
 def clip_from_annotation(annotation: dict, name: Optional[str] = None) -> Clip:
-    """A pyskl annotation as the pipeline takes it: `keypoint` `[M, T, V, 2]` (or `[T, V, 2]`), optional
-    `keypoint_score` `[M, T, V]` (default 1 for joints not at (0, 0)), `img_shape` `(h, w)`, optional `fps`."""
+    """A pyskl annotation as the pipeline takes it: `keypoint` `[M, T, V, 2]` (or `[T, V, 2]`; or a row of
+    `load_pose_dataset`, `[M*T, V, 2]` with `num_person`), optional `keypoint_score` `[M, T, V]` (default 1 for
+    joints not at (0, 0)), `img_shape` `(h, w)`, optional `fps`. Non-finite joints become missing (score 0);
+    scores outside [0, 1] are clipped, with a warning."""
     where = f"Annotation {reprlib.repr(name or annotation.get('frame_dir', ''))}"
     for field in ("keypoint", "img_shape"):
         if field not in annotation:
             raise PoseDataError(f"{where}: no field {field!r}; it has {reprlib.repr(sorted(map(str, annotation)))}.")
-    keypoint = np.asarray(annotation["keypoint"], dtype=np.float32)
-    if keypoint.ndim == 3:
+    keypoint = _real_array(annotation["keypoint"], "keypoint", where)
+    persons = annotation.get("num_person")
+    if keypoint.ndim == 3 and persons is not None:
+        if int(persons) < 1 or keypoint.shape[0] % int(persons):
+            raise PoseDataError(f"{where}: field 'num_person' ({persons}) must divide the {keypoint.shape[0]} rows "
+                                "of 'keypoint'.")
+        keypoint = keypoint.reshape(int(persons), -1, *keypoint.shape[1:])
+    elif keypoint.ndim == 3:
         keypoint = keypoint[None]
     if keypoint.ndim != 4 or keypoint.shape[-1] != 2 or 0 in keypoint.shape:
         raise PoseDataError(f"{where}: field 'keypoint' must be [M, T, V, 2] with M, T, V > 0, got shape "
@@ -177,13 +197,16 @@ def clip_from_annotation(annotation: dict, name: Optional[str] = None) -> Clip:
     score = annotation.get("keypoint_score")
     if score is None:
         score = np.any(keypoint != 0, axis=-1)  # joints at (0, 0) are missing
-    score = np.asarray(score, dtype=np.float32)
-    if score.ndim == 2:
-        score = score[None]
+    score = _real_array(score, "keypoint_score", where)
+    if score.size == np.prod(keypoint.shape[:-1]) and score.ndim in (2, 3):
+        score = score.reshape(keypoint.shape[:-1])
     if score.shape != keypoint.shape[:-1]:
         raise PoseDataError(f"{where}: field 'keypoint_score' must be [M, T, V] = {keypoint.shape[:-1]} like "
                             f"'keypoint', got shape {score.shape}.")
     finite = np.isfinite(keypoint).all(axis=-1) & np.isfinite(score)
+    if finite.any() and (score[finite].min() < 0 or score[finite].max() > 1):
+        logger.warning(f"{where}: field 'keypoint_score' holds values from {score[finite].min():.4g} to "
+                       f"{score[finite].max():.4g}; clipped to [0, 1].")
     keypoint = np.where(finite[..., None], keypoint, 0.0).astype(np.float32)
     score = np.where(finite, np.clip(score, 0.0, 1.0), 0.0).astype(np.float32)
     try:
@@ -521,6 +544,13 @@ def saved_model_config(model_name_or_path: str):
     if not os.path.isfile(os.path.join(model_name_or_path, "config.json")):
         raise _argument_error(f"--model_name_or_path {model_name_or_path}: no config.json; a folder saved by "
                               "`skeletonclip train` (or save_pretrained) goes here.")
+    from .run_training import read_json
+
+    saved = read_json(os.path.join(model_name_or_path, "config.json"), "--model_name_or_path")
+    model_type = saved.get("model_type") if isinstance(saved, dict) else None
+    if model_type != SkeletonClipConfig.model_type:
+        raise _argument_error(f"--model_name_or_path {model_name_or_path}: config.json describes a {model_type!r} "
+                              f"model, not a SkeletonCLIP one ({SkeletonClipConfig.model_type!r}).")
     return SkeletonClipConfig.from_pretrained(model_name_or_path)
 
 

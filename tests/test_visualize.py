@@ -11,7 +11,7 @@ import torch
 from helpers import reference_heatmaps, tiny_recognition_pipeline, write_astronaut_video
 from PIL import Image
 
-from modeling_skeletonclip import PoseClipTransform, SkeletonClipModel, load_pose_dataset
+from modeling_skeletonclip import PoseClipTransform, PoseDataError, SkeletonClipModel, load_pose_dataset
 from modeling_skeletonclip.cli import main
 from modeling_skeletonclip.clip_dataset import PoseClipDataset
 from modeling_skeletonclip.synthetic_poses import write_synthetic_poses
@@ -150,13 +150,14 @@ def test_a_pickle_clip_with_a_pacl_model(poses, models, tmp_path, capsys):
     assert plot.shape[:2] == (320, 700) and len(np.unique(plot.reshape(-1, 3), axis=0)) > 10
 
 
-def test_candidate_labels_choose_the_plotted_texts(poses, models, tmp_path, capsys):
-    labels = tmp_path / "labels.txt"
-    labels.write_text("wave hand\njump up\nsit down\n")
-    run_visualize(capsys, *poses["args"], "--split", "val", "--index", "0", "--model_name_or_path", models["pacl"],
-                  "--candidate_labels", str(labels), "--output_dir", str(tmp_path / "out"))
-    data = json.load(open(tmp_path / "out" / "frame_weights.json"))
-    assert sorted(data["labels"]) == ["jump up", "sit down", "wave hand"]
+def test_candidate_labels_choose_the_plotted_texts(poses, models, tmp_path):
+    from modeling_skeletonclip.visualize import clip_from_pose_file, load_recognizer, write_frame_weights
+
+    clip = clip_from_pose_file(poses["path"], split="val", index=0, cache_dir=poses["args"][-1])
+    labels = ["wave hand", "jump up", "sit down"]
+    write_frame_weights(load_recognizer(models["pacl"]), clip, str(tmp_path), clip_len=8, candidate_labels=labels)
+    data = json.load(open(tmp_path / "frame_weights.json"))
+    assert sorted(data["labels"]) == sorted(labels)
     assert data["scores"] == sorted(data["scores"], reverse=True)
     np.testing.assert_allclose(np.asarray(data["weights"]).sum(axis=1), 1.0, rtol=1e-5)
 
@@ -228,20 +229,37 @@ def test_an_annotation_dict_with_missing_joints(models, tmp_path):
         assert saved[9:].max() == 0 and saved[:9].max() > 0.5  # the missing joints render nothing
 
 
-def test_a_non_pacl_model_with_frame_weights_is_one_line(poses, models, tmp_path, capsys):
+def test_a_bad_annotation_names_the_field():
+    from modeling_skeletonclip.visualize import clip_from_annotation
+
+    with pytest.raises(PoseDataError, match=r"^Annotation 'a': field 'keypoint' must hold real numbers"):
+        clip_from_annotation({"frame_dir": "a", "keypoint": [["x", "y"]], "img_shape": (10, 10)})
+    with pytest.raises(PoseDataError, match=r"^Annotation 'b': field 'keypoint_score' must be \[M, T, V\]"):
+        clip_from_annotation({"frame_dir": "b", "keypoint": np.zeros((3, 17, 2)), "keypoint_score": np.ones(5),
+                              "img_shape": (10, 10)})
+    with pytest.raises(PoseDataError, match=r"^Annotation 'c': no field 'img_shape'"):
+        clip_from_annotation({"frame_dir": "c", "keypoint": np.zeros((3, 17, 2))})
+
+
+@pytest.mark.parametrize("flag", [["--frame_weights"], ["--candidate_labels", "labels.txt"]])
+def test_frame_weights_of_a_non_pacl_model_are_one_line(poses, models, tmp_path, capsys, monkeypatch, flag):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "labels.txt").write_text("jump up\n")
     status = main(["visualize", *poses["args"], "--split", "val", "--index", "0", "--model_name_or_path",
-                   models["itc"], "--frame_weights", "--output_dir", str(tmp_path)])
+                   models["itc"], *flag, "--output_dir", str(tmp_path / "out")])
     assert status == 2
     assert capsys.readouterr().err.splitlines() == [
         "error: Frame weights (--frame_weights, --candidate_labels) need a PACL model (objective 'pacl'); this is "
         "a model with objective 'itc'."
     ]
+    assert not (tmp_path / "out").exists()  # refused before anything is read or written
 
 
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--train_file", "{tmp}/nope.pkl", "--split", "val", "--index", "0"], "--train_file {tmp}/nope.pkl does not exist."),
+        (["--train_file", "{tmp}/nope.pkl", "--split", "val", "--index", "0"],
+         "--train_file {tmp}/nope.pkl does not exist."),
         (["--video", "{tmp}/nope.mp4"], "--video {tmp}/nope.mp4 does not exist."),
         (["{poses}", "--split", "val", "--index", "13"],
          "--index 13 is out of range: split 'val' of {path} has 13 clips (indices 0..12)."),
@@ -257,6 +275,9 @@ def test_a_non_pacl_model_with_frame_weights_is_one_line(poses, models, tmp_path
         (["{poses}", "--split", "val", "--index", "0", "--model_name_or_path", "{tmp}"],
          "--model_name_or_path {tmp}: no config.json; a folder saved by `skeletonclip train` (or save_pretrained) "
          "goes here."),
+        (["{poses}", "--split", "val", "--index", "0", "--model_name_or_path", "{tmp}/bert"],
+         "--model_name_or_path {tmp}/bert: config.json describes a 'bert' model, not a SkeletonCLIP one "
+         "('skeleton_clip')."),
         ([], "Give the clip as --train_file PKL (with --split/--index or --frame_dir) or as --video FILE, not both."),
     ],
 )
@@ -264,6 +285,8 @@ def test_bad_input_is_one_line(poses, tmp_path, capsys, argv, message):
     def fill(text):
         return text.format(tmp=tmp_path, path=poses["path"])
 
+    (tmp_path / "bert").mkdir()
+    (tmp_path / "bert" / "config.json").write_text('{"model_type": "bert"}')
     args = []
     for arg in argv:
         args += poses["args"] if arg == "{poses}" else [fill(arg)]
