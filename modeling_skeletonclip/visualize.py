@@ -225,14 +225,19 @@ def clip_from_annotation(annotation: dict, name: Optional[str] = None) -> Clip:
 def clip_from_video(path, estimator="mediapipe", target_fps=None, max_persons=2) -> Clip:
     """The poses of a video file (`extract_poses.video_annotation`, the default estimator: MediaPipe), with the
     video remembered so that the skeletons are drawn on its frames."""
-    from .extract_poses import video_annotation
+    from .extract_poses import NoPersonError, video_annotation
+    from .video_io import VideoDecodeError, probe_video
 
     path = os.fspath(path)
     if os.path.isdir(path):
         raise _argument_error(f"--video {path} is a folder; visualize takes one video file.")
     if not os.path.isfile(path):
         raise _argument_error(f"--video {path} does not exist.")
-    annotation = video_annotation(path, estimator, target_fps=target_fps, max_persons=max_persons)
+    try:
+        probe_video(path)  # an unreadable file fails here, before the estimator is built
+        annotation = video_annotation(path, estimator, target_fps=target_fps, max_persons=max_persons)
+    except (VideoDecodeError, NoPersonError) as err:  # their messages name the file
+        raise _argument_error(str(err)) from None
     clip = clip_from_annotation(annotation)
     clip.video, clip.target_fps = path, target_fps
     return clip

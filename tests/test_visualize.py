@@ -241,6 +241,14 @@ def test_a_bad_annotation_names_the_field():
         clip_from_annotation({"frame_dir": "c", "keypoint": np.zeros((3, 17, 2))})
 
 
+def test_an_unreadable_video_is_one_line_naming_it(tmp_path, capsys):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(os.urandom(2000))
+    assert main(["visualize", "--video", str(broken), "--preset", "small", "--output_dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and str(broken) in err[0]
+
+
 @pytest.mark.parametrize("flag", [["--frame_weights"], ["--candidate_labels", "labels.txt"]])
 def test_frame_weights_of_a_non_pacl_model_are_one_line(poses, models, tmp_path, capsys, monkeypatch, flag):
     monkeypatch.chdir(tmp_path)
