@@ -24,7 +24,9 @@ import matplotlib
 matplotlib.use("Agg")  # figures are rendered on the server, never in a window
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
+
+# PACL frame weights and their figure: shared with `skeletonclip visualize`.
+from modeling_skeletonclip.visualize import frame_weights_figure, is_pacl, pacl_frame_weights  # noqa: E402
 
 
 DEFAULT_MODEL = os.path.join("runs", "synthetic_demo")
@@ -61,10 +63,6 @@ def model_classes(recognizer) -> list[str]:
     """The model's class names in id order."""
     id2label = recognizer.model.config.id2label
     return [id2label[i] for i in sorted(id2label)]
-
-
-def is_pacl(recognizer) -> bool:
-    return recognizer.is_contrastive and getattr(recognizer.model.config, "objective", None) == "pacl"
 
 
 def parse_labels(text: str | None) -> list[str]:
@@ -108,36 +106,6 @@ def timeline_figure(timeline: list[dict], classes: list[str]):
     axes.set_ylim(0, 1.05)
     axes.set_xlabel(f"time (s): middle of each {WINDOW} window, {STRIDE} apart")
     axes.set_ylabel("probability")
-    axes.legend(fontsize=8, loc="upper right")
-    axes.grid(alpha=0.3)
-    figure.tight_layout()
-    return figure
-
-
-def pacl_frame_weights(recognizer, annotation: dict, class_texts: list[list[str]]) -> np.ndarray:
-    """PACL frame weights `[L, T']` of the whole video's clip (the view the pipeline scores without a window): how
-    much each class text weights each temporal step of the encoder's output. `class_texts`: each class's texts
-    (`config.class_text_lists`: its descriptions, averaged, or the template text of its name)."""
-    inputs = next(iter(recognizer.preprocess(annotation)))
-    embeds = recognizer._class_text_embeds(class_texts)  # [L, D], as the pipeline encodes them
-    with torch.no_grad():
-        _, weights = recognizer.model.score_all_classes(
-            keypoints=inputs["keypoints"].to(recognizer.device),
-            keypoint_scores=inputs["keypoint_scores"].to(recognizer.device),
-            class_text_embeds=embeds, output_frame_weights=True,
-        )  # [N, L, T']
-    return weights.float().mean(dim=0).cpu().numpy()  # [L, T'] averaged over the views
-
-
-def frame_weights_figure(weights: np.ndarray, names: list[str], classes: list[str]):
-    """The frame weights of `classes` (rows of `weights` `[L, T']`, in the order of `names`) over the clip."""
-    figure, axes = plt.subplots(figsize=(7, 3.2), dpi=100)
-    steps = np.arange(weights.shape[1])
-    for name in classes:
-        axes.plot(steps, weights[names.index(name)], marker="o", label=name)
-    axes.set_xticks(steps)
-    axes.set_xlabel("temporal step of the clip (its frames sampled evenly over the video)")
-    axes.set_ylabel("frame weight")
     axes.legend(fontsize=8, loc="upper right")
     axes.grid(alpha=0.3)
     figure.tight_layout()

@@ -9,6 +9,7 @@
     skeletonclip merge-poses poses.shard-*-of-4.pkl --output poses.pkl
     skeletonclip stream --model_name_or_path runs/synthetic_demo --camera 0 --window 2s --stride 8
     skeletonclip export --model_name_or_path runs/synthetic_demo --output_dir runs/synthetic_demo_onnx
+    skeletonclip visualize --model_name_or_path runs/synthetic_demo --video clip.mp4 --output_dir vis
 
 Every command parses its own arguments (`skeletonclip COMMAND --help`); this module only dispatches, and imports a
 command's module (the trainer, torch checkpoints) when that command runs.
@@ -83,6 +84,12 @@ def export(argv, prog):
     onnx_export.main(argv, prog=prog)
 
 
+def visualize(argv, prog):
+    from modeling_skeletonclip import visualize as command
+
+    command.main(argv, prog=prog)
+
+
 COMMANDS = {
     "train": (train, "train and evaluate: [config.json] [--arguments]; no arguments trains the synthetic demo"),
     "predict": (predict, "top-5 predictions of a saved model on a pose pickle's clips or on videos (--video)"),
@@ -91,6 +98,7 @@ COMMANDS = {
     "merge-poses": (merge_poses, "join the shard pickles of `extract-poses --shard I/N` into one pose pickle"),
     "stream": (stream, "live predictions on a video file or a camera: one line every --stride frames"),
     "export": (export, "export a saved model's video side to ONNX (keypoints in, class probabilities out)"),
+    "visualize": (visualize, "one clip as images: skeletons over frames, the heatmaps the model gets, PACL weights"),
 }
 
 

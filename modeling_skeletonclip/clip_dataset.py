@@ -39,11 +39,7 @@ class PoseClipDataset(torch.utils.data.Dataset):
     def _transform(self, row, index: int) -> dict:
         if self.seed is None:
             return self.transform(row)
-        clip_seed = np.random.SeedSequence([self.seed % 2**64, self.epoch, index]).generate_state(1, np.uint64)[0]
-        # The transform draws from torch's CPU generator: a private state for this clip, the global one restored.
-        with torch.random.fork_rng(devices=[]):
-            torch.default_generator.manual_seed(int(clip_seed))
-            return self.transform(row)
+        return seeded_transform(self.transform, row, self.seed, self.epoch, index)
 
     def __getitem__(self, index: int) -> dict:
         return self._transform(self.dataset[int(index)], int(index))
@@ -55,3 +51,13 @@ class PoseClipDataset(torch.utils.data.Dataset):
     @property
     def features(self):
         return self.dataset.features
+
+
+def seeded_transform(transform, row, seed: int, epoch: int, index: int) -> dict:
+    """`transform(row)` with the augmentation `PoseClipDataset(..., seed=seed)` draws for clip `index` in `epoch`:
+    the transform draws from torch's CPU generator, here a private state seeded by (seed, epoch, index); the global
+    generator is restored afterwards."""
+    clip_seed = np.random.SeedSequence([seed % 2**64, epoch, index]).generate_state(1, np.uint64)[0]
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(int(clip_seed))
+        return transform(row)

@@ -44,11 +44,13 @@ def draw_skeletons(
     scores: np.ndarray,
     layout: JointLayout | str | dict = COCO17,
     score_threshold: float = 0.3,
+    color: tuple[int, int, int] | None = None,
 ) -> np.ndarray:
     """Draws the limbs and joints of every person whose joints score at least `score_threshold`, in place.
 
     image: RGB uint8 `[H, W, 3]`; keypoints `[M, V, 2]` in the image's pixels; scores `[M, V]` (missing joints 0,
-    skipped). Returns `image`.
+    skipped). `color` (RGB) draws everything in one colour instead of the left / right / centre colours (e.g. one
+    colour per person). Returns `image`.
     """
     cv2 = _cv2()
     layout = get_layout(layout)
@@ -63,9 +65,10 @@ def draw_skeletons(
         for a, b in layout.limbs:
             if seen[a] and seen[b]:
                 cv2.line(image, tuple(map(int, person[a])), tuple(map(int, person[b])),
-                         _side_color((a, b), layout), thickness, cv2.LINE_AA)
+                         color or _side_color((a, b), layout), thickness, cv2.LINE_AA)
         for j in np.flatnonzero(seen):
-            cv2.circle(image, tuple(map(int, person[j])), thickness + 1, _side_color((j,), layout), -1, cv2.LINE_AA)
+            cv2.circle(image, tuple(map(int, person[j])), thickness + 1, color or _side_color((j,), layout), -1,
+                       cv2.LINE_AA)
     return image
 
 

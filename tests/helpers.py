@@ -538,14 +538,16 @@ TINY_CLASSES = {0: "drink water", 1: "eat meal/snack", 2: "kicking something", 3
                 5: "stand up"}
 
 
-def tiny_recognition_pipeline(tokenizer, clip_len=8):
+def tiny_recognition_pipeline(tokenizer, clip_len=8, **config_kwargs):
     """The "skeleton-action-recognition" pipeline of a tiny contrastive model (random weights, eval mode) with
-    `tokenizer` (e.g. the packaged MiniLM's): `pipe.save_pretrained(folder)` gives a model folder."""
+    `tokenizer` (e.g. the packaged MiniLM's): `pipe.save_pretrained(folder)` gives a model folder.
+    `config_kwargs` go to the config (e.g. `objective="pacl"`, `heatmap_config={...}`)."""
     from transformers import pipeline
 
     from modeling_skeletonclip import SkeletonClipConfig, SkeletonClipModel
 
     torch.manual_seed(0)
-    config = SkeletonClipConfig(video_config=TINY_VIDEO, heatmap_config=TINY_HEATMAP, text_config=TINY_TEXT,
-                                frame_embed_dim=24, projection_dim=16, id2label=TINY_CLASSES, clip_len=clip_len)
+    settings = dict(video_config=TINY_VIDEO, heatmap_config=TINY_HEATMAP, text_config=TINY_TEXT, frame_embed_dim=24,
+                    projection_dim=16, id2label=TINY_CLASSES, clip_len=clip_len)
+    config = SkeletonClipConfig(**{**settings, **config_kwargs})
     return pipeline("skeleton-action-recognition", model=SkeletonClipModel(config).eval(), tokenizer=tokenizer)
