@@ -350,6 +350,15 @@ class SkeletonClipMomentumEncoders(nn.Module):
             torch._foreach_add_(momentum_params, online_params, alpha=1.0 - momentum)
 
 
+def distillation_targets(similarity_m, row_labels, column_labels, valid, alpha) -> torch.Tensor:
+    """`[R, C]`: `alpha * softmax(momentum similarities) + (1 - alpha) * label-aware targets` over the `valid`
+    `[C]` columns (empty queue slots get 0). Every row sums to 1 where it has a positive; a column of the row's label
+    (the clip's own earlier queue entries included) is a positive, never a negative."""
+    label_aware = label_aware_targets(row_labels, column_labels, similarity_m.dtype, valid)
+    similarity_m = similarity_m.masked_fill(~valid[None, :], torch.finfo(similarity_m.dtype).min)
+    return alpha * similarity_m.softmax(dim=1) + (1 - alpha) * label_aware
+
+
 def momentum_distillation_loss(
     video_embeds, text_embeds, video_embeds_m, text_embeds_m, video_labels, text_labels,
     video_queue, video_queue_labels, text_queue, text_queue_labels, temperature, alpha,
@@ -367,15 +376,13 @@ def momentum_distillation_loss(
     video_labels_all = torch.cat([video_labels, video_queue_labels])
     text_valid = text_labels_all != -100
     video_valid = video_labels_all != -100
-
-    def targets(sim_m, labels, labels_all, valid):
-        label_aware = label_aware_targets(labels, labels_all, sim_m.dtype, valid)
-        sim_m = sim_m.masked_fill(~valid[None, :], torch.finfo(sim_m.dtype).min)
-        return alpha * sim_m.softmax(dim=1) + (1 - alpha) * label_aware
-
     with torch.no_grad():
-        targets_v2t = targets(video_embeds_m @ texts_all.t() / temperature, video_labels, text_labels_all, text_valid)
-        targets_t2v = targets(text_embeds_m @ videos_all.t() / temperature, text_labels, video_labels_all, video_valid)
+        targets_v2t = distillation_targets(
+            video_embeds_m @ texts_all.t() / temperature, video_labels, text_labels_all, text_valid, alpha
+        )
+        targets_t2v = distillation_targets(
+            text_embeds_m @ videos_all.t() / temperature, text_labels, video_labels_all, video_valid, alpha
+        )
     loss_v2t = soft_cross_entropy(video_embeds @ texts_all.t() / temperature, targets_v2t, text_valid)
     loss_t2v = soft_cross_entropy(text_embeds @ videos_all.t() / temperature, targets_t2v, video_valid)
     return (loss_v2t + loss_t2v) / 2
@@ -632,6 +639,7 @@ __all__ = [
     "PaclObjective",
     "SkeletonClipFusionEncoder",
     "SkeletonClipMomentumEncoders",
+    "distillation_targets",
     "enqueue",
     "label_aware_contrastive_loss",
     "label_aware_targets",
