@@ -313,12 +313,14 @@ def compare_objectives(
     train_args: list[str] | None = None,
     settings: dict[str, dict] | None = None,
     log=None,
+    train: bool = True,
 ) -> list[dict]:
     """Trains and evaluates each objective (and each setting) for each seed, one child process a run, skipping runs
     already complete; writes the comparison files into `output_dir` and returns its rows (see `summarize`).
 
     `train_args` go to every run (default: `DEFAULT_TRAIN_ARGS` on the synthetic demo data); `settings` maps a name
-    to config settings merged into the runs' `--config_overrides`.
+    to config settings merged into the runs' `--config_overrides`. With `train=False` only the complete runs are
+    tabulated and the others are listed as missing.
     """
     log = log or (lambda line: print(line, flush=True))
     objectives, seeds = list(objectives), [int(s) for s in seeds]
@@ -341,6 +343,9 @@ def compare_objectives(
         name = f"[{number}/{len(runs)}] {objective}{' ' + setting if setting else ''} seed {seed}"
         if run_is_complete(run_dir):
             status = "done before"
+        elif not train:
+            log(f"{name}: missing (not complete in {run_dir})")
+            continue
         else:
             overrides = merge_overrides(base_overrides, settings[setting])
             argv = run_arguments(objective, seed, run_dir, train_args, overrides)
@@ -351,6 +356,8 @@ def compare_objectives(
         records.append(record)
         log(f"{name}: {status}; top-1 {record['top1']:.1f} %, mean class {record['mean_class']:.1f} %")
 
+    if not records:
+        raise CompareError(f"No complete run in {output_dir} to tabulate.")
     os.makedirs(output_dir, exist_ok=True)
     write_csv(os.path.join(output_dir, "runs.csv"), records)
     rows = summarize(records)
@@ -381,6 +388,8 @@ def build_parser(prog=None) -> argparse.ArgumentParser:
     parser.add_argument("--output_dir", default="runs/compare", help="where the runs and the tables go")
     parser.add_argument("--settings", nargs="+", metavar="NAME=JSON",
                         help="named config settings, each merged into --config_overrides of every run (a sweep)")
+    parser.add_argument("--table_only", action="store_true",
+                        help="train nothing: tabulate the runs already complete in --output_dir")
     return parser
 
 
@@ -391,7 +400,8 @@ def main(argv=None, prog=None) -> None:
         split = argv.index("--")
         argv, train_args = argv[:split], argv[split + 1:]
     args = build_parser(prog).parse_args(argv)
-    compare_objectives(args.objectives, args.seeds, args.output_dir, train_args, parse_settings(args.settings))
+    compare_objectives(args.objectives, args.seeds, args.output_dir, train_args, parse_settings(args.settings),
+                       train=not args.table_only)
 
 
 if __name__ == "__main__":

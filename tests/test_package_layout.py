@@ -10,7 +10,7 @@ from transformers.dynamic_module_utils import get_relative_import_files
 from modeling_skeletonclip import resources
 
 # Modules that only the command line and the benchmark use; no checkpoint should carry them.
-COMMAND_MODULES = {"cli", "convert_pyskl", "extract_poses", "onnx_export", "pose_tracking", "predict_videos", "presets",
+COMMAND_MODULES = {"cli", "compare_objectives", "convert_pyskl", "extract_poses", "onnx_export", "pose_tracking", "predict_videos", "presets",
                    "resources", "run_training", "streaming"}
 # The ONNX runner (onnxruntime): the pipeline runs it when given one, without importing it.
 ONNX_MODULES = {"onnx_export", "onnx_runtime"}
