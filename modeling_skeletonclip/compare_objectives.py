@@ -61,7 +61,9 @@ def parse_settings(settings: list[str] | None) -> dict[str, dict]:
     for item in settings or []:
         name, sep, text = item.partition("=")
         if not sep or not name or "/" in name or name in (".", ".."):
-            raise CompareError(f"--settings {item!r}: expected NAME=JSON, e.g. sigmoid='{{\"pacl_weighting\": \"sigmoid\"}}'.")
+            raise CompareError(
+                f"--settings {item!r}: expected NAME=JSON, e.g. sigmoid='{{\"pacl_weighting\": \"sigmoid\"}}'."
+            )
         try:
             value = json.loads(text)
         except json.JSONDecodeError as err:
@@ -164,7 +166,10 @@ def train_one(stats_path: str, argv: list[str]) -> int:
     return 0
 
 
-_CHILD = "import sys; from modeling_skeletonclip.compare_objectives import train_one; sys.exit(train_one(sys.argv[1], sys.argv[2:]))"
+_CHILD = (
+    "import sys; from modeling_skeletonclip.compare_objectives import train_one; "
+    "sys.exit(train_one(sys.argv[1], sys.argv[2:]))"
+)
 
 
 def launch_run(run_dir: str, argv: list[str]) -> float:
@@ -178,8 +183,8 @@ def launch_run(run_dir: str, argv: list[str]) -> float:
     start = time.perf_counter()
     with open(log_path, "a") as log:
         status = subprocess.call(
-            [sys.executable, "-c", _CHILD, os.path.join(run_dir, RUN_STATS), *argv], stdout=log, stderr=subprocess.STDOUT,
-            env=env,
+            [sys.executable, "-c", _CHILD, os.path.join(run_dir, RUN_STATS), *argv],
+            stdout=log, stderr=subprocess.STDOUT, env=env,
         )
     if status != 0:
         with open(log_path) as f:
@@ -326,7 +331,8 @@ def compare_objectives(
     objectives, seeds = list(objectives), [int(s) for s in seeds]
     unknown = [o for o in objectives if o not in CONTRASTIVE_OBJECTIVES + (BASELINE,)]
     if unknown or not objectives:
-        raise CompareError(f"--objectives: unknown {unknown}; choose from {', '.join(CONTRASTIVE_OBJECTIVES + (BASELINE,))}.")
+        choices = ", ".join(CONTRASTIVE_OBJECTIVES + (BASELINE,))
+        raise CompareError(f"--objectives: unknown {unknown}; choose from {choices}.")
     if not seeds or len(set(seeds)) != len(seeds):
         raise CompareError(f"--seeds must be distinct seeds, got {seeds}.")
     train_args = list(DEFAULT_TRAIN_ARGS if train_args is None else train_args)

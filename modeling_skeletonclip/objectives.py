@@ -15,6 +15,8 @@ momentum copies and queues) are added to the model under fixed names, so the sta
 not depend on how the objectives are organised in code.
 """
 
+import logging
+import math
 from dataclasses import dataclass
 
 import torch
@@ -26,6 +28,9 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.models.bert.modeling_bert import BertEncoder
 
 from .distributed import gather_no_grad, gather_with_grad, world_size
+
+
+logger = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -399,6 +404,60 @@ def enqueue(queue: torch.Tensor, queue_labels: torch.Tensor, pointer: torch.Tens
     pointer.copy_((pointer + n) % size)
 
 
+# Momentum copies follow `p_m <- m p_m + (1 - m) p`: after N steps they keep m^N ~ exp(-N (1 - m)) of their initial
+# weights. Below this many time constants 1 / (1 - m) over the whole run (m^N above e^-3 ~ 5 %), the distillation
+# targets come mostly from a barely trained momentum model for most of the training.
+MIN_MOMENTUM_TIME_CONSTANTS = 3.0
+# A queue of at least this many epochs of the training set holds every clip's own features from earlier epochs
+# (ALBEF's queue holds ~1 % of its data; NTU60 XSub's 40k clips in 65536 slots are 1.6 epochs, below this).
+MAX_QUEUE_EPOCHS = 2.0
+
+
+def planned_training_steps(num_train_samples: int, training_args) -> int:
+    """Optimizer steps of a run as the Trainer counts them: `max_steps`, else epochs x steps per epoch."""
+    if training_args.max_steps > 0:
+        return training_args.max_steps
+    global_batch = training_args.per_device_train_batch_size * max(training_args.world_size, 1)
+    batches = math.ceil(num_train_samples / global_batch)
+    steps_per_epoch = max(math.ceil(batches / training_args.gradient_accumulation_steps), 1)
+    return math.ceil(training_args.num_train_epochs * steps_per_epoch)
+
+
+def small_training_set_warning(config, num_train_samples: int, num_training_steps: int) -> str | None:
+    """A warning for "itc_momentum" on a training run too short or a training set too small for its momentum
+    encoders and queue (ALBEF's 0.995 and 65536 are sized for millions of image-text pairs), else None."""
+    if getattr(config, "objective", None) != "itc_momentum":
+        return None
+    problems = []
+    constants = num_training_steps * (1.0 - config.momentum)
+    if constants < MIN_MOMENTUM_TIME_CONSTANTS:
+        problems.append(
+            f"{num_training_steps} training steps with momentum {config.momentum} leave the momentum encoders "
+            f"{config.momentum ** num_training_steps:.0%} of their initial weights at the end (a run needs "
+            f"{MIN_MOMENTUM_TIME_CONSTANTS / (1 - config.momentum):.0f} steps for 5 %)"
+        )
+    if config.momentum_queue_size >= MAX_QUEUE_EPOCHS * num_train_samples:
+        problems.append(
+            f"the queue ({config.momentum_queue_size}) holds {config.momentum_queue_size / num_train_samples:.0f} "
+            f"epochs of the training set ({num_train_samples} clips): every clip's own features from earlier "
+            "epochs fill it (as positives of its label)"
+        )
+    if not problems:
+        return None
+    return ("itc_momentum on this training set: " + "; ".join(problems) + ". Expect it to trail 'itc' at this scale; "
+            "a smaller `momentum` (e.g. 0.99) and `momentum_queue_size` (e.g. a few batches), set with "
+            "--config_overrides, or 'itc' suit small training sets.")
+
+
+def warn_small_training_set(config, num_train_samples: int, training_args) -> str | None:
+    """Logs `small_training_set_warning` for a run of the training command (and returns it)."""
+    warning = small_training_set_warning(config, num_train_samples, planned_training_steps(num_train_samples,
+                                                                                           training_args))
+    if warning:
+        logger.warning(warning)
+    return warning
+
+
 class MomentumDistillationObjective(ContrastiveObjective):
     """"itc_momentum": ITC with momentum distillation over the batch plus queues of earlier momentum features.
 
@@ -646,5 +705,8 @@ __all__ = [
     "momentum_distillation_loss",
     "pacl_pool",
     "sample_itm_negatives",
+    "planned_training_steps",
+    "small_training_set_warning",
     "soft_cross_entropy",
+    "warn_small_training_set",
 ]

@@ -50,8 +50,10 @@ def assert_table_matches_the_runs(output_dir, expected_groups):
             assert float(rows[objective][f"{column}_mean"]) == pytest.approx(statistics.mean(values), abs=1e-9)
             assert float(rows[objective][f"{column}_std"]) == pytest.approx(statistics.stdev(values), abs=1e-9)
         top1 = [100 * r["eval_top1_accuracy"] for r in results]
-        assert f"| {objective} | {len(folders)} | {statistics.mean(top1):.1f} ± {statistics.stdev(top1):.1f} |" in markdown
-        runtimes = [json.load(open(os.path.join(folder, "train_results.json")))["train_runtime"] / 60 for folder in folders]
+        cell = f"{statistics.mean(top1):.1f} ± {statistics.stdev(top1):.1f}"
+        assert f"| {objective} | {len(folders)} | {cell} |" in markdown
+        runtimes = [json.load(open(os.path.join(folder, "train_results.json")))["train_runtime"] / 60
+                    for folder in folders]
         assert float(rows[objective]["train_minutes_mean"]) == pytest.approx(statistics.mean(runtimes))
 
 
@@ -81,7 +83,7 @@ def test_finished_runs_are_not_repeated_and_the_table_is_their_mean_and_std(tmp_
     assert [row["objective"] for row in rows] == ["itc", "pacl"]
     assert rows[0]["top1_mean"] == pytest.approx(60.0) and rows[0]["top1_std"] == pytest.approx(14.142135623730951)
     assert rows[0]["peak_memory_mib_mean"] == pytest.approx(810.0)
-    assert_table_matches_the_runs(tmp_path, {o: [tmp_path / o / "seed0", tmp_path / o / "seed1"] for o in ("itc", "pacl")})
+    assert_table_matches_the_runs(tmp_path, {o: [tmp_path / o / f"seed{s}" for s in (0, 1)] for o in ("itc", "pacl")})
     per_run = read_rows(tmp_path / "runs.csv")
     assert [(r["objective"], r["seed"], float(r["top1"])) for r in per_run] == [
         ("itc", "0", 50.0), ("itc", "1", 70.0), ("pacl", "0", 20.0), ("pacl", "1", 30.0)]
@@ -156,25 +158,27 @@ def test_compare_trains_two_objectives_two_seeds_then_resumes_without_training(t
         del args[i:i + 2]
     args += ["--eval_split", "val", "--max_steps", "2", "--save_strategy", "no", "--per_device_eval_batch_size", "8"]
     output_dir = tmp_path / "compare"
-    assert main(["compare", "--output_dir", str(output_dir), "--objectives", "itc", "pacl", "--seeds", "0", "1",
-                 "--", *args]) == 0
-    folders = {o: [output_dir / o / f"seed{s}" for s in (0, 1)] for o in ("itc", "pacl")}
-    for folder in folders["itc"] + folders["pacl"]:
+    command = ["compare", "--output_dir", str(output_dir), "--objectives", "itc", "itc_momentum", "--seeds", "0", "1",
+               "--", *args]
+    assert main(command) == 0
+    folders = {o: [output_dir / o / f"seed{s}" for s in (0, 1)] for o in ("itc", "itc_momentum")}
+    for folder in folders["itc"] + folders["itc_momentum"]:
         assert (folder / "model.safetensors").is_file() and (folder / "eval_results.json").is_file()
         stats = json.loads((folder / "run_stats.json").read_text())
         assert stats["memory"] == "peak_rss" and 100 < stats["peak_memory_mib"] < 20000
-    assert json.loads((folders["pacl"][0] / "config.json").read_text())["objective"] == "pacl"
+    assert json.loads((folders["itc_momentum"][0] / "config.json").read_text())["objective"] == "itc_momentum"
     assert_table_matches_the_runs(output_dir, folders)
     assert_plot_is_not_blank(output_dir / "comparison.png")
+    # The training command's warning for itc_momentum on a small training set (12 clips, a queue of 65536).
+    assert "itc_momentum on this training set" in (folders["itc_momentum"][0] / "train.log").read_text()
+    assert "itc_momentum on this training set" not in (folders["itc"][0] / "train.log").read_text()
 
     # Again: nothing trains. Then one run loses its results (interrupted before evaluating): only it runs again.
     models = {path: os.stat(path).st_mtime_ns for path in output_dir.rglob("model.safetensors")}
-    assert main(["compare", "--output_dir", str(output_dir), "--objectives", "itc", "pacl", "--seeds", "0", "1",
-                 "--", *args]) == 0
+    assert main(command) == 0
     assert {path: os.stat(path).st_mtime_ns for path in output_dir.rglob("model.safetensors")} == models
-    (folders["pacl"][1] / "eval_results.json").unlink()
-    assert main(["compare", "--output_dir", str(output_dir), "--objectives", "itc", "pacl", "--seeds", "0", "1",
-                 "--", *args]) == 0
+    (folders["itc_momentum"][1] / "eval_results.json").unlink()
+    assert main(command) == 0
     changed = [path for path in output_dir.rglob("model.safetensors") if os.stat(path).st_mtime_ns != models[path]]
-    assert changed == [folders["pacl"][1] / "model.safetensors"]
+    assert changed == [folders["itc_momentum"][1] / "model.safetensors"]
     assert_table_matches_the_runs(output_dir, folders)

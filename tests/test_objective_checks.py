@@ -12,7 +12,13 @@ import torch.nn.functional as F
 from helpers import TINY_HEATMAP, TINY_TEXT, TINY_VIDEO, random_keypoints
 
 from modeling_skeletonclip import SkeletonClipConfig, SkeletonClipModel
-from modeling_skeletonclip.objectives import distillation_targets, pacl_pool, sample_itm_negatives
+from modeling_skeletonclip.objectives import (
+    distillation_targets,
+    pacl_pool,
+    planned_training_steps,
+    sample_itm_negatives,
+    small_training_set_warning,
+)
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -269,3 +275,33 @@ def test_pacl_sigmoid_weights_pool_as_their_normalised_form():
     normalised = weights / weights.sum(dim=-1, keepdim=True)
     expected = F.normalize(torch.einsum("nlt,ntd->nld", normalised, F.normalize(frames, dim=-1)), dim=-1)
     torch.testing.assert_close(pooled, expected)
+
+
+# -- the training command's warning for itc_momentum on a small training set -------------------------------------
+
+
+def test_planned_training_steps_count_as_the_trainer(tmp_path):
+    from modeling_skeletonclip.trainer import SkeletonClipTrainingArguments
+
+    def args(**kwargs):
+        return SkeletonClipTrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none", **kwargs)
+
+    assert planned_training_steps(390, args(per_device_train_batch_size=16, num_train_epochs=2)) == 50
+    assert planned_training_steps(390, args(per_device_train_batch_size=16, num_train_epochs=2,
+                                            gradient_accumulation_steps=4)) == 14  # 25 batches -> 7 steps an epoch
+    assert planned_training_steps(390, args(per_device_train_batch_size=16, max_steps=9)) == 9
+
+
+def test_small_training_set_warning_for_itc_momentum_only():
+    config = SkeletonClipConfig(objective="itc_momentum", momentum=0.995, momentum_queue_size=65536)
+    # The synthetic demo's 390 clips for 50 steps: both reasons.
+    warning = small_training_set_warning(config, 390, 50)
+    assert "50 training steps with momentum 0.995 leave the momentum encoders 78% of their initial weights" in warning
+    assert "600 steps for 5 %" in warning and "holds 168 epochs of the training set (390 clips)" in warning
+    # NTU60 XSub (40,320 clips, 1.6 epochs in the queue), 24 epochs of batch 32: no warning.
+    assert small_training_set_warning(config, 40320, 24 * 1260) is None
+    only_steps = small_training_set_warning(config, 40320, 500)
+    assert "500 training steps" in only_steps and "epochs of the training set" not in only_steps
+    small_queue = SkeletonClipConfig(objective="itc_momentum", momentum=0.9, momentum_queue_size=32)
+    assert small_training_set_warning(small_queue, 390, 50) is None  # 50 x 0.1 = 5 time constants, queue < 1 epoch
+    assert small_training_set_warning(SkeletonClipConfig(objective="itc"), 10, 1) is None
