@@ -296,8 +296,8 @@ def plot(path: str, rows: list[dict]) -> str | None:
         ax_acc.bar(x + (i - 1) * width, means, width, yerr=stds, capsize=3, label=label.replace(" (%)", ""))
     ax_acc.set_xticks(x, names)
     ax_acc.set_ylabel("accuracy (%)")
-    ax_acc.set_ylim(0, 100)
-    ax_acc.legend(loc="lower right", fontsize=8)
+    ax_acc.set_ylim(0, 112)  # room for the legend above 100 %
+    ax_acc.legend(loc="upper center", ncol=3, fontsize=8)
     ax_acc.set_title("evaluation accuracy (mean ± std over seeds)")
     means = [row["train_minutes_mean"] for row in rows]
     stds = [0.0 if math.isnan(row["train_minutes_std"]) else row["train_minutes_std"] for row in rows]
