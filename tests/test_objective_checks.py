@@ -91,7 +91,7 @@ def test_a_queue_larger_than_the_training_set_holds_own_entries_as_positives():
                                                              "text_queue_labels")}
     assert (queue["video_queue_labels"][:8].sort().values == torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])).all()
     assert (queue["video_queue_labels"][8:] == -100).all()
-    loss = model(heatmaps=heatmaps, input_ids=ids, labels=labels).loss
+    loss = model(heatmaps=heatmaps, input_ids=ids, labels=labels).loss.detach()
 
     # The third step's features, recomputed after it: its momentum update happened first, and nothing else changed
     # the weights (BatchNorm normalises with the batch's statistics in training mode; no dropout).
