@@ -444,9 +444,10 @@ def small_training_set_warning(config, num_train_samples: int, num_training_step
         )
     if not problems:
         return None
-    return ("itc_momentum on this training set: " + "; ".join(problems) + ". Expect it to trail 'itc' at this scale; "
-            "a smaller `momentum` (e.g. 0.99) and `momentum_queue_size` (e.g. a few batches), set with "
-            "--config_overrides, or 'itc' suit small training sets.")
+    return ("itc_momentum on this training set: " + "; ".join(problems) + ". The distillation targets then come "
+            "mostly from a barely trained momentum model. For small training sets, a smaller `momentum` (e.g. 0.99), "
+            "`momentum_queue_size` (a few batches) and a `momentum_alpha_warmup_steps` (ALBEF: one epoch), set with "
+            "--config_overrides, or the objective 'itc'.")
 
 
 def warn_small_training_set(config, num_train_samples: int, training_args) -> str | None:
