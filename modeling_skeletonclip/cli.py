@@ -10,6 +10,7 @@
     skeletonclip stream --model_name_or_path runs/synthetic_demo --camera 0 --window 2s --stride 8
     skeletonclip export --model_name_or_path runs/synthetic_demo --output_dir runs/synthetic_demo_onnx
     skeletonclip visualize --model_name_or_path runs/synthetic_demo --video clip.mp4 --output_dir vis
+    skeletonclip compare --output_dir runs/compare --seeds 0 1 2 -- --num_train_epochs 5
 
 Every command parses its own arguments (`skeletonclip COMMAND --help`); this module only dispatches, and imports a
 command's module (the trainer, torch checkpoints) when that command runs.
@@ -78,6 +79,12 @@ def stream(argv, prog):
     streaming.main(argv, prog=prog)
 
 
+def compare(argv, prog):
+    from modeling_skeletonclip import compare_objectives
+
+    compare_objectives.main(argv, prog=prog)
+
+
 def export(argv, prog):
     from modeling_skeletonclip import onnx_export
 
@@ -99,6 +106,7 @@ COMMANDS = {
     "stream": (stream, "live predictions on a video file or a camera: one line every --stride frames"),
     "export": (export, "export a saved model's video side to ONNX (keypoints in, class probabilities out)"),
     "visualize": (visualize, "one clip as images: skeletons over frames, the heatmaps the model gets, PACL weights"),
+    "compare": (compare, "train and evaluate training objectives x seeds: a table with mean ± std and a bar plot"),
 }
 
 

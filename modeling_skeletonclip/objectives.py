@@ -21,6 +21,8 @@ momentum copies and queues) are added to the model under fixed names, so the sta
 not depend on how the objectives are organised in code.
 """
 
+import logging
+import math
 from dataclasses import dataclass
 
 import torch
@@ -32,6 +34,9 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.models.bert.modeling_bert import BertEncoder
 
 from .distributed import gather_no_grad, gather_with_grad, world_size
+
+
+logger = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -417,6 +422,15 @@ class SkeletonClipMomentumEncoders(nn.Module):
             torch._foreach_add_(momentum_params, online_params, alpha=1.0 - momentum)
 
 
+def distillation_targets(similarity_m, row_labels, column_labels, valid, alpha) -> torch.Tensor:
+    """`[R, C]`: `alpha * softmax(momentum similarities) + (1 - alpha) * label-aware targets` over the `valid`
+    `[C]` columns (empty queue slots get 0). Every row sums to 1 where it has a positive; a column of the row's label
+    (the clip's own earlier queue entries included) is a positive, never a negative."""
+    label_aware = label_aware_targets(row_labels, column_labels, similarity_m.dtype, valid)
+    similarity_m = similarity_m.masked_fill(~valid[None, :], torch.finfo(similarity_m.dtype).min)
+    return alpha * similarity_m.softmax(dim=1) + (1 - alpha) * label_aware
+
+
 def momentum_distillation_loss(
     video_embeds, text_embeds, video_embeds_m, text_embeds_m, video_labels, text_labels,
     video_queue, video_queue_labels, text_queue, text_queue_labels, temperature, alpha,
@@ -434,15 +448,13 @@ def momentum_distillation_loss(
     video_labels_all = torch.cat([video_labels, video_queue_labels])
     text_valid = text_labels_all != -100
     video_valid = video_labels_all != -100
-
-    def targets(sim_m, labels, labels_all, valid):
-        label_aware = label_aware_targets(labels, labels_all, sim_m.dtype, valid)
-        sim_m = sim_m.masked_fill(~valid[None, :], torch.finfo(sim_m.dtype).min)
-        return alpha * sim_m.softmax(dim=1) + (1 - alpha) * label_aware
-
     with torch.no_grad():
-        targets_v2t = targets(video_embeds_m @ texts_all.t() / temperature, video_labels, text_labels_all, text_valid)
-        targets_t2v = targets(text_embeds_m @ videos_all.t() / temperature, text_labels, video_labels_all, video_valid)
+        targets_v2t = distillation_targets(
+            video_embeds_m @ texts_all.t() / temperature, video_labels, text_labels_all, text_valid, alpha
+        )
+        targets_t2v = distillation_targets(
+            text_embeds_m @ videos_all.t() / temperature, text_labels, video_labels_all, video_valid, alpha
+        )
     loss_v2t = soft_cross_entropy(video_embeds @ texts_all.t() / temperature, targets_v2t, text_valid)
     loss_t2v = soft_cross_entropy(text_embeds @ videos_all.t() / temperature, targets_t2v, video_valid)
     return (loss_v2t + loss_t2v) / 2
@@ -457,6 +469,61 @@ def enqueue(queue: torch.Tensor, queue_labels: torch.Tensor, pointer: torch.Tens
     queue[index] = features.detach().to(queue.dtype)
     queue_labels[index] = labels.to(queue_labels.dtype)
     pointer.copy_((pointer + n) % size)
+
+
+# Momentum copies follow `p_m <- m p_m + (1 - m) p`: after N steps they keep m^N ~ exp(-N (1 - m)) of their initial
+# weights. Below this many time constants 1 / (1 - m) over the whole run (m^N above e^-3 ~ 5 %), the distillation
+# targets come mostly from a barely trained momentum model for most of the training.
+MIN_MOMENTUM_TIME_CONSTANTS = 3.0
+# A queue of at least this many epochs of the training set holds every clip's own features from earlier epochs
+# (ALBEF's queue holds ~1 % of its data; NTU60 XSub's 40k clips in 65536 slots are 1.6 epochs, below this).
+MAX_QUEUE_EPOCHS = 2.0
+
+
+def planned_training_steps(num_train_samples: int, training_args) -> int:
+    """Optimizer steps of a run as the Trainer counts them: `max_steps`, else epochs x steps per epoch."""
+    if training_args.max_steps > 0:
+        return training_args.max_steps
+    global_batch = training_args.per_device_train_batch_size * max(training_args.world_size, 1)
+    batches = math.ceil(num_train_samples / global_batch)
+    steps_per_epoch = max(math.ceil(batches / training_args.gradient_accumulation_steps), 1)
+    return math.ceil(training_args.num_train_epochs * steps_per_epoch)
+
+
+def small_training_set_warning(config, num_train_samples: int, num_training_steps: int) -> str | None:
+    """A warning for "itc_momentum" on a training run too short or a training set too small for its momentum
+    encoders and queue (ALBEF's 0.995 and 65536 are sized for millions of image-text pairs), else None."""
+    if getattr(config, "objective", None) != "itc_momentum":
+        return None
+    problems = []
+    constants = num_training_steps * (1.0 - config.momentum)
+    if constants < MIN_MOMENTUM_TIME_CONSTANTS:
+        problems.append(
+            f"{num_training_steps} training steps with momentum {config.momentum} leave the momentum encoders "
+            f"{config.momentum ** num_training_steps:.0%} of their initial weights at the end (a run needs "
+            f"{MIN_MOMENTUM_TIME_CONSTANTS / (1 - config.momentum):.0f} steps for 5 %)"
+        )
+    if config.momentum_queue_size >= MAX_QUEUE_EPOCHS * num_train_samples:
+        problems.append(
+            f"the queue ({config.momentum_queue_size}) holds {config.momentum_queue_size / num_train_samples:.0f} "
+            f"epochs of the training set ({num_train_samples} clips): every clip's own features from earlier "
+            "epochs fill it (as positives of its label)"
+        )
+    if not problems:
+        return None
+    return ("itc_momentum on this training set: " + "; ".join(problems) + ". The distillation targets then come "
+            "mostly from a barely trained momentum model. For small training sets, a smaller `momentum` (e.g. 0.99), "
+            "`momentum_queue_size` (a few batches) and a `momentum_alpha_warmup_steps` (ALBEF: one epoch), set with "
+            "--config_overrides, or the objective 'itc'.")
+
+
+def warn_small_training_set(config, num_train_samples: int, training_args) -> str | None:
+    """Logs `small_training_set_warning` for a run of the training command (and returns it)."""
+    warning = small_training_set_warning(config, num_train_samples, planned_training_steps(num_train_samples,
+                                                                                           training_args))
+    if warning:
+        logger.warning(warning)
+    return warning
 
 
 class MomentumDistillationObjective(ContrastiveObjective):
@@ -710,6 +777,7 @@ __all__ = [
     "SkeletonClipFusionEncoder",
     "SkeletonClipMomentumEncoders",
     "check_text_groups",
+    "distillation_targets",
     "enqueue",
     "ensemble_text_embeds",
     "flatten_class_texts",
@@ -719,5 +787,8 @@ __all__ = [
     "one_text_per_group",
     "pacl_pool",
     "sample_itm_negatives",
+    "planned_training_steps",
+    "small_training_set_warning",
     "soft_cross_entropy",
+    "warn_small_training_set",
 ]

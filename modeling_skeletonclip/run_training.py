@@ -49,6 +49,7 @@ from modeling_skeletonclip.configuration_skeletonclip import SkeletonClipHeatmap
 from modeling_skeletonclip.evaluation_report import write_evaluation_report
 from modeling_skeletonclip.learning_curves import write_learning_curves
 from modeling_skeletonclip.metrics import load_skeleton_accuracy
+from modeling_skeletonclip.objectives import warn_small_training_set
 from modeling_skeletonclip.pose_dataset import PoseDataError
 from modeling_skeletonclip.presets import preset_config
 from modeling_skeletonclip.resources import (
@@ -722,6 +723,7 @@ def run(model_args, data_args, training_args):
 
     output_dir = training_args.output_dir
     if training_args.do_train:
+        warn_small_training_set(model.config, len(train_dataset), training_args)
         train_result = trainer.train(resume_from_checkpoint=checkpoint)
         with writing(f"the trained model to {output_dir}"):
             trainer.save_model()  # model, config with auto_map, code files and (as processing_class) the tokenizer

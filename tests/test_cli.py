@@ -32,7 +32,7 @@ def test_help_lists_the_commands(capsys):
     out = capsys.readouterr().out
     assert out.startswith("usage: skeletonclip")
     for command in ("train", "predict", "convert-pyskl", "extract-poses", "merge-poses", "stream", "export",
-                    "visualize"):
+                    "visualize", "compare"):
         assert f"\n  {command} " in out
 
 
@@ -45,14 +45,15 @@ def test_unknown_command_is_one_line(capsys):
     assert main(["fit"]) == 2
     assert capsys.readouterr().err.splitlines() == [
         "error: unknown command 'fit'; choose from train, predict, convert-pyskl, extract-poses, merge-poses, "
-        "stream, export, visualize (skeletonclip --help)"
+        "stream, export, visualize, compare (skeletonclip --help)"
     ]
 
 
 @pytest.mark.parametrize("command, flag", [("train", "--train_file"), ("predict", "--model_name_or_path"),
                                            ("convert-pyskl", "--label_map"), ("extract-poses", "--target_fps"),
                                            ("merge-poses", "--output"), ("stream", "--camera"),
-                                           ("export", "--candidate_labels"), ("visualize", "--frame_dir")])
+                                           ("export", "--candidate_labels"), ("visualize", "--frame_dir"),
+                                           ("compare", "--objectives")])
 def test_command_help_is_its_parsers_help(capsys, command, flag):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])

@@ -10,8 +10,8 @@ from transformers.dynamic_module_utils import get_relative_import_files
 from modeling_skeletonclip import resources
 
 # Modules that only the command line and the benchmark use; no checkpoint should carry them.
-COMMAND_MODULES = {"cli", "convert_pyskl", "extract_poses", "onnx_export", "pose_tracking", "predict_videos", "presets",
-                   "resources", "run_training", "streaming", "visualize"}
+COMMAND_MODULES = {"cli", "compare_objectives", "convert_pyskl", "extract_poses", "onnx_export", "pose_tracking",
+                   "predict_videos", "presets", "resources", "run_training", "streaming", "visualize"}
 COMMAND_MODULES |= {"evaluation_report", "learning_curves", "model_card"}  # the reports of a training run
 # The ONNX runner (onnxruntime): the pipeline runs it when given one, without importing it.
 ONNX_MODULES = {"onnx_export", "onnx_runtime"}
