@@ -1,7 +1,6 @@
 import importlib.util
 import os
 import pickle
-import time
 from collections import Counter
 
 import numpy as np
@@ -70,10 +69,7 @@ def test_motion_is_class_specific(small):
 
 
 def test_write_and_load(tmp_path):
-    t0 = time.perf_counter()
     path = write_synthetic_poses(tmp_path / "syn" / "poses.pkl")
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 5
     assert os.path.getsize(path) < 5 * 2**20
     label_map = tmp_path / "syn" / "labels.txt"
     assert label_map.read_text().splitlines() == SYNTHETIC_CLASS_NAMES
