@@ -121,6 +121,7 @@ def pacl_frame_weights(recognizer, annotation: dict, class_texts: list[str]) -> 
         _, weights = recognizer.model.score_all_classes(
             keypoints=inputs["keypoints"].to(recognizer.device),
             keypoint_scores=inputs["keypoint_scores"].to(recognizer.device),
+            mirrored=inputs["mirrored"].to(recognizer.device),
             class_text_embeds=embeds, output_frame_weights=True,
         )  # [N, L, T']
     return weights.float().mean(dim=0).cpu().numpy()  # [L, T'] averaged over the views
