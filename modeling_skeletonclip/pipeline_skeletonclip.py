@@ -141,7 +141,8 @@ class SkeletonActionRecognitionPipeline(ChunkPipeline):
                 - a video file (`str` / `os.PathLike`): poses come from `extract_poses.video_annotation` (needs
                   `pip install 'skeletonclip[video]'`).
             num_clips (`int`, defaults to 1): clips sampled per input (or window), as in evaluation.
-            flip (`bool`, defaults to False): also score every clip mirrored. The test protocol is
+            flip (`bool`, defaults to False): also score every clip mirrored (its rendered heatmaps mirrored, as
+                pyskl's test-time flip mirrors them). The test protocol is
                 `num_clips=10, flip=True` (20 views), the validation protocol the defaults.
             clip_len (`int`, *optional*): frames per clip; default the model's `config.clip_len` (48 for configs
                 without it).
