@@ -109,11 +109,12 @@ def benchmark_onnx(presets=("small", "full"), batches=(1, 8), repeats: int = 10,
             max_difference = 0.0
             for batch in batches:
                 keypoints, scores = _inputs(batch, clip_len, eval_size)
-                feeds = {"keypoints": keypoints.numpy(), "keypoint_scores": scores.numpy()}
+                mirrored = torch.arange(batch) % 2 == 1  # flip-doubled views, as in the test protocol
+                feeds = {"keypoints": keypoints.numpy(), "keypoint_scores": scores.numpy(), "mirrored": mirrored.numpy()}
 
-                def run_torch(keypoints=keypoints, scores=scores):  # this batch's inputs, bound now
+                def run_torch(keypoints=keypoints, scores=scores, mirrored=mirrored):  # this batch's inputs, bound now
                     with torch.no_grad():
-                        return graph(keypoints, scores).numpy()
+                        return graph(keypoints, scores, mirrored).numpy()
 
                 runs[batch] = {"torch": run_torch}
                 for name, session in sessions.items():

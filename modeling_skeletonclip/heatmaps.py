@@ -9,7 +9,12 @@ live on. It reproduces pyskl (eps = 1e-3) pixel for pixel, up to float32 roundin
   same along y; inside it ``exp(-((px - x)^2 + (py - y)^2) / 2 / sigma^2) * value``; max over persons;
 - limb (a, b): value ``min(score_a, score_b)``; window from the bounding box of the segment grown by
   3 sigma, as above; if ``|AB|^2 < 1`` the joint heatmap of A (value ``score_a``) is drawn instead;
-  otherwise ``exp(-d2 / 2 / sigma^2) * value`` with ``d2`` the squared distance to the segment.
+  otherwise ``exp(-d2 / 2 / sigma^2) * value`` with ``d2`` the squared distance to the segment;
+- mirrored views (``mirrored``, ``flip_double``): pyskl's test-time flip (``GeneratePoseTarget(double=True)``)
+  mirrors the rendered volume, pixel column x -> W - 1 - x, and swaps left and right channels: joints by the
+  layout's flip permutation, limbs by the limb permutation it induces (``mirror_heatmaps``). This is not the
+  volume of keypoints flipped to x -> W - 1 - x (the +-3 sigma windows truncate with ``int()``, which is not
+  mirror-symmetric), nor of pyskl's training ``Flip`` (x -> W - x), which is applied to keypoints before rendering.
 
 How it is fast: every point only touches its own window, so each point is rendered on a small local
 grid (at most ``floor(6 sigma) + 2`` pixels a side for joints; for limbs, segments are grouped by
@@ -36,9 +41,9 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from .pose_layouts import COCO17
+from .pose_layouts import COCO17, limb_flip_permutation
 
-__all__ = ["render_heatmaps", "EPS"]
+__all__ = ["render_heatmaps", "mirror_heatmaps", "heatmap_channel_permutation", "EPS"]
 
 EPS = 1e-3
 # exp(x) for x < about -87.3 is a float32 denormal (or 0) and takes a very slow path on CPU; values
@@ -350,6 +355,34 @@ def _render_view(out, view, kp, val, sigma, with_joints, limb_a, limb_b, frames_
             _limb_segments(out1d, base, a, b, val_a, val_b, sigma, height, width, max_elements)
 
 
+def heatmap_channel_permutation(
+    num_joints: int,
+    flip_permutation: Sequence[int],
+    with_joints: bool = True,
+    limbs: Optional[Sequence[Sequence[int]]] = None,
+) -> list[int]:
+    """Channel order of a mirrored heatmap volume: mirrored channel c is channel ``order[c]`` of the unmirrored one.
+
+    Joint channels (first, with ``with_joints``) follow ``flip_permutation``; limb channels (``limbs``, None for
+    none) follow the limb permutation it induces (limb (a, b) takes the channel of the limb joining
+    ``flip_permutation[a]`` and ``flip_permutation[b]``); limbs not closed under the flip are an error."""
+    flip_permutation = [int(j) for j in flip_permutation]
+    if sorted(flip_permutation) != list(range(num_joints)):
+        raise ValueError(f"flip_permutation must be a permutation of range({num_joints}); got {flip_permutation}.")
+    order = list(flip_permutation) if with_joints else []
+    if limbs is not None:
+        offset = len(order)
+        order += [offset + k for k in limb_flip_permutation(limbs, flip_permutation)]
+    return order
+
+
+def mirror_heatmaps(heatmaps: torch.Tensor, channel_permutation) -> torch.Tensor:
+    """pyskl's test-time flip of rendered heatmaps [..., C, T, H, W]: pixel column x -> W - 1 - x, channels
+    reordered by ``channel_permutation`` (see `heatmap_channel_permutation`). A new tensor."""
+    perm = torch.as_tensor(channel_permutation, dtype=torch.long, device=heatmaps.device)
+    return heatmaps.flip(-1).index_select(heatmaps.dim() - 4, perm)
+
+
 def render_heatmaps(
     keypoints: torch.Tensor,
     keypoint_scores: Optional[torch.Tensor] = None,
@@ -364,6 +397,7 @@ def render_heatmaps(
     dtype: torch.dtype = torch.float32,
     max_points_per_chunk: Optional[int] = None,
     dense: bool = False,
+    mirrored: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Render pose heatmaps like pyskl's GeneratePoseTarget, batched on the keypoints' device.
 
@@ -377,15 +411,18 @@ def render_heatmaps(
             with both, joints come first on the channel axis.
         limbs: (a, b) joint pairs; default ``COCO17.limbs`` (needs V == 17).
         use_score: scale by scores (else every finite point has value 1, as pyskl).
-        flip_double: also render the mirrored clip: x -> W - x for x != 0, joints (and scores)
-            reordered by ``flip_permutation`` (default ``COCO17.flip_permutation()``); limbs are
-            drawn from the reordered joints. The result gets a view axis: [N, 2, C, T, H, W].
+        flip_double: also return the mirrored volume, as pyskl's ``GeneratePoseTarget(double=True)``: view 1 is
+            view 0 with pixel column x -> W - 1 - x and channels swapped left/right (`mirror_heatmaps`; joints by
+            ``flip_permutation``, default ``COCO17.flip_permutation()``, limbs by the permutation it induces). The
+            result gets a view axis: [N, 2, C, T, H, W].
         dtype: output dtype (e.g. torch.float32 or torch.bfloat16); computed in float32.
         max_points_per_chunk: bound on the points (person x frame x joint-or-limb) rendered at once;
             None picks it so that temporaries stay around 16 MiB each. Results do not depend on it.
         dense: evaluate every point on the whole H x W grid, without data-dependent shapes or branches on tensor
             values (for torch.export, ONNX export and torch.jit.trace); the same heatmaps, with temporaries of
             about ``N * M * T * C * H * W`` elements (``max_points_per_chunk`` does not apply).
+        mirrored: bool [N] or None: the samples whose rendered volume is mirrored as ``flip_double`` mirrors view 1
+            (a test-time flipped view given by its unflipped keypoints).
 
     Returns:
         [N, C, T, H, W] (or [N, 2, C, T, H, W] with ``flip_double``) of ``dtype``.
@@ -412,18 +449,25 @@ def render_heatmaps(
         limb_a = torch.tensor([a for a, _ in limbs], dtype=torch.long, device=device)
         limb_b = torch.tensor([b for _, b in limbs], dtype=torch.long, device=device)
         n_limbs = len(limbs)
-    if flip_double:
+    channel_permutation = None
+    if mirrored is not None:
+        mirrored = torch.as_tensor(mirrored, device=device)
+        if mirrored.dtype != torch.bool or tuple(mirrored.shape) != (n_samples,):
+            raise ValueError(
+                f"mirrored must be a bool tensor [N] = [{n_samples}] (one flag per sample); got dtype "
+                f"{mirrored.dtype} and shape {tuple(mirrored.shape)}."
+            )
+    if flip_double or mirrored is not None:
         if flip_permutation is None:
             if n_joints != COCO17.num_joints:
                 raise ValueError(
                     f"flip_permutation defaults to COCO17's (17 joints); got V = {n_joints}: pass flip_permutation."
                 )
             flip_permutation = COCO17.flip_permutation()
-        flip_permutation = [int(j) for j in flip_permutation]
-        if sorted(flip_permutation) != list(range(n_joints)):
-            raise ValueError(
-                f"flip_permutation must be a permutation of range({n_joints}); got {flip_permutation}."
-            )
+        channel_permutation = torch.tensor(
+            heatmap_channel_permutation(n_joints, flip_permutation, with_joints, limbs if with_limbs else None),
+            dtype=torch.long, device=device,
+        )
 
     # sanitise once: values 0 where missing / below eps, coordinates 0 where non-finite
     kp = keypoints.float()
@@ -448,26 +492,21 @@ def render_heatmaps(
     max_elements = max(_DEFAULT_ELEMENT_BUDGET, height * width)
 
     if dense:
-        planes = [_render_view_dense(kp, value, sigma, with_joints, limb_a, limb_b, height, width)]
+        planes = _render_view_dense(kp, value, sigma, with_joints, limb_a, limb_b, height, width)  # [N, C, T, H, W]
+        if mirrored is not None:  # a select, not a branch on values: the graph mirrors every sample
+            planes = torch.where(mirrored.view(-1, 1, 1, 1, 1), mirror_heatmaps(planes, channel_permutation), planes)
         if flip_double:
-            planes.append(_render_view_dense(*_flipped(kp, value, flip_permutation, width), sigma, with_joints,
-                                             limb_a, limb_b, height, width))
-            return torch.stack(planes, dim=1).to(dtype)
-        return planes[0].to(dtype)
+            return torch.stack([planes, mirror_heatmaps(planes, channel_permutation)], dim=1).to(dtype)
+        return planes.to(dtype)
 
     views = 2 if flip_double else 1
     out = _zeros((n_samples, views, n_channels, n_frames, height, width), dtype, device)
-    args = (sigma, with_joints, limb_a, limb_b, frames_per_chunk, max_elements)
-    _render_view(out, 0, kp, value, *args)
+    _render_view(out, 0, kp, value, sigma, with_joints, limb_a, limb_b, frames_per_chunk, max_elements)
+    if mirrored is not None:
+        rows = torch.nonzero(mirrored).squeeze(1)
+        if rows.numel():
+            out[rows, 0] = mirror_heatmaps(out[rows, 0], channel_permutation)
     if flip_double:
-        _render_view(out, 1, *_flipped(kp, value, flip_permutation, width), *args)
+        out[:, 1] = mirror_heatmaps(out[:, 0], channel_permutation)
         return out
     return out[:, 0]
-
-
-def _flipped(kp, value, flip_permutation, width):
-    """The mirrored clip: x -> W - x for x != 0, joints and values reordered by `flip_permutation`."""
-    perm = torch.tensor(flip_permutation, dtype=torch.long, device=kp.device)
-    flipped_x = kp[..., 0]
-    flipped = torch.stack([torch.where(flipped_x != 0, width - flipped_x, flipped_x), kp[..., 1]], dim=-1)
-    return flipped.index_select(3, perm), value.index_select(3, perm)

@@ -266,16 +266,22 @@ class SkeletonClipPreTrainedModel(PreTrainedModel):
         cfg = self.config.heatmap_config
         return tuple(cfg.train_size if self.training else cfg.eval_size)
 
-    def prepare_heatmaps(self, keypoints=None, keypoint_scores=None, heatmaps=None, heatmap_size=None):
+    def prepare_heatmaps(self, keypoints=None, keypoint_scores=None, heatmaps=None, heatmap_size=None, mirrored=None):
         """Renders (or checks) the encoder input and folds views into the batch.
 
-        Returns `(heatmaps [B * views, C, T, H, W], views)`.
+        `mirrored` (bool `[B]` or `[B, views]`, the leading axes of `keypoints`): the views whose rendered heatmaps
+        are mirrored, pyskl's test-time flip (`heatmaps.mirror_heatmaps`): such a view comes as its unflipped
+        keypoints. Returns `(heatmaps [B * views, C, T, H, W], views)`.
         """
         video_cfg, heatmap_cfg = self.config.video_config, self.config.heatmap_config
-        keypoints, keypoint_scores, heatmaps = (
+        keypoints, keypoint_scores, heatmaps, mirrored = (
             self._as_tensor(value, name)
-            for value, name in ((keypoints, "keypoints"), (keypoint_scores, "keypoint_scores"), (heatmaps, "heatmaps"))
+            for value, name in ((keypoints, "keypoints"), (keypoint_scores, "keypoint_scores"), (heatmaps, "heatmaps"),
+                                (mirrored, "mirrored"))
         )
+        if heatmaps is not None and mirrored is not None:
+            raise ValueError("`mirrored` marks keypoint views to mirror after rendering; precomputed `heatmaps` are "
+                             "used as given (mirror them before passing them).")
         if heatmaps is not None:
             if heatmaps.dim() not in (5, 6) or heatmaps.shape[-4] != video_cfg.in_channels:
                 raise ValueError(
@@ -303,11 +309,17 @@ class SkeletonClipPreTrainedModel(PreTrainedModel):
                 f"`keypoint_scores` must have shape {list(keypoints.shape[:-1])} (keypoints without the last axis), "
                 f"got {list(keypoint_scores.shape)}."
             )
+        if mirrored is not None and (mirrored.dtype != torch.bool or mirrored.shape != keypoints.shape[:-4]):
+            raise ValueError(
+                f"`mirrored` must be a bool tensor {list(keypoints.shape[:-4])} (one flag per view of `keypoints` "
+                f"{list(keypoints.shape)}), got dtype {mirrored.dtype} and shape {list(mirrored.shape)}."
+            )
         self._check_not_empty(keypoints, "keypoints")
         views = keypoints.shape[1] if keypoints.dim() == 6 else 1
         if keypoints.dim() == 6:
             keypoints = keypoints.flatten(0, 1)  # [B * views, M, T, V, 2]
             keypoint_scores = keypoint_scores.flatten(0, 1) if keypoint_scores is not None else None
+            mirrored = mirrored.flatten() if mirrored is not None else None  # [B * views]
         layout = heatmap_cfg.joint_layout
         # Exported and traced graphs get the dense renderer: the same heatmaps without data-dependent shapes.
         exporting = torch.compiler.is_exporting() or torch.jit.is_tracing()
@@ -321,7 +333,9 @@ class SkeletonClipPreTrainedModel(PreTrainedModel):
             with_limbs=heatmap_cfg.with_limbs,
             limbs=layout.limbs,
             use_score=heatmap_cfg.use_score,
+            flip_permutation=layout.flip_permutation(),
             dtype=self._heatmap_dtype(keypoints.device),
+            mirrored=mirrored,
         )  # [B * views, C, T, H, W]
         return heatmaps, views
 
@@ -507,6 +521,7 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
         heatmaps=None,
         heatmap_size=None,
         output_hidden_states: bool | None = None,
+        mirrored=None,
         **kwargs,
     ) -> BaseModelOutputWithPooling | tuple:
         """`last_hidden_state`: frame features `[B * views, T', 768]`; `pooler_output`: projected clip features
@@ -517,7 +532,7 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
         reject_unknown_arguments(type(self).get_video_features, kwargs)
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
-        heatmaps, _ = self.prepare_heatmaps(keypoints, keypoint_scores, heatmaps, heatmap_size)
+        heatmaps, _ = self.prepare_heatmaps(keypoints, keypoint_scores, heatmaps, heatmap_size, mirrored)
         return self._video_features(self, heatmaps, output_hidden_states)
 
     def _video_features(self, owner, heatmaps, output_hidden_states: bool = False) -> BaseModelOutputWithPooling:
@@ -607,16 +622,18 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
         class_text_embeds: torch.Tensor | None = None,
         heatmap_size=None,
         output_frame_weights: bool = False,
+        mirrored=None,
     ):
         """Logits `[B * views, L]` of every clip view against every class text, the evaluation form of every objective.
 
         class_text_embeds: normalised text embeddings `[L, D]` (e.g. `normalize(get_text_features(...).pooler_output)`).
         "itc", "itc_itm", "itc_momentum": scaled cosine of the clip feature; "pacl": of the clip feature weighted
         over frames by each class text. With `output_frame_weights=True` (PACL) returns `(logits, weights [N, L, T'])`.
+        `mirrored`: the views to mirror after rendering, as for `forward`.
         """
         if class_text_embeds is None:
             raise ValueError("`class_text_embeds` [L, D] (normalised class text embeddings) are required.")
-        rendered, _ = self.prepare_heatmaps(keypoints, keypoint_scores, heatmaps, heatmap_size)
+        rendered, _ = self.prepare_heatmaps(keypoints, keypoint_scores, heatmaps, heatmap_size, mirrored)
         video_outputs = self._video_features(self, rendered)
         logits, weights = self.objective.class_logits(self, video_outputs, class_text_embeds)
         return (logits, weights) if output_frame_weights else logits
@@ -680,6 +697,7 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
         return_dict: bool | None = None,
         output_frame_weights: bool | None = None,
         output_hidden_states: bool | None = None,
+        mirrored: torch.Tensor | None = None,
         **kwargs,
     ) -> SkeletonClipOutput | tuple:
         r"""
@@ -697,6 +715,9 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
         output_hidden_states (`bool`): the towers' hidden states in `video_model_output.hidden_states` (the
             encoder's stem and stage outputs) and `text_model_output.hidden_states` (BERT's); default
             `config.output_hidden_states`.
+        mirrored (`[B]` or `[B, views]` bool): views given by their unflipped keypoints whose rendered heatmaps are
+            mirrored (pyskl's test-time flip: columns reversed, left/right channels swapped), as
+            `PoseClipTransform("test", flip_double=True)` marks them; not with `heatmaps`.
 
         Any other keyword argument is a TypeError (transformers' Trainer's `num_items_in_batch` is ignored: the loss
         is a mean over the batch).
@@ -745,7 +766,9 @@ class SkeletonClipModel(SkeletonClipPreTrainedModel):
                     "when the texts are not the class texts of the clips, in order."
                 )
 
-        rendered, views = self.prepare_heatmaps(keypoints, keypoint_scores, heatmaps, heatmap_size)  # [Nv, C, T, H, W]
+        rendered, views = self.prepare_heatmaps(
+            keypoints, keypoint_scores, heatmaps, heatmap_size, mirrored
+        )  # [Nv, C, T, H, W]
         video_outputs = self._video_features(self, rendered, output_hidden_states)
         text_inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
         text_outputs = self._text_features(self, **text_inputs, output_hidden_states=output_hidden_states)
@@ -814,10 +837,11 @@ class SkeletonClipForActionRecognition(SkeletonClipPreTrainedModel):
         heatmap_size: tuple[int, int] | None = None,
         return_dict: bool | None = None,
         output_hidden_states: bool | None = None,
+        mirrored: torch.Tensor | None = None,
         **kwargs,
     ) -> SkeletonClipActionRecognitionOutput | tuple:
         r"""
-        keypoints / keypoint_scores / heatmaps / heatmap_size: as for `SkeletonClipModel.forward`.
+        keypoints / keypoint_scores / heatmaps / heatmap_size / mirrored: as for `SkeletonClipModel.forward`.
         labels: class indices `[B]`, or float targets `[B, num_labels]` for "multi_label_classification" /
             "regression" (see the class docstring); every view of a clip gets its clip's labels.
         output_hidden_states (`bool`): the encoder's stem and stage outputs as `hidden_states`; default
@@ -829,7 +853,7 @@ class SkeletonClipForActionRecognition(SkeletonClipPreTrainedModel):
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
-        heatmaps, views = self.prepare_heatmaps(keypoints, keypoint_scores, heatmaps, heatmap_size)
+        heatmaps, views = self.prepare_heatmaps(keypoints, keypoint_scores, heatmaps, heatmap_size, mirrored)
         hidden_states = None
         if output_hidden_states:
             features, hidden_states = self.video_encoder(heatmaps, output_hidden_states=True)

@@ -5,8 +5,9 @@
         --hypothesis_template "a person doing {}"
 
 The graph takes `keypoints [N, M, T, V, 2]` float32 (pixels of the `eval_size` frame, as `PoseClipTransform`
-"test" produces them, views folded into N) and `keypoint_scores [N, M, T, V]` float32, renders the heatmaps with
-the dense renderer and runs the encoder; it returns `probabilities [N, L]`, the softmax of the class logits (the
+"test" produces them, views folded into N), `keypoint_scores [N, M, T, V]` float32 and `mirrored [N]` bool (the
+flip-doubled views, whose rendered heatmaps are mirrored as pyskl mirrors them), renders the heatmaps with the
+dense renderer and runs the encoder; it returns `probabilities [N, L]`, the softmax of the class logits (the
 caller averages over views). N and M are dynamic, T is `clip_len`. A contrastive model's class texts are encoded
 once here: their normalised embeddings are a constant of the graph, so inference needs neither the text encoder
 nor a tokenizer. The folder also holds `skeletonclip_onnx.json` (class names, clip_len, eval_size, layout,
@@ -29,7 +30,7 @@ from .pipeline_skeletonclip import DEFAULT_CLIP_LEN
 
 ONNX_FILE = "model.onnx"
 METADATA_FILE = "skeletonclip_onnx.json"
-INPUT_NAMES = ("keypoints", "keypoint_scores")
+INPUT_NAMES = ("keypoints", "keypoint_scores", "mirrored")
 OUTPUT_NAME = "probabilities"
 DEFAULT_OPSET = 18
 # The batch of the example inputs the graph is recorded with (any other batch runs too: N is dynamic).
@@ -37,8 +38,9 @@ EXAMPLE_BATCH, EXAMPLE_PERSONS = 2, 2
 
 
 class ExportedSkeletonClip(nn.Module):
-    """`(keypoints [N, M, T, V, 2], keypoint_scores [N, M, T, V])` -> class probabilities `[N, L]` of `model`
-    (eval mode): the classifier's softmax, or the contrastive model's softmax over `class_text_embeds [L, D]`."""
+    """`(keypoints [N, M, T, V, 2], keypoint_scores [N, M, T, V], mirrored [N] bool)` -> class probabilities `[N, L]`
+    of `model` (eval mode): the classifier's softmax, or the contrastive model's softmax over `class_text_embeds
+    [L, D]`."""
 
     def __init__(self, model, class_text_embeds: torch.Tensor | None = None):
         super().__init__()
@@ -47,13 +49,13 @@ class ExportedSkeletonClip(nn.Module):
         if self.contrastive:
             self.register_buffer("class_text_embeds", class_text_embeds.detach().float().clone())
 
-    def forward(self, keypoints: torch.Tensor, keypoint_scores: torch.Tensor) -> torch.Tensor:
+    def forward(self, keypoints: torch.Tensor, keypoint_scores: torch.Tensor, mirrored: torch.Tensor) -> torch.Tensor:
         if self.contrastive:
-            logits = self.model.score_all_classes(
-                keypoints=keypoints, keypoint_scores=keypoint_scores, class_text_embeds=self.class_text_embeds
-            )
+            logits = self.model.score_all_classes(keypoints=keypoints, keypoint_scores=keypoint_scores,
+                                                  mirrored=mirrored, class_text_embeds=self.class_text_embeds)
         else:
-            logits = self.model(keypoints=keypoints, keypoint_scores=keypoint_scores, return_dict=True).logits
+            logits = self.model(keypoints=keypoints, keypoint_scores=keypoint_scores, mirrored=mirrored,
+                                return_dict=True).logits
         return logits.float().softmax(dim=-1)  # [N, L]
 
 
@@ -91,14 +93,16 @@ def _versions() -> dict:
 
 
 def _example_inputs(config, clip_len: int, batch: int = EXAMPLE_BATCH, persons: int = EXAMPLE_PERSONS):
-    """Keypoints inside the eval frame, some joints missing (score 0), for recording the graph."""
+    """Keypoints inside the eval frame, some joints missing (score 0), and one view of two mirrored, for recording
+    the graph."""
     height, width = config.heatmap_config.eval_size
     joints = config.heatmap_config.num_joints
     g = torch.Generator().manual_seed(0)
     keypoints = torch.rand(batch, persons, clip_len, joints, 2, generator=g) * torch.tensor([width - 1, height - 1])
     scores = torch.rand(batch, persons, clip_len, joints, generator=g)
     scores[scores < 0.2] = 0.0
-    return keypoints, scores
+    mirrored = torch.arange(batch) % 2 == 1
+    return keypoints, scores, mirrored
 
 
 def export_onnx(
@@ -154,9 +158,10 @@ def export_onnx(
     clip_len = int(clip_len if clip_len is not None else (getattr(config, "clip_len", None) or DEFAULT_CLIP_LEN))
 
     graph = ExportedSkeletonClip(model, class_text_embeds).eval()
-    keypoints, scores = _example_inputs(config, clip_len)
+    keypoints, scores, mirrored = _example_inputs(config, clip_len)
     clips, persons = torch.export.Dim("clips"), torch.export.Dim("persons")
-    dynamic_shapes = {"keypoints": {0: clips, 1: persons}, "keypoint_scores": {0: clips, 1: persons}}
+    dynamic_shapes = {"keypoints": {0: clips, 1: persons}, "keypoint_scores": {0: clips, 1: persons},
+                      "mirrored": {0: clips}}
     os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, ONNX_FILE)
     try:
@@ -165,7 +170,7 @@ def export_onnx(
             warnings.filterwarnings("ignore", message=".*shares the same shape constraints with another axis")
             program = torch.onnx.export(
                 graph,
-                (keypoints, scores),
+                (keypoints, scores, mirrored),
                 dynamic_shapes=dynamic_shapes,
                 input_names=list(INPUT_NAMES),
                 output_names=[OUTPUT_NAME],
@@ -188,7 +193,8 @@ def export_onnx(
         "layout": heatmap_config.layout,
         "num_joints": heatmap_config.num_joints,
         "inputs": {"keypoints": ["clips", "persons", clip_len, heatmap_config.num_joints, 2],
-                   "keypoint_scores": ["clips", "persons", clip_len, heatmap_config.num_joints]},
+                   "keypoint_scores": ["clips", "persons", clip_len, heatmap_config.num_joints],
+                   "mirrored": ["clips"]},
         "outputs": {OUTPUT_NAME: ["clips", len(class_names)]},
         "opset": opset,
         "versions": _versions(),

@@ -5,6 +5,7 @@
 
     model = OnnxSkeletonClip("runs/synthetic_demo_onnx")
     probabilities = model(keypoints, keypoint_scores)  # [N, M, T, V, 2], [N, M, T, V] -> [N, L]
+    probabilities = model(keypoints, keypoint_scores, mirrored=mirrored)  # with flip-doubled views ([N] bool)
     recognizer = pipeline("skeleton-action-recognition", model=model)  # the same outputs as the torch model's
 
 Needs `pip install 'skeletonclip[onnx]'`; neither torch's model code nor a tokenizer runs at inference.
@@ -58,6 +59,8 @@ class OnnxSkeletonClip:
         self.session = onnxruntime.InferenceSession(
             os.path.join(folder, ONNX_FILE), sess_options=session_options, providers=["CPUExecutionProvider"]
         )
+        # Graphs that take no `mirrored` input render every view unmirrored: they score unflipped views only.
+        self.takes_mirrored = "mirrored" in {graph_input.name for graph_input in self.session.get_inputs()}
 
     def eval(self):
         """The graph has no training mode (the pipeline calls this)."""
@@ -86,16 +89,25 @@ class OnnxSkeletonClip:
                              "other classes.")
         return [self.class_names.index(label) for label in labels]
 
-    def __call__(self, keypoints, keypoint_scores, candidate_labels=None, hypothesis_template=None) -> np.ndarray:
+    def __call__(self, keypoints, keypoint_scores, candidate_labels=None, hypothesis_template=None,
+                 mirrored=None) -> np.ndarray:
         """Class probabilities `[N, L]` float32 of `keypoints [N, M, T, V, 2]` and `keypoint_scores [N, M, T, V]`
         (numpy or torch; `[B, views, ...]` are folded into N = B * views, as the torch model folds them), in the
-        order of `candidate_labels` (default the exported order)."""
+        order of `candidate_labels` (default the exported order). `mirrored` (bool `[N]` or `[B, views]`, default
+        none): the views whose rendered heatmaps are mirrored, as for the torch model."""
         order = self.class_order(candidate_labels, hypothesis_template)
         keypoints = _as_float32(keypoints, "keypoints")
         keypoint_scores = _as_float32(keypoint_scores, "keypoint_scores")
+        if mirrored is None:
+            mirrored = np.zeros(keypoints.shape[:-4], dtype=bool)
+        mirrored = mirrored.detach().cpu().numpy() if isinstance(mirrored, torch.Tensor) else np.asarray(mirrored)
+        if mirrored.dtype != np.bool_ or mirrored.shape != keypoints.shape[:-4]:
+            raise ValueError(f"`mirrored` must be bool {list(keypoints.shape[:-4])} (one flag per view of `keypoints` "
+                             f"{list(keypoints.shape)}), got dtype {mirrored.dtype} and shape {list(mirrored.shape)}.")
         if keypoints.ndim == 6:
             keypoints = keypoints.reshape(-1, *keypoints.shape[2:])
             keypoint_scores = keypoint_scores.reshape(-1, *keypoint_scores.shape[2:])
+            mirrored = mirrored.reshape(-1)
         expected = f"[N, M, {self.clip_len}, {self.num_joints}, 2]"
         if keypoints.ndim != 5 or keypoints.shape[2:] != (self.clip_len, self.num_joints, 2):
             raise ValueError(f"`keypoints` must have shape {expected} (the exported clip_len and joints; "
@@ -105,7 +117,12 @@ class OnnxSkeletonClip:
                              f"last axis), got {list(keypoint_scores.shape)}.")
         if keypoints.shape[0] == 0 or keypoints.shape[1] == 0:
             raise ValueError(f"`keypoints` holds no clips or no persons (shape {list(keypoints.shape)}).")
-        inputs = dict(zip(INPUT_NAMES, (keypoints, keypoint_scores)))
+        inputs = dict(zip(INPUT_NAMES, (keypoints, keypoint_scores, np.ascontiguousarray(mirrored))))
+        if not self.takes_mirrored:
+            if mirrored.any():
+                raise ValueError(f"The graph in {self.folder} takes no `mirrored` input (it renders every view "
+                                 "unmirrored); export the model again to score flip-doubled views.")
+            del inputs["mirrored"]
         (probabilities,) = self.session.run(None, inputs)  # [N, L]
         return probabilities[:, order]
 

@@ -141,7 +141,8 @@ class SkeletonActionRecognitionPipeline(ChunkPipeline):
                 - a video file (`str` / `os.PathLike`): poses come from `extract_poses.video_annotation` (needs
                   `pip install 'skeletonclip[video]'`).
             num_clips (`int`, defaults to 1): clips sampled per input (or window), as in evaluation.
-            flip (`bool`, defaults to False): also score every clip mirrored. The test protocol is
+            flip (`bool`, defaults to False): also score every clip mirrored (its rendered heatmaps mirrored, as
+                pyskl's test-time flip mirrors them). The test protocol is
                 `num_clips=10, flip=True` (20 views), the validation protocol the defaults.
             clip_len (`int`, *optional*): frames per clip; default the model's `config.clip_len` (48 for configs
                 without it).
@@ -302,7 +303,8 @@ class SkeletonActionRecognitionPipeline(ChunkPipeline):
         max_persons=2,
     ):
         """Yields one model input per window: `keypoints` `[1, views, M, clip_len, V, 2]`, `keypoint_scores`
-        `[1, views, M, clip_len, V]`, the window's frames and the input's frame rate."""
+        `[1, views, M, clip_len, V]`, `mirrored` `[1, views]` (the flipped views, mirrored after rendering), the
+        window's frames and the input's frame rate."""
         index, value = (inputs.index, inputs.value) if isinstance(inputs, _NumberedInput) else (None, inputs)
         where = "Input" if index is None else f"Input {index}"
         if isinstance(value, (str, os.PathLike)):
@@ -345,9 +347,12 @@ class SkeletonActionRecognitionPipeline(ChunkPipeline):
                     "label": 0,
                 }
             )
+            views = clip["keypoints"].shape[0]
+            mirrored = clip["mirrored"] if flip else np.zeros(views, dtype=bool)
             yield {
                 "keypoints": torch.from_numpy(clip["keypoints"])[None],  # [1, views, M, L, V, 2]
                 "keypoint_scores": torch.from_numpy(clip["keypoint_scores"])[None],  # [1, views, M, L, V]
+                "mirrored": torch.from_numpy(mirrored)[None],  # [1, views]
                 "start_frame": start,
                 "end_frame": end,
                 "fps": fps,
@@ -457,9 +462,10 @@ class SkeletonActionRecognitionPipeline(ChunkPipeline):
     def _forward(self, model_inputs, candidate_labels=None, hypothesis_template=None, class_descriptions=None):
         keypoints = model_inputs.pop("keypoints")  # [B, views, M, L, V, 2]
         keypoint_scores = model_inputs.pop("keypoint_scores")
+        mirrored = model_inputs.pop("mirrored")  # [B, views]
         batch_size = keypoints.shape[0]
         if self.is_exported:
-            probs = self.model(keypoints, keypoint_scores, candidate_labels=candidate_labels,
+            probs = self.model(keypoints, keypoint_scores, mirrored=mirrored, candidate_labels=candidate_labels,
                                hypothesis_template=hypothesis_template)  # [B * views, L]
             probs = torch.from_numpy(probs).view(batch_size, -1, probs.shape[-1]).mean(dim=1)  # [B, L]
             return {"probs": probs, **model_inputs}
@@ -469,9 +475,10 @@ class SkeletonActionRecognitionPipeline(ChunkPipeline):
             )
             # Every objective's evaluation form (PACL weights frames by each class text).
             logits = self.model.score_all_classes(keypoints=keypoints, keypoint_scores=keypoint_scores,
-                                                  class_text_embeds=self._class_text_embeds(texts))
+                                                  mirrored=mirrored, class_text_embeds=self._class_text_embeds(texts))
         else:
-            logits = self.model(keypoints=keypoints, keypoint_scores=keypoint_scores).logits  # [B * views, L]
+            logits = self.model(keypoints=keypoints, keypoint_scores=keypoint_scores,
+                                mirrored=mirrored).logits  # [B * views, L]
         probs = logits.float().softmax(dim=-1).view(batch_size, -1, logits.shape[-1]).mean(dim=1)  # [B, L]
         return {"probs": probs, **model_inputs}
 
@@ -535,7 +542,8 @@ def _collate_windows(items: list[dict]) -> dict:
             kp, sc = padded_kp, padded_sc
         keypoints.append(kp)
         scores.append(sc)
-    batch = {"keypoints": torch.cat(keypoints), "keypoint_scores": torch.cat(scores)}
+    batch = {"keypoints": torch.cat(keypoints), "keypoint_scores": torch.cat(scores),
+             "mirrored": torch.cat([item["mirrored"] for item in items])}
     for key in items[0]:
         if key not in batch:
             batch[key] = [item[key] for item in items]

@@ -4,6 +4,7 @@ Plain data, no behaviour: the config, the transforms and the renderer all read t
 """
 
 from dataclasses import dataclass
+from typing import Sequence
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,10 @@ class JointLayout:
         for left, right in zip(self.left_joints, self.right_joints):
             order[left], order[right] = right, left
         return order
+
+    def limb_flip_permutation(self) -> list[int]:
+        """Limb order after a horizontal flip: the permutation of `limbs` induced by `flip_permutation`."""
+        return limb_flip_permutation(self.limbs, self.flip_permutation(), self.name)
 
     def to_dict(self) -> dict:
         return {
@@ -51,6 +56,33 @@ class JointLayout:
         for j in (*self.left_joints, *self.right_joints, *(j for limb in self.limbs for j in limb)):
             if not 0 <= j < self.num_joints:
                 raise ValueError(f"Joint layout {self.name!r}: joint index {j} outside [0, {self.num_joints}).")
+
+
+def limb_flip_permutation(
+    limbs: Sequence[Sequence[int]], flip_permutation: Sequence[int], name: str = "custom"
+) -> list[int]:
+    """The limb order induced by a joint flip: entry i is the index of the limb joining ``flip_permutation[a]``
+    and ``flip_permutation[b]`` (in either order) for limb i = (a, b), so that limb channel i of a mirrored volume
+    comes from that channel of the unmirrored one. A repeated limb maps to its partner's copies in order. Limbs
+    that are not closed under the flip (a limb whose mirror image is not a limb) are an error."""
+    slots: dict[tuple[int, int], list[int]] = {}
+    for index, (a, b) in enumerate(limbs):
+        slots.setdefault((min(a, b), max(a, b)), []).append(index)
+    taken: dict[tuple[int, int], int] = {}
+    order = []
+    for a, b in limbs:
+        fa, fb = int(flip_permutation[a]), int(flip_permutation[b])
+        key = (min(fa, fb), max(fa, fb))
+        k = taken.get(key, 0)
+        if k >= len(slots.get(key, ())):
+            raise ValueError(
+                f"Joint layout {name!r}: limb ({a}, {b}) mirrors to ({fa}, {fb}), which is not among its limbs "
+                f"{[tuple(limb) for limb in limbs]}; flip-doubling swaps limb channels, so the limbs must be closed "
+                "under the left/right flip."
+            )
+        order.append(slots[key][k])
+        taken[key] = k + 1
+    return order
 
 
 # COCO-17 as used by the HRNet pickles of pyskl (SPEC §1).

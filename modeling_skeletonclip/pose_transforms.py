@@ -6,7 +6,10 @@ model renders heatmaps on its own device. The steps reproduce the PoseC3D recipe
 * train: ``UniformSampleFrames(48)`` -> ``PoseCompact(hw_ratio=1, allow_imgpad=True)`` ->
   ``Resize(short side 64)`` -> ``RandomResizedCrop(area 0.56..1)`` -> ``Resize(56x56)`` -> ``Flip(0.5)``
 * val: ``UniformSampleFrames(48, test mode)`` -> ``PoseCompact`` -> ``Resize(64x64)``
-* test: val with 10 clips, each clip also mirrored (flip doubling): 20 views.
+* test: val with 10 clips, each clip also mirrored (flip doubling): 20 views. As in pyskl's
+  ``GeneratePoseTarget(double=True)``, a mirrored view is its rendered heatmap volume mirrored (columns
+  x -> W - 1 - x, left/right channels swapped), not the volume of mirrored keypoints: the transform
+  emits the unflipped keypoints again with a ``mirrored`` flag, and the model mirrors after rendering.
 
 Input rows (the format of :func:`load_pose_dataset`): ``frame_dir`` str, ``label`` int,
 ``img_shape`` (h, w), ``total_frames`` T, ``num_person`` M, ``keypoint`` float [M*T, V, 2]
@@ -274,9 +277,10 @@ def crop_keypoints(keypoints: np.ndarray, box) -> tuple[np.ndarray, tuple[int, i
 
 
 def flip_keypoints(keypoints: np.ndarray, scores: np.ndarray, width: float, flip_permutation: Sequence[int]):
-    """pyskl's horizontal ``Flip`` of keypoints [..., V, 2] and scores [..., V] (copies).
+    """pyskl's horizontal ``Flip`` of keypoints [..., V, 2] and scores [..., V] (copies): the training flip.
 
-    x -> width - x for non-zero x; left and right joints (and their scores) swap places.
+    x -> width - x for non-zero x; left and right joints (and their scores) swap places. Test-time
+    flip doubling mirrors rendered heatmaps instead (``heatmaps.mirror_heatmaps``).
     """
     perm = np.asarray(flip_permutation)
     kp = keypoints[..., perm, :]  # fancy indexing: a copy
@@ -374,11 +378,13 @@ class PoseClipTransform:
 
     * ``keypoints`` float32 [views, M, clip_len, V, 2]
     * ``keypoint_scores`` float32 [views, M, clip_len, V]
+    * ``mirrored`` bool [views], with ``flip_double`` only: the views the model mirrors after rendering
     * ``label`` int
 
     ``views`` = ``num_clips``, or ``2 * num_clips`` with ``flip_double``: views ``[0, num_clips)``
     are the clips in sampling order, views ``[num_clips, 2 * num_clips)`` the same clips mirrored
-    (view ``num_clips + i`` mirrors view ``i``).
+    (view ``num_clips + i`` mirrors view ``i``): their keypoints are those of view ``i`` and
+    ``mirrored`` is True, so that the model mirrors their rendered heatmaps as pyskl does.
 
     ``transform_batch`` is the batched form for ``dataset.with_transform``; the faster path is the
     dataset in ``"numpy"`` format with this transform inside :class:`PoseCollator`.
@@ -493,22 +499,26 @@ class PoseClipTransform:
         # [M, nc*L, ...] -> [nc, M, L, ...]
         kp = kp.reshape(M, nc, L, V, 2).transpose(1, 0, 2, 3, 4)
         scores = scores.reshape(M, nc, L, V).transpose(1, 0, 2, 3)
-        if self.flip_double:
-            fkp, fscores = flip_keypoints(kp, scores, out_w, self.flip_permutation)
-            kp = np.concatenate([kp, fkp], axis=0)
-            scores = np.concatenate([scores, fscores], axis=0)
+        out = {}
+        if self.flip_double:  # the mirrored views are rendered from the same keypoints, then mirrored
+            kp = np.concatenate([kp, kp], axis=0)
+            scores = np.concatenate([scores, scores], axis=0)
+            out["mirrored"] = np.arange(2 * nc) >= nc
         return {
             "keypoints": np.ascontiguousarray(kp, dtype=np.float32),
             "keypoint_scores": np.ascontiguousarray(scores, dtype=np.float32),
+            **out,
             "label": label,
         }
 
     def transform_batch(self, batch: dict) -> dict:
         """Batched form for ``dataset.with_transform(transform.transform_batch)``: dict of lists in and out."""
+        keys = ("keypoints", "keypoint_scores", "mirrored", "label") if self.flip_double else (
+            "keypoints", "keypoint_scores", "label")
+        out = {k: [] for k in keys}
         if not batch:
-            return {"keypoints": [], "keypoint_scores": [], "label": []}
+            return out
         n = len(next(iter(batch.values())))
-        out = {"keypoints": [], "keypoint_scores": [], "label": []}
         for i in range(n):
             res = self({k: v[i] for k, v in batch.items()})
             for k in out:
@@ -536,7 +546,8 @@ class PoseCollator:
     """Stacks transformed clips into a batch of tensors; optionally transforms and tokenizes too.
 
     Returns ``keypoints`` float32 [B, views, M, T, V, 2], ``keypoint_scores`` float32
-    [B, views, M, T, V], ``labels`` int64 [B], and, when both ``tokenizer`` and ``class_texts`` are
+    [B, views, M, T, V], ``labels`` int64 [B], ``mirrored`` bool [B, views] when the clips carry it
+    (flip-doubled test views; all clips or none), and, when both ``tokenizer`` and ``class_texts`` are
     given, ``input_ids`` / ``attention_mask`` [B, L] of ``text_template.format(class_texts[label])``
     (padded to the longest in the batch, truncated at ``text_max_length``).
 
@@ -598,7 +609,7 @@ class PoseCollator:
         if self.transform is not None:
             examples = [self.transform(ex) for ex in examples]
 
-        kps, scs, labels = [], [], []
+        kps, scs, labels, mirrored = [], [], [], []
         for i, ex in enumerate(examples):
             clip = _clip_name(ex, i)
             if not isinstance(ex, dict):
@@ -617,6 +628,19 @@ class PoseCollator:
                     f"Example {i}: expected keypoints [views, M, T, V, 2] and keypoint_scores [views, M, T, V], "
                     f"got {kp.shape} and {sc.shape}."
                 )
+            if ("mirrored" in ex) != ("mirrored" in examples[0]):
+                raise PoseDataError(
+                    f"Example {i} {'has' if 'mirrored' in ex else 'lacks'} the field 'mirrored' and example 0 "
+                    f"{'has' if 'mirrored' in examples[0] else 'lacks'} it; use one transform configuration per batch."
+                )
+            if "mirrored" in ex:
+                flags = np.asarray(ex["mirrored"])
+                if flags.dtype != np.bool_ or flags.shape != kp.shape[:1]:
+                    raise PoseDataError(
+                        f"Example {i}: field 'mirrored' must be bool [views] = [{kp.shape[0]}], got dtype "
+                        f"{flags.dtype} and shape {flags.shape}."
+                    )
+                mirrored.append(flags)
             kps.append(kp)
             scs.append(sc)
             labels.append(_int_field(ex, "labels" if "labels" in ex else "label", clip))
@@ -660,6 +684,8 @@ class PoseCollator:
             "keypoint_scores": torch.from_numpy(keypoint_scores),
             "labels": torch.tensor(labels, dtype=torch.long),
         }
+        if mirrored:
+            batch["mirrored"] = torch.from_numpy(np.stack(mirrored))  # [B, views]
         if self.tokenizer is not None and self.class_texts is not None:
             n = len(self.class_texts)
             bad = [lab for lab in labels if not 0 <= lab < n]

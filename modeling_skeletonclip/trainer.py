@@ -479,7 +479,7 @@ class SkeletonClipTrainer(Trainer):
         labels = inputs.get("labels")
         keypoints = inputs.get("keypoints")
         batch_size = keypoints.shape[0] if keypoints is not None else inputs["heatmaps"].shape[0]
-        video_inputs = {k: inputs.get(k) for k in ("keypoints", "keypoint_scores", "heatmaps")}
+        video_inputs = {k: inputs.get(k) for k in ("keypoints", "keypoint_scores", "heatmaps", "mirrored")}
         with self.compute_loss_context_manager():
             if isinstance(unwrapped, SkeletonClipModel):
                 if self._class_text_embeds is None:  # prediction_step called outside evaluate()/predict()

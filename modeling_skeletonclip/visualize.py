@@ -346,10 +346,11 @@ def save_gif(images: Sequence[np.ndarray], path: str, fps: float = 10.0) -> str:
 # The heatmap volumes the model receives
 # ---------------------------------------------------------------------------------------------------------------
 def model_views(clip: Clip, heatmap_config, clip_len: int, seed: int = 42, epoch: int = 0) -> dict:
-    """`{view: (keypoints [M, L, V, 2], keypoint_scores [M, L, V], (H, W))}` of the clip as the model receives it,
-    for the views of `VIEWS`: "train" is the augmentation `PoseClipDataset(split, PoseClipTransform("train",
-    seed=seed), seed=seed)` draws for this clip (its split index) in `epoch`, as in the training command; "test" and
-    "test_flip" are the first test-mode clip and its mirror, as the pipeline and the test protocol sample them."""
+    """`{view: (keypoints [M, L, V, 2], keypoint_scores [M, L, V], (H, W), mirrored)}` of the clip as the model
+    receives it, for the views of `VIEWS`: "train" is the augmentation `PoseClipDataset(split,
+    PoseClipTransform("train", seed=seed), seed=seed)` draws for this clip (its split index) in `epoch`, as in the
+    training command; "test" and "test_flip" are the first test-mode clip and its mirror, as the pipeline and the
+    test protocol sample them (the mirror: the unflipped keypoints, whose rendered volume is mirrored)."""
     from .clip_dataset import seeded_transform
 
     kwargs = dict(clip_len=clip_len, train_size=tuple(heatmap_config.train_size),
@@ -359,15 +360,17 @@ def model_views(clip: Clip, heatmap_config, clip_len: int, seed: int = 42, epoch
     test = PoseClipTransform("test", num_clips=1, flip_double=True, **kwargs)(row)
     train_size, eval_size = tuple(heatmap_config.train_size), tuple(heatmap_config.eval_size)
     return {
-        "train": (train["keypoints"][0], train["keypoint_scores"][0], train_size),
-        "test": (test["keypoints"][0], test["keypoint_scores"][0], eval_size),
-        "test_flip": (test["keypoints"][1], test["keypoint_scores"][1], eval_size),
+        "train": (train["keypoints"][0], train["keypoint_scores"][0], train_size, False),
+        "test": (test["keypoints"][0], test["keypoint_scores"][0], eval_size, bool(test["mirrored"][0])),
+        "test_flip": (test["keypoints"][1], test["keypoint_scores"][1], eval_size, bool(test["mirrored"][1])),
     }
 
 
-def render_view(keypoints: np.ndarray, keypoint_scores: np.ndarray, heatmap_config, size) -> np.ndarray:
+def render_view(keypoints: np.ndarray, keypoint_scores: np.ndarray, heatmap_config, size,
+                mirrored: bool = False) -> np.ndarray:
     """The heatmap volume `[C, L, H, W]` (float32) of one view, rendered as the model renders its input: its
-    heatmap config's sigma, joints and/or limbs, layout and scores, at `size`."""
+    heatmap config's sigma, joints and/or limbs, layout and scores, at `size`, mirrored after rendering for a
+    flipped test view."""
     layout = heatmap_config.joint_layout
     volume = render_heatmaps(
         torch.from_numpy(np.ascontiguousarray(keypoints))[None],
@@ -378,7 +381,9 @@ def render_view(keypoints: np.ndarray, keypoint_scores: np.ndarray, heatmap_conf
         with_limbs=heatmap_config.with_limbs,
         limbs=layout.limbs,
         use_score=heatmap_config.use_score,
+        flip_permutation=layout.flip_permutation(),
         dtype=torch.float32,
+        mirrored=torch.tensor([bool(mirrored)]),
     )  # [1, C, L, H, W]
     return volume[0].numpy()
 
@@ -470,6 +475,7 @@ def pacl_frame_weights(recognizer, annotation: dict, class_texts: list[str] | li
         _, weights = recognizer.model.score_all_classes(
             keypoints=inputs["keypoints"].to(recognizer.device),
             keypoint_scores=inputs["keypoint_scores"].to(recognizer.device),
+            mirrored=inputs["mirrored"].to(recognizer.device) if "mirrored" in inputs else None,
             class_text_embeds=embeds, output_frame_weights=True,
         )  # [N, L, T']
     return weights.float().mean(dim=0).cpu().numpy()  # [L, T'] averaged over the views
@@ -630,8 +636,8 @@ def visualize_clip(clip: Clip, output_dir: str, heatmap_config, clip_len: int, r
     written.append(save_gif(animation, os.path.join(output_dir, "keypoints.gif"), gif_fps))
 
     names = channel_names(heatmap_config)
-    for view, (keypoints, scores, size) in model_views(clip, heatmap_config, clip_len, seed, epoch).items():
-        volume = render_view(keypoints, scores, heatmap_config, size)
+    for view, (keypoints, scores, size, mirrored) in model_views(clip, heatmap_config, clip_len, seed, epoch).items():
+        volume = render_view(keypoints, scores, heatmap_config, size, mirrored)
         # The clip's L sampled frames span the whole clip: played over its duration.
         written += write_heatmap_view(volume, names, output_dir, view, columns=8,
                                       fps=fps * volume.shape[1] / clip.num_frames)

@@ -264,8 +264,10 @@ def reference_heatmaps(
     """Reference renderer with the layout of ``render_heatmaps``.
 
     keypoints [N, M, T, V, 2] (x, y pixels), scores [N, M, T, V] (None: ones). Returns float32
-    [N, C, T, H, W], or [N, 2, C, T, H, W] with ``flip_double`` (view 1: x -> W - x where x != 0,
-    joints and scores reordered by ``flip_permutation``). Non-finite coordinates/scores are skipped.
+    [N, C, T, H, W], or [N, 2, C, T, H, W] with ``flip_double``: view 1 is pyskl's
+    ``GeneratePoseTarget(double=True)`` flip of view 0, ``view[..., ::-1]`` with the channels of
+    left and right joints (``flip_permutation``) and of left and right limbs (the limb whose
+    mirror image is each limb) swapped. Non-finite coordinates/scores are skipped.
     """
     kps = np.asarray(keypoints, dtype=np.float64)
     if scores is None:
@@ -280,19 +282,22 @@ def reference_heatmaps(
     view = _render_one_view(kps, scores, size, sigma, with_joints, with_limbs, limbs)
     if not flip_double:
         return view
-    if flip_permutation is None:
-        flip_permutation = COCO17.flip_permutation()
-    perm = list(flip_permutation)
-    assert len(perm) == n_joints
-    # pyskl's Flip, in float32 like pyskl's keypoint arrays
-    flipped = kps.astype(np.float32)
-    kp_x = flipped[..., 0]
-    kp_x[kp_x != 0] = size[1] - kp_x[kp_x != 0]
-    flipped = flipped.astype(np.float64)
-    flipped = flipped[:, :, :, perm]
-    flipped_scores = scores[:, :, :, perm]
-    view_flip = _render_one_view(flipped, flipped_scores, size, sigma, with_joints, with_limbs, limbs)
-    return np.stack([view, view_flip], axis=1)
+    return np.stack([view, pyskl_mirror(view, n_joints, flip_permutation, with_joints, limbs if with_limbs else [])],
+                    axis=1)
+
+
+def pyskl_mirror(view, n_joints, flip_permutation=None, with_joints=True, limbs=()):
+    """pyskl's test-time flip of a rendered volume [N, C, T, H, W]: ``[..., ::-1]`` and left/right channels swapped
+    (joint j takes joint ``flip_permutation[j]``; limb (a, b) takes the limb {perm[a], perm[b]}, found by search)."""
+    perm = list(flip_permutation if flip_permutation is not None else COCO17.flip_permutation())
+    assert sorted(perm) == list(range(n_joints))
+    channels = list(perm) if with_joints else []
+    offset = len(channels)
+    for a, b in limbs:
+        partner = [k for k, limb in enumerate(limbs) if sorted(limb) == sorted((perm[a], perm[b]))]
+        assert len(partner) == 1, "the reference handles limb lists closed under the flip, each limb once"
+        channels.append(offset + partner[0])
+    return np.ascontiguousarray(view[..., ::-1][:, channels])
 
 
 

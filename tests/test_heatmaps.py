@@ -8,8 +8,8 @@ import torch
 
 from modeling_skeletonclip import heatmaps as heatmaps_module
 from helpers import reference_heatmaps
-from modeling_skeletonclip.heatmaps import render_heatmaps
-from modeling_skeletonclip.pose_layouts import COCO17
+from modeling_skeletonclip.heatmaps import heatmap_channel_permutation, mirror_heatmaps, render_heatmaps
+from modeling_skeletonclip.pose_layouts import COCO17, limb_flip_permutation
 
 TOL = 1e-5
 
@@ -103,13 +103,133 @@ def test_matches_reference_other_sigma_and_no_score(sigma):
 
 def test_custom_layout_limbs_and_permutation():
     kp, scores = make_inputs(6, v=5, size=(16, 16))
-    limbs = [(0, 1), (1, 2), (3, 4), (2, 2)]
+    limbs = [(0, 1), (1, 2), (3, 4), (2, 2), (0, 2), (1, 1)]  # closed under the flip (1 <-> 2, 3 <-> 4)
     perm = [0, 2, 1, 4, 3]
     kwargs = dict(size=(16, 16), with_limbs=True, limbs=limbs, flip_double=True, flip_permutation=perm)
     ref = reference_heatmaps(kp, scores, **kwargs)
     out = render(kp, scores, **kwargs)
-    assert out.shape == (2, 2, 5 + 4, 3, 16, 16)
+    assert out.shape == (2, 2, 5 + 6, 3, 16, 16)
     assert np.abs(out - ref).max() <= TOL
+    assert limb_flip_permutation(limbs, perm) == [4, 1, 2, 5, 0, 3]
+
+
+def test_limbs_not_closed_under_the_flip_are_an_error():
+    kp, scores = make_inputs(6, v=5, size=(16, 16))
+    limbs = [(0, 1), (1, 2), (3, 4)]  # (0, 1) mirrors to (0, 2), which is no limb
+    kwargs = dict(size=(16, 16), with_limbs=True, limbs=limbs, flip_permutation=[0, 2, 1, 4, 3])
+    render(kp, scores, **kwargs)  # without a flip the limbs are fine
+    for flip in (dict(flip_double=True), dict(mirrored=torch.tensor([True, False]))):
+        with pytest.raises(ValueError, match=r"limb \(0, 1\) mirrors to \(0, 2\), which is not among its limbs"):
+            render(kp, scores, **kwargs, **flip)
+    # joints alone need no limb permutation
+    assert render(kp, scores, size=(16, 16), flip_double=True, flip_permutation=[0, 2, 1, 4, 3]).shape[1] == 2
+
+
+# pyskl's GeneratePoseTarget defaults: its COCO skeleton order and its left/right channel lists.
+PYSKL_SKELETONS = ((0, 1), (0, 2), (1, 3), (2, 4), (0, 5), (5, 7), (7, 9), (0, 6), (6, 8), (8, 10), (5, 11),
+                   (11, 13), (13, 15), (6, 12), (12, 14), (14, 16), (11, 12))
+PYSKL_LEFT_KP, PYSKL_RIGHT_KP = (1, 3, 5, 7, 9, 11, 13, 15), (2, 4, 6, 8, 10, 12, 14, 16)
+PYSKL_LEFT_LIMB, PYSKL_RIGHT_LIMB = (0, 2, 4, 5, 6, 10, 11, 12), (1, 3, 7, 8, 9, 13, 14, 15)
+
+
+def pyskl_double(heatmap, left, right):
+    """pyskl's `GeneratePoseTarget.__call__` with `double=True` on a volume [T, C, H, W]: the volume and its flip."""
+    indices = np.arange(heatmap.shape[1], dtype=np.int64)
+    for l, r in zip(left, right):  # noqa: E741
+        indices[l] = r
+        indices[r] = l
+    return np.concatenate([heatmap, heatmap[..., ::-1][:, indices]])
+
+
+def border_keypoints(width=24, height=20):
+    """Two persons, two frames, with joints on and near the borders: x = 0 with score 0 (pyskl's missing joint),
+    x = 0 with a score, x in (0, 1), x = W - 1, x just below W, beyond W, and a zero-length limb."""
+    rng = np.random.default_rng(12)
+    kp = (rng.uniform(0, 1, size=(1, 2, 2, 17, 2)) * [width, height]).astype(np.float32)
+    scores = rng.uniform(0.2, 1, size=(1, 2, 2, 17)).astype(np.float32)
+    kp[0, 0, :, 1] = [0.0, 0.0]
+    scores[0, 0, :, 1] = 0.0  # missing (coordinates 0, score 0)
+    kp[0, 0, 0, 3, 0] = 0.0  # at x = 0 with a score: drawn at column 0, mirrored to column W - 1
+    kp[0, 0, 1, 4, 0] = 0.3
+    kp[0, 0, 0, 5, 0] = width - 1
+    kp[0, 0, 1, 6, 0] = width - 0.4
+    kp[0, 1, 0, 9, 0] = width + 0.5
+    kp[0, 1, 1, 7] = kp[0, 1, 1, 5]  # limb (5, 7) of length 0: drawn as joint 5
+    kp[0, 1, :, 10, 0] = 10.5  # its window [8, 13) mirrors to [10, 15), not the window [9, 14) of x = 12.5
+    return kp, scores
+
+
+@pytest.mark.parametrize("mode", ["joints", "limbs"])
+def test_flip_double_is_pyskls_mirrored_volume(mode):
+    """View 1 of flip_double against pyskl's own rule, written out here: render once (the numpy reference renderer,
+    in pyskl's skeleton order for limbs), then `heatmap[..., ::-1][:, indices]` with pyskl's left/right lists."""
+    height, width = 20, 24
+    kp, scores = border_keypoints(width, height)
+    if mode == "joints":
+        options = dict(with_joints=True, with_limbs=False)
+        volume = reference_heatmaps(kp, scores, size=(height, width), **options)[0]  # [C, T, H, W]
+        expected = pyskl_double(volume.transpose(1, 0, 2, 3), PYSKL_LEFT_KP, PYSKL_RIGHT_KP)
+        to_ours = np.arange(17)
+    else:
+        options = dict(with_joints=False, with_limbs=True)
+        volume = reference_heatmaps(kp, scores, size=(height, width), limbs=PYSKL_SKELETONS, **options)[0]
+        expected = pyskl_double(volume.transpose(1, 0, 2, 3), PYSKL_LEFT_LIMB, PYSKL_RIGHT_LIMB)
+        # this package's COCO17 limbs are pyskl's in another order
+        to_ours = np.array([[sorted(limb) for limb in PYSKL_SKELETONS].index(sorted(limb)) for limb in COCO17.limbs])
+    frames = kp.shape[2]
+    expected = expected.reshape(2, frames, *expected.shape[1:])[:, :, to_ours].transpose(0, 2, 1, 3, 4)  # [2, C, T, H, W]
+    out = render(kp, scores, size=(height, width), flip_double=True, **options)[0]  # [2, C, T, H, W]
+    assert out.shape == expected.shape
+    assert np.abs(out - expected).max() <= TOL
+    assert (expected[1, :, :, :, -1] > 0).any()  # the joint at x = 0 with a score, mirrored to the last column
+    # the same through `mirrored`, windowed and dense
+    for dense in (False, True):
+        mirrored = render(kp, scores, size=(height, width), mirrored=torch.tensor([True]), dense=dense, **options)
+        assert np.array_equal(mirrored[0], out[1])
+
+    # x -> W - x on the keypoints (pyskl's training Flip, the rule before rendering) is another volume: one
+    # pixel off, everywhere a joint is drawn
+    flipped = kp[:, :, :, COCO17.flip_permutation()].copy()
+    x = flipped[..., 0]
+    x[x != 0] = width - x[x != 0]
+    old_rule = reference_heatmaps(flipped, scores[:, :, :, COCO17.flip_permutation()], size=(height, width),
+                                  **options)[0]
+    assert np.abs(old_rule - expected[1]).max() > 0.5
+    # and rendering at x -> W - 1 - x (every joint, x = 0 included) is not the mirror either: pyskl's int()
+    # windows are not mirror-symmetric (the difference lies at window edges, far above the float32 tolerance)
+    flipped = kp[:, :, :, COCO17.flip_permutation()].copy()
+    flipped[..., 0] = width - 1 - flipped[..., 0]
+    shifted = reference_heatmaps(flipped, scores[:, :, :, COCO17.flip_permutation()], size=(height, width),
+                                 **options)[0]
+    assert np.abs(shifted - expected[1]).max() > 100 * TOL
+
+
+def test_the_coco_limb_permutation_is_pyskls_left_right_lists():
+    pyskl_perm = np.arange(len(PYSKL_SKELETONS))
+    pyskl_perm[list(PYSKL_LEFT_LIMB)], pyskl_perm[list(PYSKL_RIGHT_LIMB)] = PYSKL_RIGHT_LIMB, PYSKL_LEFT_LIMB
+    assert limb_flip_permutation(PYSKL_SKELETONS, COCO17.flip_permutation()) == pyskl_perm.tolist()
+    assert COCO17.limb_flip_permutation() == limb_flip_permutation(COCO17.limbs, COCO17.flip_permutation())
+    channels = heatmap_channel_permutation(17, COCO17.flip_permutation(), True, COCO17.limbs)
+    assert channels == COCO17.flip_permutation() + [17 + k for k in COCO17.limb_flip_permutation()]
+
+
+def test_mirrored_samples_and_flip_double_agree():
+    kp, scores = make_inputs(13, n=3)
+    kwargs = dict(size=(20, 24), with_limbs=True)
+    doubled = render(kp, scores, flip_double=True, **kwargs)
+    mask = torch.tensor([True, False, True])
+    for dense in (False, True):
+        out = render(kp, scores, mirrored=mask, dense=dense, **kwargs)
+        for n in range(3):
+            assert np.array_equal(out[n], doubled[n, 1 if mask[n] else 0]), (dense, n)
+    # mirroring twice is the identity
+    perm = heatmap_channel_permutation(17, COCO17.flip_permutation(), True, COCO17.limbs)
+    once = torch.from_numpy(doubled[:, 1])
+    assert torch.equal(mirror_heatmaps(once, perm), torch.from_numpy(doubled[:, 0]))
+    with pytest.raises(ValueError, match=r"mirrored must be a bool tensor \[N\] = \[3\].*shape \(2,\)"):
+        render(kp, scores, mirrored=torch.tensor([True, False]), **kwargs)
+    with pytest.raises(ValueError, match=r"mirrored must be a bool tensor.*dtype torch.int64"):
+        render(kp, scores, mirrored=torch.tensor([1, 0, 1]), **kwargs)
 
 
 def test_no_scores_means_ones():
@@ -163,15 +283,17 @@ def test_flip_view_is_mirrored_and_swapped():
     scores = torch.zeros(1, 1, 1, 17)
     kp[0, 0, 0, 5] = torch.tensor([10.0, 7.0])  # left shoulder
     scores[0, 0, 0, 5] = 0.9
-    kp[0, 0, 0, 0] = torch.tensor([0.0, 4.0])  # nose at x == 0 stays at x == 0
+    kp[0, 0, 0, 0] = torch.tensor([0.0, 4.0])  # nose at x == 0, drawn at column 0
     scores[0, 0, 0, 0] = 0.7
     out = render_heatmaps(kp, scores, size=(16, 32), flip_double=True)
     right = COCO17.flip_permutation()[5]
     assert right == 6
-    assert out[0, 1, right, 0, 7, 32 - 10].item() == pytest.approx(0.9)
+    # the rendered volume is mirrored: column x -> 31 - x
+    assert out[0, 1, right, 0, 7, 31 - 10].item() == pytest.approx(0.9)
     assert out[0, 1, 5].abs().max().item() == 0.0
-    assert out[0, 1, 0, 0, 4, 0].item() == pytest.approx(0.7)
-    assert torch.equal(out[0, 1, 0], out[0, 0, 0])
+    assert out[0, 1, 0, 0, 4, 31].item() == pytest.approx(0.7)
+    assert torch.equal(out[0, 1, 0], out[0, 0, 0].flip(-1))
+    assert torch.equal(out[0, 1, right], out[0, 0, 5].flip(-1))
 
 
 def test_hand_checked_joint_values():

@@ -3,7 +3,7 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import random_keypoints
+from helpers import pyskl_mirror, random_keypoints
 
 from modeling_skeletonclip import (
     SkeletonClipConfig,
@@ -330,3 +330,55 @@ def test_heatmaps_are_rendered_in_the_autocast_dtype(tiny_config):
     assert plain.dtype == torch.float32 and half.dtype == torch.bfloat16
     torch.testing.assert_close(half.float(), plain, rtol=1e-2, atol=4e-3)  # the same heatmaps, rounded
     assert torch.isfinite(features).all()
+
+
+@pytest.mark.parametrize("with_limbs", [False, True])
+def test_mirrored_views_are_the_rendered_heatmaps_mirrored(tiny_config, with_limbs):
+    """A view marked `mirrored` is its keypoints' heatmap volume with columns reversed and left/right channels
+    swapped (pyskl's test-time flip, `pyskl_mirror` in helpers), for the contrastive model and the classifier."""
+    heatmap_config = dict(tiny_config.heatmap_config.to_dict(), with_limbs=with_limbs)
+    config = SkeletonClipConfig(**dict(tiny_config.to_dict(), heatmap_config=heatmap_config))
+    keypoints, scores = random_keypoints(2, views=2)
+    keypoints[0, 1, 0, 0, 3] = torch.tensor([0.0, 5.0])  # at x = 0, with a score: mirrored to the last column
+    mirrored = torch.tensor([[False, True], [True, True]])
+    layout = config.heatmap_config.joint_layout
+    for model in (SkeletonClipModel(config).eval(), SkeletonClipForActionRecognition(config).eval()):
+        plain, views = model.prepare_heatmaps(keypoints, scores)  # [4, C, T, H, W]
+        expected = plain.numpy().copy()
+        rows = mirrored.flatten().nonzero().flatten().tolist()
+        expected[rows] = pyskl_mirror(expected[rows], 17, layout.flip_permutation(), True,
+                                      layout.limbs if with_limbs else [])
+        got, _ = model.prepare_heatmaps(keypoints, scores, mirrored=mirrored)
+        assert views == 2 and got.shape == plain.shape == (4, 17 + (len(layout.limbs) if with_limbs else 0), 8, 16, 16)
+        assert torch.equal(got, torch.from_numpy(expected)) and not torch.equal(got, plain)
+        # the left ear at column 0 is the right ear's channel at column W - 1 = 15
+        assert got[1, 4, 0, 5, 15].item() == pytest.approx(scores[0, 1, 0, 0, 3].item(), rel=1e-6)
+        with torch.no_grad():
+            if isinstance(model, SkeletonClipModel):
+                text = torch.randn(3, 16)
+                by_flag = model.score_all_classes(keypoints, scores, class_text_embeds=text, mirrored=mirrored)
+                by_heatmaps = model.score_all_classes(heatmaps=got.view(2, 2, *got.shape[1:]), class_text_embeds=text)
+                features = model.get_video_features(keypoints, scores, mirrored=mirrored).pooler_output
+                torch.testing.assert_close(features, model.get_video_features(heatmaps=got).pooler_output)
+            else:
+                by_flag = model(keypoints, scores, mirrored=mirrored).logits
+                by_heatmaps = model(heatmaps=got.view(2, 2, *got.shape[1:])).logits
+        torch.testing.assert_close(by_flag, by_heatmaps, rtol=0, atol=0)
+
+
+def test_mirrored_flags_are_checked(tiny_config):
+    model = SkeletonClipForActionRecognition(tiny_config)
+    keypoints, scores = random_keypoints(2, views=3)
+    for bad in (torch.zeros(2, 2, dtype=torch.bool), torch.zeros(6, dtype=torch.bool), torch.zeros(2, 3)):
+        with pytest.raises(ValueError, match=r"`mirrored` must be a bool tensor \[2, 3\] \(one flag per view"):
+            model(keypoints, scores, mirrored=bad)
+    heatmaps, _ = model.prepare_heatmaps(keypoints, scores)
+    with pytest.raises(ValueError, match="precomputed `heatmaps` are used as given"):
+        model(heatmaps=heatmaps, mirrored=torch.zeros(6, dtype=torch.bool))
+    # numpy flags work like tensors; one clip without a view axis takes flags [B]
+    flags = torch.tensor([[True, False, True], [False, False, True]])
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(keypoints, scores, mirrored=flags.numpy()).logits,
+                                   model(keypoints, scores, mirrored=flags).logits, rtol=0, atol=0)
+        single = model(keypoints[:, 0], scores[:, 0], mirrored=flags[:, 0]).logits
+    torch.testing.assert_close(single, model(keypoints, scores, mirrored=flags).logits.view(2, 3, -1)[:, 0])

@@ -69,12 +69,13 @@ def awkward_keypoints(seed, n, m, size):
 
 def synthetic_clips(config, num_clips=2):
     """Synthetic poses of every class as the pipeline feeds the model: test-mode clips of `num_clips` x 2 (flip)
-    views, folded into the batch: `[N, M, T, 17, 2]`, `[N, M, T, 17]` (two-person clips padded as missing)."""
+    views, folded into the batch: `[N, M, T, 17, 2]`, `[N, M, T, 17]` (two-person clips padded as missing) and the
+    views' `mirrored` flags `[N]`."""
     data = make_synthetic_poses(num_train_per_class=0, num_val_per_class=1)
     heatmap = config.heatmap_config
     transform = PoseClipTransform("test", clip_len=CLIP_LEN, num_clips=num_clips, flip_double=True,
                                   eval_size=tuple(heatmap.eval_size), layout=heatmap.layout)
-    keypoints, scores = [], []
+    keypoints, scores, mirrored = [], [], []
     for ann in data["annotations"]:
         m, t, v, _ = ann["keypoint"].shape
         clip = transform({"keypoint": ann["keypoint"].reshape(m * t, v, 2).astype(np.float32),
@@ -86,24 +87,26 @@ def synthetic_clips(config, num_clips=2):
             sc = np.concatenate([sc, np.zeros_like(sc)], axis=1)
         keypoints.append(kp)
         scores.append(sc)
-    return torch.from_numpy(np.concatenate(keypoints)), torch.from_numpy(np.concatenate(scores))
+        mirrored.append(clip["mirrored"])
+    return tuple(torch.from_numpy(np.concatenate(parts)) for parts in (keypoints, scores, mirrored))
 
 
-def torch_probabilities(model, keypoints, scores, class_names=None, template=None):
+def torch_probabilities(model, keypoints, scores, class_names=None, template=None, mirrored=None):
     """The reference: the torch model's class probabilities `[N, L]` (eval mode, default fast path, no grad)."""
     with torch.no_grad():
         if isinstance(model, SkeletonClipForActionRecognition):
-            logits = model(keypoints=keypoints, keypoint_scores=scores).logits
+            logits = model(keypoints=keypoints, keypoint_scores=scores, mirrored=mirrored).logits
         else:
             texts = [template.format(name) for name in class_names]
             embeds = encode_class_texts(model, model.tokenizer, texts)
-            logits = model.score_all_classes(keypoints=keypoints, keypoint_scores=scores, class_text_embeds=embeds)
+            logits = model.score_all_classes(keypoints=keypoints, keypoint_scores=scores, mirrored=mirrored,
+                                             class_text_embeds=embeds)
     return logits.float().softmax(dim=-1).numpy()
 
 
-def assert_matches_torch(model, runner, keypoints, scores):
-    expected = torch_probabilities(model, keypoints, scores, runner.class_names, runner.hypothesis_template)
-    got = runner(keypoints, scores)
+def assert_matches_torch(model, runner, keypoints, scores, mirrored=None):
+    expected = torch_probabilities(model, keypoints, scores, runner.class_names, runner.hypothesis_template, mirrored)
+    got = runner(keypoints, scores, mirrored=mirrored)
     assert got.shape == expected.shape == (keypoints.shape[0], len(runner.class_names))
     assert np.abs(got - expected).max() <= TOLERANCE, np.abs(got - expected).max()
     return got, expected
@@ -111,13 +114,18 @@ def assert_matches_torch(model, runner, keypoints, scores):
 
 def check_against_torch(model, folder):
     """The runner of `folder` against `model`: random keypoints at batch and person counts other than the
-    exported 2 x 2, and the synthetic poses of every class."""
+    exported 2 x 2, with and without mirrored views, and the synthetic poses of every class, flip-doubled."""
     runner = OnnxSkeletonClip(folder)
     size = tuple(model.config.heatmap_config.eval_size)
     for seed, (n, m) in enumerate([(1, 1), (3, 2), (5, 3)]):
-        assert_matches_torch(model, runner, *awkward_keypoints(seed, n, m, size))
-    keypoints, scores = synthetic_clips(model.config)
-    got, expected = assert_matches_torch(model, runner, keypoints, scores)
+        keypoints, scores = awkward_keypoints(seed, n, m, size)
+        assert_matches_torch(model, runner, keypoints, scores)
+        assert_matches_torch(model, runner, keypoints, scores, mirrored=torch.arange(n) % 2 == 0)
+    keypoints, scores, mirrored = synthetic_clips(model.config)
+    assert mirrored.any() and not mirrored.all()
+    got, expected = assert_matches_torch(model, runner, keypoints, scores, mirrored)
+    # the mirrored views are scored mirrored: without the flags they score otherwise
+    assert np.abs(runner(keypoints, scores) - got).max() > 20 * TOLERANCE
     assert np.allclose(got.sum(axis=1), 1.0, atol=1e-5)
     # The classes' probabilities differ by far more than the tolerance: the comparison tells them apart.
     assert (expected.max(axis=1) - expected.min(axis=1)).mean() > 200 * TOLERANCE
@@ -168,8 +176,10 @@ def test_the_command_writes_a_checked_folder(exported_classifier):
     assert metadata["versions"]["onnx"] == onnx.__version__ and metadata["versions"]["torch"] == torch.__version__
     graph = onnx.load(os.path.join(folder, "model.onnx")).graph
     dims = [[d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph.input]
-    assert [i.name for i in graph.input] == ["keypoints", "keypoint_scores"]
+    assert [i.name for i in graph.input] == ["keypoints", "keypoint_scores", "mirrored"]
     assert dims[0][2:] == [CLIP_LEN, 17, 2] and all(isinstance(d, str) for d in dims[0][:2])  # N, M dynamic
+    assert dims[2] == [dims[0][0]] and graph.input[2].type.tensor_type.elem_type == onnx.TensorProto.BOOL
+    assert metadata["inputs"]["mirrored"] == ["clips"]
     saved = SkeletonClipConfig.from_pretrained(folder)
     assert saved.id2label == model.config.id2label and saved.architectures == ["SkeletonClipForActionRecognition"]
     assert saved.video_config.stage_planes == model.config.video_config.stage_planes
@@ -277,6 +287,11 @@ def test_inputs_of_the_wrong_shape_are_named(exported_classifier):
         runner(keypoints[:, :, :6], scores[:, :, :6])
     with pytest.raises(ValueError, match=r"`keypoint_scores` must have shape \[2, 1, 8, 17\]"):
         runner(keypoints, scores[:1])
+    with pytest.raises(ValueError, match=r"`mirrored` must be bool \[2\] \(one flag per view"):
+        runner(keypoints, scores, mirrored=np.array([1, 0]))
+    runner.takes_mirrored = False  # as a graph recorded without the `mirrored` input
+    with pytest.raises(ValueError, match="takes no `mirrored` input.*export the model again"):
+        runner(keypoints, scores, mirrored=np.array([True, False]))
 
 
 def test_a_folder_without_the_model_is_named(saved_classifier, tmp_path, capsys):
@@ -293,3 +308,4 @@ def test_a_folder_without_the_model_is_named(saved_classifier, tmp_path, capsys)
                  "--candidate_labels", str(tmp_path / "empty.txt")]) == 2
     assert capsys.readouterr().err.splitlines() == [
         f"error: --candidate_labels {tmp_path / 'empty.txt'} holds no class texts (one per line)."]
+

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import TINY_HEATMAP, TINY_TEXT, TINY_VIDEO, record_hub_uploads
+from helpers import TINY_HEATMAP, TINY_TEXT, TINY_VIDEO, pyskl_mirror, record_hub_uploads
 from transformers import pipeline
 
 from modeling_skeletonclip import (
@@ -117,6 +117,28 @@ def test_scores_are_the_trainers_view_averaged_probabilities(pipes, annotations,
         assert scores == sorted(scores, reverse=True) and sorted(as_scores(predictions)) == sorted(names)
         np.testing.assert_allclose([as_scores(predictions)[name] for name in names], row, rtol=1e-5, atol=1e-7)
     assert not pipe.model.training
+
+
+def test_flipped_views_are_the_rendered_clips_mirrored_as_pyskl_mirrors_them(annotations):
+    """flip=True scores the clips' heatmaps and those heatmaps mirrored (columns reversed, left/right channels
+    swapped: `pyskl_mirror`), rendered here from the unflipped test clips."""
+    model = tiny_model("classifier")
+    torch.nn.init.normal_(model.classifier.weight, std=2.0)  # probabilities far from uniform
+    recognizer = pipeline(TASK, model=model)
+    layout = model.config.heatmap_config.joint_layout
+    names = [model.config.id2label[i] for i in range(len(model.config.id2label))]
+    transform = PoseClipTransform("test", clip_len=8, num_clips=2, flip_double=False, eval_size=(16, 16))
+    for ann in annotations[:2]:
+        clip = transform(pose_row(ann))
+        with torch.no_grad():
+            heatmaps, _ = model.prepare_heatmaps(torch.from_numpy(clip["keypoints"])[None],
+                                                 torch.from_numpy(clip["keypoint_scores"])[None])  # [2, C, T, H, W]
+            mirrored = torch.from_numpy(pyskl_mirror(heatmaps.numpy(), 17, layout.flip_permutation()))
+            logits = model(heatmaps=torch.cat([heatmaps, mirrored])[None]).logits  # [4, L]
+        got = as_scores(recognizer(ann, num_clips=2, flip=True, top_k=len(names)))
+        np.testing.assert_allclose([got[name] for name in names], view_averaged(logits, 4)[0], rtol=1e-5, atol=1e-7)
+        unflipped = as_scores(recognizer(ann, num_clips=2, top_k=len(names)))
+        assert max(abs(got[name] - unflipped[name]) for name in names) > 1e-3  # the mirrored views count
 
 
 def test_a_keypoint_array_scores_as_the_equivalent_annotation(pipes, annotations):

@@ -221,13 +221,18 @@ def test_shapes_train_val_test():
     assert out["label"] == 3 and isinstance(out["label"], int)
     out = PoseClipTransform("val")(row)
     assert out["keypoints"].shape == (1, 2, 48, V, 2)
+    assert "mirrored" not in out
     out = PoseClipTransform("test")(row)
     assert out["keypoints"].shape == (20, 2, 48, V, 2)
     assert out["keypoint_scores"].shape == (20, 2, 48, V)
-    # views [10, 20) mirror views [0, 10)
-    fkp, fsc = flip_keypoints(out["keypoints"][:10], out["keypoint_scores"][:10], 64, COCO17.flip_permutation())
-    np.testing.assert_allclose(out["keypoints"][10:], fkp, atol=1e-5)
-    np.testing.assert_array_equal(out["keypoint_scores"][10:], fsc)
+    # views [10, 20) mirror views [0, 10): the same keypoints, mirrored by the model after rendering (pyskl's
+    # flip of the rendered volume), not keypoints flipped here
+    np.testing.assert_array_equal(out["keypoints"][10:], out["keypoints"][:10])
+    np.testing.assert_array_equal(out["keypoint_scores"][10:], out["keypoint_scores"][:10])
+    assert out["mirrored"].dtype == np.bool_ and out["mirrored"].tolist() == [False] * 10 + [True] * 10
+    unflipped = PoseClipTransform("test", flip_double=False)(row)
+    np.testing.assert_array_equal(out["keypoints"][:10], unflipped["keypoints"])
+    assert "mirrored" not in unflipped
     out = PoseClipTransform("test", num_clips=2, flip_double=False, clip_len=16)(row)
     assert out["keypoints"].shape == (2, 2, 16, V, 2)
 
@@ -296,8 +301,10 @@ def test_list_rows_equal_numpy_rows_and_transform_batch():
     np.testing.assert_array_equal(a["keypoints"], b["keypoints"])
     batch = {k: [as_lists[k], as_lists[k]] for k in as_lists}
     out = t.transform_batch(batch)
-    assert set(out) == {"keypoints", "keypoint_scores", "label"} and len(out["label"]) == 2
+    assert set(out) == {"keypoints", "keypoint_scores", "mirrored", "label"} and len(out["label"]) == 2
     np.testing.assert_array_equal(out["keypoints"][1], a["keypoints"])
+    np.testing.assert_array_equal(out["mirrored"][1], a["mirrored"])
+    assert set(PoseClipTransform("val").transform_batch(batch)) == {"keypoints", "keypoint_scores", "label"}
 
 
 def test_datasets_paths():
@@ -449,6 +456,22 @@ def test_collator_with_transform():
     batch = collator([make_row(persons=1, seed=0, label=1), make_row(persons=2, seed=1, label=2)])
     assert batch["keypoints"].shape == (2, 4, 2, 48, V, 2)
     assert batch["labels"].tolist() == [1, 2]
+    assert batch["mirrored"].dtype == torch.bool and batch["mirrored"].tolist() == [[False, False, True, True]] * 2
+    assert "mirrored" not in PoseCollator(transform=PoseClipTransform("val"))([make_row()])
+
+
+def test_collator_mirrored_flags_of_all_clips_or_none():
+    from modeling_skeletonclip.pose_dataset import PoseDataError
+
+    doubled = PoseClipTransform("test", num_clips=1, clip_len=8)(make_row())
+    single = PoseClipTransform("test", num_clips=2, clip_len=8, flip_double=False)(make_row(seed=1))
+    with pytest.raises(PoseDataError, match="Example 1 lacks the field 'mirrored' and example 0 has it"):
+        PoseCollator()([doubled, single])
+    with pytest.raises(PoseDataError, match=r"Example 0: field 'mirrored' must be bool \[views\] = \[2\]"):
+        PoseCollator()([{**doubled, "mirrored": np.array([0, 1])}])
+    ds_t = PoseClipTransform("test", num_clips=1, clip_len=8).transform_batch(
+        {k: [v] for k, v in make_row().items()})
+    assert [m.tolist() for m in ds_t["mirrored"]] == [[False, True]]
 
 
 def test_collator_tokenizes_class_texts():

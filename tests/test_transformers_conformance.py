@@ -356,7 +356,7 @@ def test_unknown_keyword_arguments_are_errors_with_a_suggestion():
         "SkeletonClipForActionRecognition.forward() got an unexpected keyword argument `keypoint_score`. Did you "
         "mean `keypoint_scores`?": lambda: classifier(keypoints=keypoints, keypoint_score=scores),
         "SkeletonClipForActionRecognition.forward() got an unexpected keyword argument `input_ids`. It takes: "
-        "keypoints, keypoint_scores, heatmaps, labels, heatmap_size, return_dict, output_hidden_states.":
+        "keypoints, keypoint_scores, heatmaps, labels, heatmap_size, return_dict, output_hidden_states, mirrored.":
             lambda: classifier(keypoints=keypoints, input_ids=texts["input_ids"]),
         "SkeletonClipModel.get_video_features() got an unexpected keyword argument `heatmap_sizes`. Did you mean "
         "`heatmap_size`?": lambda: model.get_video_features(keypoints, scores, heatmap_sizes=(8, 8)),
