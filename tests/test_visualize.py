@@ -110,7 +110,8 @@ def test_a_pickle_clip_with_a_pacl_model(poses, models, tmp_path, capsys):
         expected_train, _ = model.prepare_heatmaps(torch.from_numpy(train["keypoints"])[None],
                                                    torch.from_numpy(train["keypoint_scores"])[None])
         model.eval()
-        expected_test, _ = model.prepare_heatmaps(test["keypoints"], test["keypoint_scores"])
+        expected_test, _ = model.prepare_heatmaps(test["keypoints"], test["keypoint_scores"],
+                                                  mirrored=test["mirrored"])
     expected = {"train": expected_train[0], "test": expected_test[0], "test_flip": expected_test[1]}
     for view, volume in expected.items():
         saved = np.load(out / f"heatmaps_{view}.npy")
@@ -222,7 +223,8 @@ def test_an_annotation_dict_with_missing_joints(models, tmp_path):
 
     test = next(iter(recognizer.preprocess(annotation, flip=True)))
     with torch.no_grad():
-        expected, _ = model.prepare_heatmaps(test["keypoints"], test["keypoint_scores"])  # [2, 17, 8, 16, 16]
+        expected, _ = model.prepare_heatmaps(test["keypoints"], test["keypoint_scores"],
+                                             mirrored=test["mirrored"])  # [2, 17, 8, 16, 16]
     for view, volume in zip(("test", "test_flip"), expected):
         saved = np.load(out / f"heatmaps_{view}.npy")
         assert torch.equal(torch.from_numpy(saved), volume)
