@@ -233,7 +233,10 @@ def default_arguments(model_args, data_args, training_args, given: set[str]) -> 
     batch = (training_args.per_device_train_batch_size if "per_device_train_batch_size" in given
              else training_recipes.CONTRASTIVE_RECIPE["per_device_train_batch_size"])
     clips_per_step = batch * training_args.world_size * training_args.gradient_accumulation_steps
-    recipe = training_recipes.recipe_for(model_args.model_type, clips_per_step, evaluates=training_args.do_eval,
+    kind = model_args.model_type
+    if kind == "classifier" and given & set(training_recipes.OPTIMISER_ARGUMENTS) and training_args.optim != "sgd":
+        kind = "contrastive"  # an AdamW-style optimisation was given: the rest of it comes from the AdamW recipe
+    recipe = training_recipes.recipe_for(kind, clips_per_step, evaluates=training_args.do_eval,
                                          zero_shot=data_args.class_split_file is not None)
     evaluation = set(training_recipes.EVALUATION_RECIPE)
     if given & set(training_recipes.EVALUATION_ARGUMENTS):  # the group is taken whole or not at all

@@ -33,6 +33,9 @@ CLASSIFIER_RECIPE = {
     "per_device_train_batch_size": 16,
     "per_device_eval_batch_size": 32,
 }
+# Giving one of these without `--optim sgd` keeps a classifier on AdamW (a recipe file written for AdamW, such as the
+# demo's), with the rest of the AdamW recipe: SGD's values would not fit the given ones.
+OPTIMISER_ARGUMENTS = ("optim", "optim_args", "learning_rate", "weight_decay")
 # SGD's rate for 16 clips a step, scaled linearly with the clips a step actually sees (pyskl: 0.4 for 256).
 CLASSIFIER_LR_PER_16_CLIPS = 0.05
 

@@ -40,6 +40,13 @@ def test_the_classifier_gets_sgd_with_the_rate_scaled_to_the_clips_of_a_step():
     assert args.learning_rate == pytest.approx(0.05 * 32 / 16)
 
 
+def test_a_classifier_given_an_adamw_rate_keeps_adamw_and_one_given_sgd_gets_its_momentum():
+    _, _, args = parse_args(["synthetic_demo.json", "--model_type", "classifier"])  # the demo: AdamW at 1e-3
+    assert args.optim.value == "adamw_torch_fused" and args.learning_rate == 1e-3 and args.optim_args is None
+    _, _, args = parse_args(DATA + ["--do_train", "--model_type", "classifier", "--optim", "sgd"])
+    assert args.optim_args == "momentum=0.9,nesterov=True" and args.learning_rate == 0.05
+
+
 def test_given_arguments_win_and_the_evaluation_group_is_taken_whole_or_not_at_all(tmp_path):
     _, _, args = parse_args(DATA + ["--do_train", "--do_eval", "--learning_rate", "0.02", "--num_train",
                                     "7", "--save_strategy", "steps", "--save_steps", "5"])
