@@ -64,16 +64,22 @@ def parse_settings(settings: list[str] | None) -> dict[str, dict]:
             raise CompareError(
                 f"--settings {item!r}: expected NAME=JSON, e.g. sigmoid='{{\"pacl_weighting\": \"sigmoid\"}}'."
             )
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise CompareError(f"--settings {name}: not valid JSON: {err}") from err
-        if not isinstance(value, dict):
-            raise CompareError(f"--settings {name}: must be a JSON object of config settings, got {value!r}.")
+        value = json_object(text, f"--settings {name}")
         if name in parsed:
             raise CompareError(f"--settings {name} is given twice.")
         parsed[name] = value
     return parsed
+
+
+def json_object(text: str, what: str) -> dict:
+    """The JSON object in `text`; a CompareError naming `what` when it is not valid JSON or not an object."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise CompareError(f"{what}: not valid JSON: {err}") from err
+    if not isinstance(value, dict):
+        raise CompareError(f"{what}: must be a JSON object of config settings, got {value!r}.")
+    return value
 
 
 def split_config_overrides(train_args: list[str]) -> tuple[list[str], dict]:
@@ -89,12 +95,7 @@ def split_config_overrides(train_args: list[str]) -> tuple[list[str], dict]:
                 text, i = train_args[i + 1], i + 1
             else:
                 raise CompareError("--config_overrides after -- needs a JSON value.")
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError as err:
-                raise CompareError(f"--config_overrides after -- is not valid JSON: {err}") from err
-            if not isinstance(value, dict):
-                raise CompareError(f"--config_overrides after -- must be a JSON object, got {value!r}.")
+            value = json_object(text, "--config_overrides after --")
             overrides = merge_overrides(overrides, value)
         else:
             rest.append(arg)

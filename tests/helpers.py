@@ -556,3 +556,30 @@ def tiny_recognition_pipeline(tokenizer, clip_len=8, **config_kwargs):
                     projection_dim=16, id2label=TINY_CLASSES, clip_len=clip_len)
     config = SkeletonClipConfig(**{**settings, **config_kwargs})
     return pipeline("skeleton-action-recognition", model=SkeletonClipModel(config).eval(), tokenizer=tokenizer)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Tiny inputs of the objectives and tiny runs of the training command
+# ---------------------------------------------------------------------------------------------------------------
+def heatmaps_for(model, batch, seed=0):
+    """Heatmaps `[B, 17, 8, 16, 16]` of random keypoints, rendered by `model`."""
+    keypoints, scores = random_keypoints(batch, seed=seed)
+    return model.prepare_heatmaps(keypoints, scores, heatmap_size=(16, 16))[0]
+
+
+def token_ids(n, length=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(1000, 2000, (n, length), generator=g)
+
+
+def tiny_command_args(poses, output_dir, *extra):
+    """Arguments of `skeletonclip train` for a tiny run on `poses` (`(pickle path, label map path)`): the tiny
+    config, 8-frame clips, batches of 8, CPU, no progress bars, seed 3, the Arrow cache beside `output_dir`."""
+    pickle_path, labels = poses
+    return [
+        "--train_file", pickle_path, "--label_map", labels, "--train_split", "train", "--eval_split", "val",
+        "--output_dir", str(output_dir), "--preset", "small", "--config_overrides", TINY_OVERRIDES, "--clip_len", "8",
+        "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "8", "--report_to", "none",
+        "--use_cpu", "true", "--disable_tqdm", "true", "--seed", "3", "--dataset_cache_dir",
+        str(output_dir) + "_cache", *extra,
+    ]

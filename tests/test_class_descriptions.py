@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import TINY_HEATMAP, TINY_OVERRIDES, TINY_TEXT, TINY_VIDEO, random_keypoints
+from helpers import TINY_HEATMAP, TINY_TEXT, TINY_VIDEO, random_keypoints, tiny_command_args
 from transformers import pipeline
 
 from modeling_skeletonclip import (
@@ -321,14 +321,7 @@ def poses(tmp_path_factory):
 
 
 def tiny_args(poses, output_dir, *extra):
-    pickle_path, labels = poses
-    return [
-        "--train_file", pickle_path, "--label_map", labels, "--train_split", "train", "--eval_split", "val",
-        "--output_dir", str(output_dir), "--preset", "small", "--config_overrides", TINY_OVERRIDES, "--clip_len", "8",
-        "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "8", "--report_to", "none",
-        "--use_cpu", "true", "--disable_tqdm", "true", "--seed", "3", "--dataset_cache_dir",
-        str(output_dir) + "_cache", "--save_strategy", "no", *extra,
-    ]
+    return tiny_command_args(poses, output_dir, "--save_strategy", "no", *extra)
 
 
 def write_json(path, value):

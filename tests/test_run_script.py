@@ -6,7 +6,7 @@ import json
 import os
 
 import pytest
-from helpers import REPO_ROOT, TINY_OVERRIDES as TINY
+from helpers import REPO_ROOT, tiny_command_args as tiny_args
 
 from modeling_skeletonclip.synthetic_poses import write_synthetic_poses
 
@@ -26,15 +26,6 @@ def poses(tmp_path_factory):
     return str(path), str(path.parent / "labels.txt")
 
 
-def tiny_args(poses, output_dir, *extra):
-    pickle_path, labels = poses
-    return [
-        "--train_file", pickle_path, "--label_map", labels, "--train_split", "train", "--eval_split", "val",
-        "--output_dir", str(output_dir), "--preset", "small", "--config_overrides", TINY, "--clip_len", "8",
-        "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "8", "--report_to", "none",
-        "--use_cpu", "true", "--disable_tqdm", "true", "--seed", "3", "--dataset_cache_dir",
-        str(output_dir) + "_cache", *extra,
-    ]
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import textwrap
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import TINY_HEATMAP, TINY_TEXT, TINY_VIDEO, random_keypoints
+from helpers import TINY_HEATMAP, TINY_TEXT, TINY_VIDEO, heatmaps_for, random_keypoints, token_ids
 
 from modeling_skeletonclip import SkeletonClipConfig, SkeletonClipModel
 from modeling_skeletonclip.objectives import momentum_distillation_loss, sample_itm_negatives
@@ -34,14 +34,8 @@ def make_model(objective="itc", seed=0, **kwargs):
     return SkeletonClipModel(make_config(objective, **kwargs))
 
 
-def heatmaps_for(model, batch, seed=0):
-    keypoints, scores = random_keypoints(batch, seed=seed)
-    return model.prepare_heatmaps(keypoints, scores, heatmap_size=(16, 16))[0]  # [B, 17, 8, 16, 16]
 
 
-def token_ids(n, length=5, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(1000, 2000, (n, length), generator=g)
 
 
 # -- config -----------------------------------------------------------------------------------------------------
