@@ -23,7 +23,7 @@ def test_contrastive_runs_get_the_reference_optimisation_and_evaluation_every_ep
     assert (args.learning_rate, args.weight_decay, args.max_grad_norm) == (1e-3, 0.01, 40.0)
     assert args.lr_scheduler_type.value == "cosine" and args.warmup_steps == pytest.approx(2 / 24)
     assert (args.warmup_start_ratio, args.video_encoder_weight_decay_ratio, args.text_encoder_lr_ratio) == (0.1, 0.9, 0.01)
-    assert args.per_device_train_batch_size == 16
+    assert args.per_device_train_batch_size == 16 and args.logging_steps == 10
     assert args.eval_strategy.value == "epoch" and args.save_strategy.value == "epoch"
     assert args.load_best_model_at_end and args.metric_for_best_model == "top1_accuracy" and args.greater_is_better
     assert "learning_rate" in args.defaulted_arguments and "num_train_epochs" in args.defaulted_arguments
