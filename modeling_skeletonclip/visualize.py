@@ -54,7 +54,8 @@ COCO17_JOINT_NAMES = (
 # RGB colour of person m (cycled): distinct on white canvases and on video frames.
 PERSON_COLORS = ((230, 25, 75), (0, 130, 200), (60, 180, 75), (245, 130, 48), (145, 30, 180), (70, 240, 240))
 CANVAS_COLOR = 255  # the blank canvas of a pose pickle's clip: white
-# Points below this score are not rendered by the heatmap renderer (pyskl's eps), so they are not drawn either.
+# Points below this score are not rendered by the heatmap renderer (pyskl's eps); the skeleton images leave them
+# out too.
 RENDER_THRESHOLD = 1e-3
 HEATMAP_COLORMAP = "viridis"
 MIN_HEATMAP_TILE = 96  # heatmap tiles are enlarged (nearest neighbour, whole pixels) to at least this side
@@ -690,8 +691,8 @@ def parse_args(argv, prog):
     images.add_argument("--tile_size", type=int, default=256, help="long side of a keypoints tile (default 256)")
     images.add_argument("--fps", type=float, help="GIF frame rate (default: the video's, else 10)")
     images.add_argument("--score_threshold", type=float, default=RENDER_THRESHOLD,
-                        help=f"joints scoring less are not drawn (default {RENDER_THRESHOLD:g}: what the renderer "
-                             "skips)")
+                        help=f"joints scoring less are left out of the images (default "
+                             f"{RENDER_THRESHOLD:g}: what the renderer skips)")
     args = parser.parse_args(argv)
     for name in ("num_frames", "gif_frames", "columns", "tile_size", "top_k", "max_persons", "clip_len"):
         value = getattr(args, name)

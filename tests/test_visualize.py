@@ -196,8 +196,8 @@ def test_a_real_video_with_mediapipe(tmp_path, capsys):
 
 
 def test_an_annotation_dict_with_missing_joints(models, tmp_path):
-    """The Python API on a pipeline-style annotation: joints at (0, 0) without scores are missing, are not drawn and
-    render nothing; the test views are the pipeline's."""
+    """The Python API on a pipeline-style annotation: joints at (0, 0) without scores are missing, left out of the
+    images, and render nothing; the test views are the pipeline's."""
     from transformers import pipeline
 
     from modeling_skeletonclip.visualize import clip_from_annotation, visualize_clip
