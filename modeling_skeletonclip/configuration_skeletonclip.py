@@ -150,6 +150,13 @@ class SkeletonClipHeatmapConfig(PreTrainedConfig):
     def joint_layout(self):
         return get_layout(self.layout)
 
+    def render_kwargs(self) -> dict:
+        """The `render_heatmaps` arguments this config fixes (sigma, channels, limbs, scores, flip permutation), so
+        that everything rendering for the model renders as the model does."""
+        layout = self.joint_layout
+        return dict(sigma=self.sigma, with_joints=self.with_joints, with_limbs=self.with_limbs, limbs=layout.limbs,
+                    use_score=self.use_score, flip_permutation=layout.flip_permutation())
+
     @property
     def num_joints(self) -> int:
         return self.layout["num_joints"]

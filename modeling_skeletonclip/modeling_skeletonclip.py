@@ -320,7 +320,6 @@ class SkeletonClipPreTrainedModel(PreTrainedModel):
             keypoints = keypoints.flatten(0, 1)  # [B * views, M, T, V, 2]
             keypoint_scores = keypoint_scores.flatten(0, 1) if keypoint_scores is not None else None
             mirrored = mirrored.flatten() if mirrored is not None else None  # [B * views]
-        layout = heatmap_cfg.joint_layout
         # Exported and traced graphs get the dense renderer: the same heatmaps without data-dependent shapes.
         exporting = torch.compiler.is_exporting() or torch.jit.is_tracing()
         render = partial(render_heatmaps, dense=True) if exporting else _render_heatmaps_eager
@@ -328,14 +327,9 @@ class SkeletonClipPreTrainedModel(PreTrainedModel):
             keypoints,
             keypoint_scores,
             size=self._heatmap_size(heatmap_size),
-            sigma=heatmap_cfg.sigma,
-            with_joints=heatmap_cfg.with_joints,
-            with_limbs=heatmap_cfg.with_limbs,
-            limbs=layout.limbs,
-            use_score=heatmap_cfg.use_score,
-            flip_permutation=layout.flip_permutation(),
             dtype=self._heatmap_dtype(keypoints.device),
             mirrored=mirrored,
+            **heatmap_cfg.render_kwargs(),
         )  # [B * views, C, T, H, W]
         return heatmaps, views
 

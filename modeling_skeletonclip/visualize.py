@@ -372,19 +372,13 @@ def render_view(keypoints: np.ndarray, keypoint_scores: np.ndarray, heatmap_conf
     """The heatmap volume `[C, L, H, W]` (float32) of one view, rendered as the model renders its input: its
     heatmap config's sigma, joints and/or limbs, layout and scores, at `size`, mirrored after rendering for a
     flipped test view."""
-    layout = heatmap_config.joint_layout
     volume = render_heatmaps(
         torch.from_numpy(np.ascontiguousarray(keypoints))[None],
         torch.from_numpy(np.ascontiguousarray(keypoint_scores))[None],
         size=tuple(int(s) for s in size),
-        sigma=heatmap_config.sigma,
-        with_joints=heatmap_config.with_joints,
-        with_limbs=heatmap_config.with_limbs,
-        limbs=layout.limbs,
-        use_score=heatmap_config.use_score,
-        flip_permutation=layout.flip_permutation(),
         dtype=torch.float32,
         mirrored=torch.tensor([bool(mirrored)]),
+        **heatmap_config.render_kwargs(),
     )  # [1, C, L, H, W]
     return volume[0].numpy()
 
