@@ -230,9 +230,9 @@ def default_arguments(model_args, data_args, training_args, given: set[str]) -> 
     """The recipe values a training run takes because no argument gives them (none without --do_train)."""
     if not training_args.do_train:
         return {}
-    batch = (training_args.per_device_train_batch_size if "per_device_train_batch_size" in given
-             else training_recipes.CONTRASTIVE_RECIPE["per_device_train_batch_size"])
-    clips_per_step = batch * training_args.world_size * training_args.gradient_accumulation_steps
+    batch = None if "per_device_train_batch_size" in given else training_recipes.CONTRASTIVE_RECIPE[
+        "per_device_train_batch_size"]
+    clips_per_step = training_recipes.clips_per_step(training_args, batch)
     kind = model_args.model_type
     if kind == "classifier" and given & set(training_recipes.OPTIMISER_ARGUMENTS) and training_args.optim != "sgd":
         kind = "contrastive"  # an AdamW-style optimisation was given: the rest of it comes from the AdamW recipe
@@ -610,10 +610,9 @@ def apply_recipe(training_args, model, num_train_clips: int) -> None:
     `<output_dir>/training_recipe.json` (the model card shows it)."""
     defaulted = getattr(training_args, "defaulted_arguments", ())
     if "num_train_epochs" in defaulted:
-        clips_per_step = (training_args.per_device_train_batch_size * training_args.world_size
-                          * training_args.gradient_accumulation_steps)
-        training_args.num_train_epochs = training_recipes.epochs_for(num_train_clips, clips_per_step)
-    recipe = training_recipes.effective_recipe(training_args, training_args.world_size)
+        training_args.num_train_epochs = training_recipes.epochs_for(num_train_clips,
+                                                                     training_recipes.clips_per_step(training_args))
+    recipe = training_recipes.effective_recipe(training_args)
     kind = "contrastive" if isinstance(model, SkeletonClipModel) else "classifier"
     logger.info(f"Training recipe ({kind} model, {num_train_clips} training clips):\n"
                 f"{training_recipes.describe_recipe(recipe, defaulted)}")

@@ -96,13 +96,19 @@ RECIPE_ARGUMENTS = (
 )
 
 
-def effective_recipe(training_args, world_size: int) -> dict:
+def clips_per_step(training_args, per_device_batch: int | None = None) -> int:
+    """Clips one optimisation step sees over all processes (with `per_device_batch` instead of the arguments')."""
+    batch = per_device_batch if per_device_batch is not None else training_args.per_device_train_batch_size
+    return batch * training_args.world_size * training_args.gradient_accumulation_steps
+
+
+def effective_recipe(training_args) -> dict:
     """The recipe a run trains with, as JSON values (enums by their value), with the processes it runs on."""
     recipe = {}
     for name in RECIPE_ARGUMENTS:
         value = getattr(training_args, name)
         recipe[name] = getattr(value, "value", value)
-    recipe["world_size"] = world_size
+    recipe["world_size"] = training_args.world_size
     return recipe
 
 
