@@ -5,7 +5,9 @@ packaged MiniLM encodes their texts once) is exported with `export_onnx`, and th
 `[N, 2 persons, clip_len, 17, 2]` in and class probabilities out, is timed at batch 1 and batch 8 through:
   - torch: `ExportedSkeletonClip` (`score_all_classes` + softmax) in eval mode, no grad, the default fast path;
   - onnxruntime (CPU EP) with the session options named in the row: the defaults; intra-op threads = torch's;
-    and that with the graph optimisation level "extended" or the memory pattern off.
+    and that with the graph optimisation level "extended" or the memory pattern off;
+  - onnxruntime (intra-op threads = torch's) on a second export whose stem convolution is not split into 16 + 1
+    input channels (`fast_slowonly.EXPORT_CHANNEL_BLOCK`): what the split gains.
 Repeats are interleaved (one call of every row per round), so that a machine whose load changes during the run
 slows every row alike; latency is the median over rounds. Ratios are torch latency / row latency (> 1: faster
 than torch).
@@ -61,9 +63,10 @@ def _session_variants(threads: int) -> dict:
     }
 
 
-def _export_preset(preset: str, folder: str):
-    """`(torch module, clip_len, eval_size, export seconds)` of the preset's contrastive model exported to `folder`."""
-    from modeling_skeletonclip import SkeletonClipModel
+def _export_preset(preset: str, folder: str, unsplit_folder: str):
+    """`(torch module, clip_len, eval_size, export seconds)` of the preset's contrastive model exported to `folder`,
+    and to `unsplit_folder` without the stem's channel split."""
+    from modeling_skeletonclip import SkeletonClipModel, fast_slowonly
     from modeling_skeletonclip.onnx_export import ExportedSkeletonClip, encode_class_texts, export_onnx
     from modeling_skeletonclip.presets import preset_config
 
@@ -76,6 +79,12 @@ def _export_preset(preset: str, folder: str):
     start = time.perf_counter()
     export_onnx(model, folder)
     export_seconds = time.perf_counter() - start
+    block = fast_slowonly.EXPORT_CHANNEL_BLOCK
+    try:
+        fast_slowonly.EXPORT_CHANNEL_BLOCK = 1 << 30  # no channel count reaches it: nothing is split
+        export_onnx(model, unsplit_folder)
+    finally:
+        fast_slowonly.EXPORT_CHANNEL_BLOCK = block
     texts = [model.config.text_template.format(model.config.id2label[i]) for i in range(NUM_CLASSES)]
     graph = ExportedSkeletonClip(model, encode_class_texts(model, tokenizer, texts)).eval()
     return graph, clip_len, tuple(model.config.heatmap_config.eval_size), export_seconds
@@ -101,10 +110,15 @@ def benchmark_onnx(presets=("small", "full"), batches=(1, 8), repeats: int = 10,
                "repeats": repeats, "presets": {}}
     for preset in presets:
         with tempfile.TemporaryDirectory() as folder:
-            graph, clip_len, eval_size, export_seconds = _export_preset(preset, folder)
+            unsplit = os.path.join(folder, "unsplit")
+            graph, clip_len, eval_size, export_seconds = _export_preset(preset, folder, unsplit)
+            variants = _session_variants(threads)
             sessions = {name: onnxruntime.InferenceSession(os.path.join(folder, ONNX_FILE), sess_options=options,
                                                            providers=["CPUExecutionProvider"])
-                        for name, options in _session_variants(threads).items()}
+                        for name, options in variants.items()}
+            sessions[f"ort intra_op={threads}, stem unsplit"] = onnxruntime.InferenceSession(
+                os.path.join(unsplit, ONNX_FILE), sess_options=variants[f"ort intra_op={threads}"],
+                providers=["CPUExecutionProvider"])
             runs = {}
             max_difference = 0.0
             for batch in batches:

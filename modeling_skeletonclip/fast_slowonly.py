@@ -359,6 +359,22 @@ def _weight_for(frames: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return weight
 
 
+# onnxruntime's CPU convolutions run their blocked (NCHWc) kernels only on inputs whose channels are a multiple of
+# the block (8 with AVX2, 16 with AVX-512); other counts, such as the stem's 17 keypoint channels, take a slower
+# im2col path. Exported graphs split such an input into a multiple of 16 channels and the rest (docs/benchmarks.md).
+EXPORT_CHANNEL_BLOCK = 16
+
+
+def _spatial_conv2d(frames, weight2d, bias, stride, padding) -> torch.Tensor:
+    """`F.conv2d`; while exporting, over the channels in two parts when they are not a multiple of the block."""
+    channels = frames.shape[1]
+    blocked = channels // EXPORT_CHANNEL_BLOCK * EXPORT_CHANNEL_BLOCK
+    if 0 < blocked < channels and torch.compiler.is_exporting():
+        out = F.conv2d(frames[:, :blocked], weight2d[:, :blocked], bias, stride=stride, padding=padding)
+        return out + F.conv2d(frames[:, blocked:], weight2d[:, blocked:], None, stride=stride, padding=padding)
+    return F.conv2d(frames, weight2d, bias, stride=stride, padding=padding)
+
+
 def _conv(conv: nn.Conv3d, frames: torch.Tensor, batch: int, weight: torch.Tensor, bias, fuse=False, residual=None):
     """Applies `conv` (with `weight`/`bias` replacing its own, e.g. BN-folded) to frames `[B * T, C, H, W]`.
 
@@ -373,7 +389,7 @@ def _conv(conv: nn.Conv3d, frames: torch.Tensor, batch: int, weight: torch.Tenso
         frames, weight2d = _subsample_frames(frames, batch, st), weight[:, :, 0]
         if fuse:
             return _fused_conv2d(frames, weight2d, bias, residual, (sh, sw), (ph, pw)), True
-        return F.conv2d(frames, weight2d, bias, stride=(sh, sw), padding=(ph, pw)), False
+        return _spatial_conv2d(frames, weight2d, bias, (sh, sw), (ph, pw)), False
     if kind == "temporal":
         pt = _triple(conv.padding)[0]
         height, width = frames.shape[-2:]

@@ -470,3 +470,23 @@ def test_fused_epilogues_are_off_by_default_on_cpu():
             assert len(calls) == 18  # 6 bottlenecks x 3 convs; not the stem, not the downsample convs
     finally:
         fast_module.conv2d_bias_relu = original
+
+
+def test_exported_graphs_split_channels_that_are_not_a_multiple_of_the_block():
+    # onnxruntime's blocked convolutions need channel counts that are multiples of 16; exported graphs compute the
+    # stem over 17 keypoint channels as 16 + 1 (two convolutions, summed) with the same result.
+    from modeling_skeletonclip.fast_slowonly import EXPORT_CHANNEL_BLOCK
+
+    config = SkeletonClipVideoConfig(**{**SMALL, "in_channels": 17})
+    torch.manual_seed(0)
+    encoder = SkeletonClipVideoEncoder(config).eval()
+    x = torch.rand(2, 17, 4, 12, 12)
+    program = torch.export.export(encoder, (x,))
+    convolutions = [node for node in program.graph.nodes if node.op == "call_function" and "conv" in str(node.target)]
+    # The stages' convolutions take 8 or 32 channels; the others read the input.
+    stem_inputs = sorted(node.args[1].meta["val"].shape[1] for node in convolutions
+                         if node.args[1].meta["val"].shape[1] not in (8, 32))
+    assert stem_inputs == [17 - EXPORT_CHANNEL_BLOCK, EXPORT_CHANNEL_BLOCK]
+    with torch.no_grad():
+        expected = encoder(x)
+        torch.testing.assert_close(program.module()(x), expected, rtol=1e-5, atol=1e-5)
