@@ -11,8 +11,12 @@ Stages: the source is read (decoded) as frames arrive; poses are estimated and l
 since the last window (the first window once `window` frames have come), the window's tracks are scored by the
 "skeleton-action-recognition" pipeline, exactly as `pipe(annotation of those frames)` with the same views.
 
-With `threaded=True` reading, pose estimation and scoring each run in their own thread, with bounded queues
-between them: reading waits for pose estimation only when `frame_queue_size` frames wait (or, with
+With `threaded=True` reading, pose estimation and scoring each run in their own threads, with bounded queues
+between them. Pose estimation may run in `pose_workers` threads, each with its own estimator, taking the next
+waiting frame; the poses enter the tracker in stream order. MediaPipe's graph computes on one core, so a stream
+estimated by name with MediaPipe gets two workers on a machine with two cores or more. Each MediaPipe worker then
+tracks the person over the frames it takes, so the poses can differ slightly from one worker's. Between the
+stages: reading waits for pose estimation only when `frame_queue_size` frames wait (or, with
 `drop_frames=True`, for live sources, drops the oldest waiting frame and never waits); windows wait for the
 model in a queue of `max_pending_windows`, and when the model falls behind the oldest waiting window is dropped
 for the newest (counted in `stats["windows_skipped"]`), so that predictions stay current and the backlog bounded.
@@ -30,6 +34,7 @@ import collections
 import itertools
 import math
 import numbers
+import os
 import queue
 import threading
 import time
@@ -109,6 +114,9 @@ class StreamingRecognizer:
         estimator: "mediapipe" (or another name of `ESTIMATORS`, built with `estimator_options`), a
             `PoseEstimator`, or None when the stream yields per-frame poses: `PoseDetections`, `(keypoints [N, V,
             2], scores [N, V])` pairs or keypoint arrays `[N, V, 2]` (scores: 1 for joints not at (0, 0)).
+        pose_workers: threads estimating poses (threaded runs), each with an estimator built from the name
+            `estimator`. Default: 2 for an estimator that computes on one core (MediaPipe) where this process may
+            use two cores or more, else 1. A `PoseEstimator` instance is one worker.
         max_persons: the most persons per window (the most persistent tracks in it).
         fps: frame rate of the stream: gives each result its `time` and turns seconds into frames. Frames from
             `read_frames` carry their own times.
@@ -144,6 +152,7 @@ class StreamingRecognizer:
         top_k: int = 5,
         estimator: str | PoseEstimator | None = "mediapipe",
         estimator_options: dict | None = None,
+        pose_workers: int | None = None,
         max_persons: int = 2,
         candidate_labels: list[str] | None = None,
         hypothesis_template: str | None = None,
@@ -187,12 +196,27 @@ class StreamingRecognizer:
             self.call_kwargs["hypothesis_template"] = hypothesis_template
         self.pipe._sanitize_parameters(**self.call_kwargs)  # bad labels, template or flip fail here, not mid-stream
 
+        if pose_workers is not None and (isinstance(pose_workers, bool) or pose_workers < 1
+                                         or not isinstance(pose_workers, numbers.Integral)):
+            raise ValueError(f"pose_workers must be a positive int; got {pose_workers!r}.")
         if isinstance(estimator, str):
-            self.estimator, self._owns_estimator = build_pose_estimator(estimator, **(estimator_options or {})), True
+            first = build_pose_estimator(estimator, **(estimator_options or {}))
+            if pose_workers is None:
+                pose_workers = 2 if getattr(first, "computes_on_one_core", False) and _usable_cores() >= 2 else 1
+            workers = int(pose_workers) if self.threaded else 1
+            self.estimators = [first] + [build_pose_estimator(estimator, **(estimator_options or {}))
+                                         for _ in range(workers - 1)]
+            self._owns_estimator = True
         else:
             if estimator is not None and not callable(estimator):
                 raise TypeError(f"estimator must be a name, a PoseEstimator or None; got {type(estimator).__name__}.")
-            self.estimator, self._owns_estimator = estimator, False
+            if pose_workers not in (None, 1):
+                what = "a stream of poses (estimator=None)" if estimator is None else "one PoseEstimator instance"
+                raise ValueError(f"pose_workers={pose_workers} needs the estimator by name (each worker builds its "
+                                 f"own); {what} is one worker.")
+            self.estimators = [] if estimator is None else [estimator]
+            self._owns_estimator = False
+        self.estimator = self.estimators[0] if self.estimators else None
         if self.estimator is None and self.img_shape is None:
             raise ValueError("estimator=None (a stream of poses) needs img_shape=(height, width): the frame size the "
                              "keypoints are in.")
@@ -216,17 +240,19 @@ class StreamingRecognizer:
         self._frames: collections.deque = collections.deque(maxlen=self.window)
         self._frame_shape = self.img_shape if self.estimator is None else None
         self._last_end = 0
-        if self.estimator is not None and hasattr(self.estimator, "reset"):
-            self.estimator.reset()
+        for estimator in self.estimators:
+            if hasattr(estimator, "reset"):
+                estimator.reset()
         return self._run_threaded(iter(frames)) if self.threaded else self._run_inline(iter(frames))
 
     def close(self) -> None:
         """Stops and joins the threads of a run in progress; closes the estimator if it was built here."""
         self._join()
         self._closed = True
-        if self._owns_estimator and self.estimator is not None:
-            self.estimator.close()
-            self.estimator = None
+        if self._owns_estimator:
+            for estimator in self.estimators:
+                estimator.close()
+        self.estimators, self.estimator = [], None
 
     def __enter__(self) -> "StreamingRecognizer":
         return self
@@ -248,10 +274,10 @@ class StreamingRecognizer:
         with self._lock:
             self.stats[name] = max(self.stats[name], value)
 
-    def _detections(self, item, position: int) -> tuple[PoseDetections, float | None]:
-        """One frame's poses and time (seconds) from a stream item."""
+    def _detections(self, item, position: int, estimator) -> tuple[PoseDetections, float | None]:
+        """One frame's poses (by `estimator`) and time (seconds) from a stream item."""
         time_s = position / self.fps if self.fps else None
-        if self.estimator is None:
+        if estimator is None:
             if isinstance(item, tuple) and len(item) == 2:
                 keypoints, scores = (np.asarray(part, dtype=np.float32) for part in item)
             else:
@@ -276,17 +302,21 @@ class StreamingRecognizer:
             raise ValueError(f"stream frame {position}: expected an RGB uint8 image [H, W, 3] (or a DecodedFrame); "
                              f"got {image.dtype} {list(image.shape)}.")
         shape = image.shape[:2]
-        if self._frame_shape is None:
-            self._frame_shape = shape
-        elif shape != self._frame_shape:
-            raise ValueError(f"stream frame {position} is {shape[1]}x{shape[0]} pixels, earlier frames "
-                             f"{self._frame_shape[1]}x{self._frame_shape[0]}: one stream, one frame size.")
-        return self.estimator(image), time_s
+        with self._lock:  # pose workers check their frames concurrently
+            if self._frame_shape is None:
+                self._frame_shape = shape
+            elif shape != self._frame_shape:
+                raise ValueError(f"stream frame {position} is {shape[1]}x{shape[0]} pixels, earlier frames "
+                                 f"{self._frame_shape[1]}x{self._frame_shape[0]}: one stream, one frame size.")
+        return estimator(image), time_s
 
     def _add_frame(self, position: int, item, arrival: float) -> _Window | None:
-        """Poses of one frame into the tracker; the window ending with it if one is due (counted in estimated
-        frames, which are the stream's frames unless some were dropped)."""
-        detections, time_s = self._detections(item, position)
+        """One frame estimated and tracked (see `_track`)."""
+        return self._track(position, *self._detections(item, position, self.estimator), arrival)
+
+    def _track(self, position: int, detections: PoseDetections, time_s, arrival: float) -> _Window | None:
+        """Poses of one frame into the tracker (frames in stream order); the window ending with it if one is due
+        (counted in estimated frames, which are the stream's frames unless some were dropped)."""
         self._tracker.update(detections)
         self._frames.append((position, time_s, arrival))
         self._count("frames_estimated")
@@ -396,21 +426,52 @@ class StreamingRecognizer:
             except BaseException as err:  # noqa: BLE001 - re-raised in the caller
                 fail(err)
 
-        def estimate() -> None:
-            try:
-                while not stop.is_set():
+        # Pose workers take frames in stream order, numbered as taken; the poses enter the tracker in that order.
+        taking, ordering = threading.Lock(), threading.Lock()
+        order = {"taken": 0, "tracked": 0, "end_taken": False}
+        estimated: dict[int, tuple] = {}  # number -> (entry, detections, time) waiting for earlier frames
+
+        def take():
+            """`(number, entry)` of the next waiting frame; None once the end was taken or on stop."""
+            while not stop.is_set():
+                with taking:
+                    if order["end_taken"]:
+                        return None
                     try:
                         entry = frame_queue.get(timeout=0.05)
                     except queue.Empty:
                         continue
-                    window = self._final_window() if entry is _END else self._add_frame(*entry)
+                    number, order["taken"] = order["taken"], order["taken"] + 1
+                    order["end_taken"] = entry is _END
+                    return number, entry
+            return None
+
+        def track(number: int, entry, detections, time_s) -> None:
+            """Adds one estimated frame, then tracks every frame that is next in order."""
+            with ordering:
+                estimated[number] = (entry, detections, time_s)
+                while order["tracked"] in estimated:
+                    entry, detections, time_s = estimated.pop(order["tracked"])
+                    order["tracked"] += 1
+                    if entry is _END:
+                        window = self._final_window()
+                    else:
+                        window = self._track(entry[0], detections, time_s, entry[2])
                     if window is not None:
                         dropped, waiting = windows.put(window)
                         self._count("windows_skipped", dropped)
                         self._at_least("backlog_max", waiting)
                     if entry is _END:
                         windows.close()
-                        return
+
+        def estimate(estimator) -> None:
+            try:
+                while (taken := take()) is not None:
+                    number, entry = taken
+                    if entry is _END:
+                        track(number, entry, None, None)
+                    else:
+                        track(number, entry, *self._detections(entry[1], entry[0], estimator))
             except BaseException as err:  # noqa: BLE001
                 fail(err)
 
@@ -425,8 +486,11 @@ class StreamingRecognizer:
             except BaseException as err:  # noqa: BLE001
                 fail(err)
 
-        self._threads = [threading.Thread(target=target, name=f"streaming-{target.__name__}", daemon=True)
-                         for target in (read, estimate, score)]
+        estimators = self.estimators or [None]
+        self._threads = [threading.Thread(target=read, name="streaming-read", daemon=True)]
+        self._threads += [threading.Thread(target=estimate, args=(estimator,), name=f"streaming-estimate-{i}",
+                                           daemon=True) for i, estimator in enumerate(estimators)]
+        self._threads.append(threading.Thread(target=score, name="streaming-score", daemon=True))
         for thread in self._threads:
             thread.start()
         try:
@@ -455,11 +519,17 @@ class StreamingRecognizer:
         self._threads = []
 
 
+def _usable_cores() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def _load_pipeline(pipe_or_model_path):
     if callable(pipe_or_model_path) and hasattr(pipe_or_model_path, "model"):
         return pipe_or_model_path
-    import os
-
     from transformers import pipeline
 
     if not os.path.isdir(os.fspath(pipe_or_model_path)):
@@ -579,6 +649,8 @@ def build_parser(prog: str | None = None):
         "--estimator_option", action="append", type=parse_estimator_option, default=[], metavar="KEY=VALUE",
         help="an estimator keyword argument (repeatable; JSON values)",
     )
+    parser.add_argument("--pose_workers", type=int, help="threads estimating poses, one estimator each (default: "
+                        "2 for mediapipe, which computes on one core, where two cores are free; else 1)")
     parser.add_argument("--target_fps", type=float, help="--video: subsample to this frame rate")
     parser.add_argument("--realtime", action="store_true", help="--video: release frames at the video's frame rate, "
                         "as a camera would")
@@ -608,7 +680,6 @@ def format_stats(stats: dict) -> str:
 
 def main(argv=None, prog=None) -> dict:
     import json
-    import os
     import sys
 
     from .pose_estimators import PoseEstimatorUnavailable
@@ -618,7 +689,8 @@ def main(argv=None, prog=None) -> dict:
 
     args = build_parser(prog).parse_args(argv)
     window, stride = parse_length(args.window, "--window"), parse_length(args.stride, "--stride")
-    for flag, value in (("--max_frames", args.max_frames), ("--frame_queue_size", args.frame_queue_size)):
+    for flag, value in (("--max_frames", args.max_frames), ("--frame_queue_size", args.frame_queue_size),
+                        ("--pose_workers", args.pose_workers)):
         if value is not None and value < 1:
             raise VideoArgumentError(f"{flag} must be at least 1.")
     live = args.camera is not None or args.realtime
@@ -652,7 +724,8 @@ def main(argv=None, prog=None) -> dict:
     try:
         recognizer = StreamingRecognizer(
             args.model_name_or_path, window, stride, top_k=args.top_k, num_clips=args.num_clips, flip=args.flip,
-            estimator=args.estimator, estimator_options=dict(args.estimator_option), max_persons=args.max_persons,
+            estimator=args.estimator, estimator_options=dict(args.estimator_option), pose_workers=args.pose_workers,
+            max_persons=args.max_persons,
             fps=fps, threaded=not args.inline, drop_frames=live,
             frame_queue_size=args.frame_queue_size or (8 if live else 64), **options,
         )

@@ -3,6 +3,7 @@ the real MediaPipe model in threads, skipping stale windows behind a slow model,
 camera helper without a camera, and the `skeletonclip stream` command."""
 
 import itertools
+import os
 import threading
 import time
 
@@ -11,7 +12,7 @@ import pytest
 from helpers import tiny_recognition_pipeline, write_astronaut_video
 
 from modeling_skeletonclip.cli import main
-from modeling_skeletonclip.pose_estimators import PoseDetections, PoseEstimator
+from modeling_skeletonclip.pose_estimators import ESTIMATORS, PoseDetections, PoseEstimator
 from modeling_skeletonclip.streaming import CameraUnavailable, StreamingRecognizer, camera_frames, paced
 from modeling_skeletonclip.synthetic_poses import make_synthetic_poses
 from modeling_skeletonclip.video_io import VideoDecodeError, read_frames
@@ -135,6 +136,49 @@ def test_threaded_gives_the_inline_results_when_nothing_is_skipped(pipe, clips):
         rec.run(slow_producer())
 
 
+class PosesFromImages(PoseEstimator):
+    """Reads the poses a test wrote into each image (frame k of `poses` is an image whose pixels are k) after a
+    delay that varies from frame to frame, so that pose workers finish out of stream order."""
+
+    name = "poses_from_images"
+    computes_on_one_core = True
+    poses: list = []
+
+    def __init__(self):
+        self.threads = set()
+
+    def __call__(self, image):
+        self.threads.add(threading.get_ident())
+        k = int(image[0, 0, 0]) + 256 * int(image[0, 0, 1])
+        time.sleep(0.002 * ((k * 7) % 5))
+        return PoseDetections(*self.poses[k])
+
+
+def test_pose_workers_feed_the_tracker_in_stream_order(pipe, clips, monkeypatch):
+    annotation = clips[2]
+    stream = pose_stream(annotation)
+    monkeypatch.setitem(ESTIMATORS, PosesFromImages.name, PosesFromImages)
+    monkeypatch.setattr(PosesFromImages, "poses", stream)
+    height, width = annotation["img_shape"]
+    images = []
+    for k in range(len(stream)):
+        image = np.zeros((height, width, 3), np.uint8)
+        image[..., 0], image[..., 1] = k % 256, k // 256
+        images.append(image)
+    inline = list(recognizer(pipe, annotation).run(stream))
+    with recognizer(pipe, threaded=True, estimator=PosesFromImages.name, pose_workers=3,
+                    max_pending_windows=100) as rec:
+        estimators = list(rec.estimators)
+        threaded = list(rec.run(images))
+        stats = dict(rec.stats)
+    assert_threads_joined()
+    assert len(estimators) == 3 and all(len(e.threads) == 1 for e in estimators)  # one estimator per worker
+    assert len(set.union(*(e.threads for e in estimators))) == 3  # and every worker estimated frames
+    key = [(r["start_frame"], r["end_frame"], r["predictions"]) for r in inline]
+    assert [(r["start_frame"], r["end_frame"], r["predictions"]) for r in threaded] == key
+    assert stats["frames_estimated"] == len(stream) and stats["windows_skipped"] == 0
+
+
 class SlowPipeline:
     """The pipeline, taking `seconds` longer per call: a model that cannot keep up with the stream."""
 
@@ -181,8 +225,11 @@ def video(tmp_path_factory):
 
 def test_a_video_file_through_mediapipe_in_threads(pipe, video):
     with StreamingRecognizer(pipe, window=8, stride=4, top_k=3, fps=10) as rec:
+        workers = len(rec.estimators)
         results = list(rec.run(read_frames(video)))
     assert_threads_joined()
+    # MediaPipe computes on one core: two graphs where this process may use two cores.
+    assert workers == (2 if len(os.sched_getaffinity(0)) >= 2 else 1)
     assert rec.stats["frames_in"] == rec.stats["frames_estimated"] == 24
     assert rec.stats["windows"] == rec.stats["windows_scored"] + rec.stats["windows_skipped"] == 5
     assert rec.stats["frame_backlog_max"] <= 64 and rec.stats["backlog_max"] <= 1
@@ -259,6 +306,12 @@ def test_bad_settings_fail_at_construction(pipe):
         StreamingRecognizer(pipe, estimator=None)
     with pytest.raises(ValueError, match="candidate_labels must be a non-empty list"):
         StreamingRecognizer(pipe, estimator=None, img_shape=(1, 1), candidate_labels=[])
+    with pytest.raises(ValueError, match="pose_workers must be a positive int; got 0"):
+        StreamingRecognizer(pipe, estimator=None, img_shape=(1, 1), pose_workers=0)
+    with pytest.raises(ValueError, match=r"pose_workers=2 needs the estimator by name .* a stream of poses"):
+        StreamingRecognizer(pipe, estimator=None, img_shape=(1, 1), pose_workers=2)
+    with pytest.raises(ValueError, match=r"pose_workers=2 needs the estimator by name .* one PoseEstimator"):
+        StreamingRecognizer(pipe, estimator=PosesFromImages(), pose_workers=2)
 
 
 def test_no_camera_is_one_clear_line(capfd, tmp_path):
