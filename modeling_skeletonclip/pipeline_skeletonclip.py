@@ -114,6 +114,18 @@ class SkeletonActionRecognitionPipeline(ChunkPipeline):
                     "checkpoint saved by save_pretrained carries one)."
                 )
 
+    def close(self) -> None:
+        """Closes the pose estimators built for video inputs (a later video builds new ones)."""
+        estimators, self._pose_estimators = self._pose_estimators, {}
+        for estimator in estimators.values():
+            estimator.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
     @property
     def is_contrastive(self) -> bool:
         """True for `SkeletonClipModel` (scores clips against class texts), False for the classifier."""

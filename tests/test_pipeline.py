@@ -324,6 +324,14 @@ def test_a_video_file_is_recognised_from_its_poses(pipes, annotations, tmp_path)
     assert all(len(w["predictions"]) == len(NTU_CLASSES) for w in timeline)
     with pytest.raises(ValueError, match=r"^Input: '.*poses.pkl' is not a video file \(.mp4, "):
         pipe(str(tmp_path / "poses.pkl"))
+    # close() closes the MediaPipe graph the videos were estimated with; the next video starts a new one.
+    (estimator,) = pipe._pose_estimators.values()
+    pipe.close()
+    with pytest.raises(ValueError, match="pose estimator 'mediapipe' is closed"):
+        estimator(np.zeros((8, 8, 3), np.uint8))
+    with pipe:
+        assert pipe(path, top_k=10) == from_video
+    assert pipe._pose_estimators == {}
 
 
 # ----------------------------------------------------------------------------------------------------------------
