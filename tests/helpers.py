@@ -71,14 +71,20 @@ def save_tiny_text_encoder(folder):
     return str(folder)
 
 
+def synthetic_pose_files(folder, num_train_per_class=1) -> tuple[str, str]:
+    """`(poses.pkl, labels.txt)` of the synthetic set written into `folder` (one validation clip a class)."""
+    from modeling_skeletonclip.synthetic_poses import write_synthetic_poses
+
+    pickle_path = os.path.join(folder, "poses.pkl")
+    write_synthetic_poses(pickle_path, num_train_per_class=num_train_per_class, num_val_per_class=1)
+    return pickle_path, os.path.join(folder, "labels.txt")
+
+
 def tiny_training_run(folder):
     """Writes synthetic poses (2 training clips a class) and a tiny text encoder into `folder` and returns
     `run_args(output_dir, *extra)`: the arguments of `skeletonclip train` for a tiny contrastive run on them, 12
     training clips in batches of 4 (3 steps an epoch), no evaluation, no DataLoader workers, a log every step."""
-    from modeling_skeletonclip.synthetic_poses import write_synthetic_poses
-
-    pickle_path, labels = os.path.join(folder, "poses.pkl"), os.path.join(folder, "labels.txt")
-    write_synthetic_poses(pickle_path, num_train_per_class=2, num_val_per_class=1)
+    pickle_path, labels = synthetic_pose_files(folder, num_train_per_class=2)
     text_encoder = save_tiny_text_encoder(os.path.join(folder, "text_encoder"))
 
     def run_args(output_dir, *extra):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import TINY_HEATMAP, TINY_TEXT, TINY_VIDEO, random_keypoints, tiny_command_args
+from helpers import TINY_HEATMAP, TINY_TEXT, TINY_VIDEO, random_keypoints, synthetic_pose_files, tiny_command_args
 from transformers import pipeline
 
 from modeling_skeletonclip import (
@@ -26,7 +26,7 @@ from modeling_skeletonclip import (
 )
 from modeling_skeletonclip.objectives import one_text_per_group
 from modeling_skeletonclip.resources import PACKAGE_DIR, packaged_data_file
-from modeling_skeletonclip.synthetic_poses import SYNTHETIC_CLASS_NAMES, make_synthetic_poses, write_synthetic_poses
+from modeling_skeletonclip.synthetic_poses import SYNTHETIC_CLASS_NAMES, make_synthetic_poses
 
 CLASSES = {0: "drink water", 1: "eat meal/snack", 2: "kicking something", 3: "jump up"}
 TEMPLATE = "a person doing {}"
@@ -315,9 +315,7 @@ def script():
 
 @pytest.fixture(scope="module")
 def poses(tmp_path_factory):
-    path = tmp_path_factory.mktemp("poses") / "poses.pkl"
-    write_synthetic_poses(str(path), num_train_per_class=1, num_val_per_class=1)
-    return str(path), str(path.parent / "labels.txt")
+    return synthetic_pose_files(str(tmp_path_factory.mktemp("poses")), num_train_per_class=1)
 
 
 def tiny_args(poses, output_dir, *extra):

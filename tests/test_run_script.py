@@ -6,9 +6,8 @@ import json
 import os
 
 import pytest
-from helpers import REPO_ROOT, tiny_command_args as tiny_args
+from helpers import REPO_ROOT, synthetic_pose_files, tiny_command_args as tiny_args
 
-from modeling_skeletonclip.synthetic_poses import write_synthetic_poses
 
 
 
@@ -21,9 +20,7 @@ def script():
 
 @pytest.fixture(scope="module")
 def poses(tmp_path_factory):
-    path = tmp_path_factory.mktemp("poses") / "poses.pkl"
-    write_synthetic_poses(str(path), num_train_per_class=2, num_val_per_class=1)
-    return str(path), str(path.parent / "labels.txt")
+    return synthetic_pose_files(str(tmp_path_factory.mktemp("poses")), num_train_per_class=2)
 
 
 
