@@ -51,7 +51,6 @@ def measure(seconds: float, fps: int, width: int, height: int, preset: str, wind
     import torch
 
     from helpers import astronaut_frames, write_video
-    from modeling_skeletonclip.pose_estimators import build_pose_estimator
     from modeling_skeletonclip.streaming import StreamingRecognizer, paced
     from modeling_skeletonclip.video_io import read_frames
     from video_inference import _preset_pipeline

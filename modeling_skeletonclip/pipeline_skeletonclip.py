@@ -258,9 +258,9 @@ class SkeletonActionRecognitionPipeline(ChunkPipeline):
                 raise ValueError(f"flip must be True or False, got {reprlib.repr(flip)}.")
             preprocess["flip"] = bool(flip)
         if window is not None:
-            preprocess["window"] = _frames_or_seconds("window", window)
+            preprocess["window"] = frames_or_seconds("window", window)
         if stride is not None:
-            preprocess["stride"] = _frames_or_seconds("stride", stride)
+            preprocess["stride"] = frames_or_seconds("stride", stride)
         for name, value in (("fps", fps), ("target_fps", target_fps)):
             if value is not None:
                 preprocess[name] = _positive_number(name, value, "")
@@ -581,7 +581,8 @@ def _to_frames(length, fps, name, where) -> int:
     return max(1, int(round(amount * fps)))
 
 
-def _frames_or_seconds(name, value):
+def frames_or_seconds(name, value) -> tuple[str, int | float]:
+    """A window length or stride as given: `("frames", n)` for an int, `("seconds", s)` for a string like '2s'."""
     if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
         return "frames", _positive_int(name, value)
     match = _SECONDS.match(value) if isinstance(value, str) else None

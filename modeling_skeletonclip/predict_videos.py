@@ -21,6 +21,7 @@ import sys
 from tqdm.auto import tqdm
 
 from .extract_poses import reason_without_path, parse_estimator_option
+from .pipeline_skeletonclip import frames_or_seconds
 from .run_training import ArgumentError, read_candidate_labels
 
 
@@ -77,13 +78,12 @@ def parse_length(text: str | None, flag: str):
     if text is None:
         return None
     value = text.strip().lower()
+    value = int(value) if value.isdigit() else value
     try:
-        number = float(value[:-1]) if value.endswith("s") else int(value)
-    except ValueError:
-        raise VideoArgumentError(f"{flag} {text!r} is neither frames (48) nor seconds (2s).") from None
-    if number <= 0:
-        raise VideoArgumentError(f"{flag} must be positive, got {text!r}.")
-    return value if value.endswith("s") else number
+        frames_or_seconds(flag, value)
+    except ValueError as err:
+        raise VideoArgumentError(str(err)) from None
+    return value
 
 
 def output_name(video: str, root: str) -> str:

@@ -42,6 +42,7 @@ from typing import Iterable, Iterator, NamedTuple
 
 import numpy as np
 
+from .pipeline_skeletonclip import frames_or_seconds
 from .pose_estimators import PoseDetections, PoseEstimator, build_pose_estimator
 from .pose_tracking import PoseTracker
 from .video_io import DecodedFrame
@@ -540,20 +541,12 @@ def _load_pipeline(pipe_or_model_path):
 
 def _length_in_frames(name: str, value, fps: float | None) -> int:
     """A window length or stride in frames: an int, or seconds as '2s' (needs fps)."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        if value < 1:
-            raise ValueError(f"{name} must be at least 1 frame; got {value}.")
-        return int(value)
-    text = value.strip().lower() if isinstance(value, str) else ""
-    try:
-        seconds = float(text[:-1]) if text.endswith("s") else math.nan
-    except ValueError:
-        seconds = math.nan
-    if not seconds > 0 or not math.isfinite(seconds):
-        raise ValueError(f"{name} must be frames (a positive int) or seconds (a string like '2s'); got {value!r}.")
+    unit, amount = frames_or_seconds(name, value)
+    if unit == "frames":
+        return amount
     if fps is None:
         raise ValueError(f"{name}={value!r} is in seconds and needs the stream's frame rate: pass fps=...")
-    return max(1, int(round(seconds * fps)))
+    return max(1, int(round(amount * fps)))
 
 
 def paced(frames: Iterable, fps: float) -> Iterator:

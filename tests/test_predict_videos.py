@@ -99,7 +99,7 @@ def test_csv_rows_are_one_per_window(trained_model, videos, tmp_path):
     "extra, message",
     [
         (["--stride", "5"], "--stride needs --window"),
-        (["--window", "two"], "--window 'two' is neither frames"),
+        (["--window", "two"], "--window must be a number of frames (a positive int) or of seconds"),
         (["--estimator", "nope"], "--estimator nope"),
         (["--estimator", "yolo"], "needs weights=<path>"),
     ],
