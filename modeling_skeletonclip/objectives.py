@@ -21,6 +21,7 @@ momentum copies and queues) are added to the model under fixed names, so the sta
 not depend on how the objectives are organised in code.
 """
 
+import json
 import logging
 import math
 from dataclasses import dataclass
@@ -484,15 +485,31 @@ def planned_training_steps(num_train_samples: int, training_args) -> int:
     """Optimizer steps of a run as the Trainer counts them: `max_steps`, else epochs x steps per epoch."""
     if training_args.max_steps > 0:
         return training_args.max_steps
-    global_batch = training_args.per_device_train_batch_size * max(training_args.world_size, 1)
-    batches = math.ceil(num_train_samples / global_batch)
-    steps_per_epoch = max(math.ceil(batches / training_args.gradient_accumulation_steps), 1)
-    return math.ceil(training_args.num_train_epochs * steps_per_epoch)
+    return math.ceil(training_args.num_train_epochs * steps_per_epoch(num_train_samples, training_args))
 
 
-def small_training_set_warning(config, num_train_samples: int, num_training_steps: int) -> str | None:
+def global_batch_size(training_args) -> int:
+    return training_args.per_device_train_batch_size * max(training_args.world_size, 1)
+
+
+def steps_per_epoch(num_train_samples: int, training_args) -> int:
+    batches = math.ceil(num_train_samples / global_batch_size(training_args))
+    return max(math.ceil(batches / training_args.gradient_accumulation_steps), 1)
+
+
+def small_training_set_settings(num_training_steps: int, global_batch: int, epoch_steps: int) -> dict:
+    """Momentum settings for a short run: five time constants of the momentum over the run (0.99 for 500 steps), a
+    queue of four global batches, the distillation weight warmed up over the first epoch (measured on the synthetic
+    set against the reference's settings: docs/benchmarks.md)."""
+    momentum = max(0.9, min(0.995, round(1.0 - 5.0 / max(num_training_steps, 1), 3)))
+    return {"momentum": momentum, "momentum_queue_size": 4 * global_batch, "momentum_alpha_warmup_steps": epoch_steps}
+
+
+def small_training_set_warning(config, num_train_samples: int, num_training_steps: int, global_batch: int = 16,
+                               epoch_steps: int | None = None) -> str | None:
     """A warning for "itc_momentum" on a training run too short or a training set too small for its momentum
-    encoders and queue (ALBEF's 0.995 and 65536 are sized for millions of image-text pairs), else None."""
+    encoders and queue (ALBEF's 0.995 and 65536 are sized for millions of image-text pairs), else None. It ends
+    with the `small_training_set_settings` of the run as a `--config_overrides` value."""
     if getattr(config, "objective", None) != "itc_momentum":
         return None
     problems = []
@@ -511,16 +528,21 @@ def small_training_set_warning(config, num_train_samples: int, num_training_step
         )
     if not problems:
         return None
+    if epoch_steps is None:
+        epoch_steps = max(math.ceil(num_train_samples / global_batch), 1)
+    settings = json.dumps(small_training_set_settings(num_training_steps, global_batch, epoch_steps))
     return ("itc_momentum on this training set: " + "; ".join(problems) + ". The distillation targets then come "
-            "mostly from a barely trained momentum model. For small training sets, a smaller `momentum` (e.g. 0.99), "
-            "`momentum_queue_size` (a few batches) and a `momentum_alpha_warmup_steps` (ALBEF: one epoch), set with "
-            "--config_overrides, or the objective 'itc'.")
+            "mostly from a barely trained momentum model. Settings sized to this run (measured against the "
+            "reference's on the synthetic set in docs/benchmarks.md): --config_overrides "
+            f"'{settings}'; or the objective 'itc'.")
 
 
 def warn_small_training_set(config, num_train_samples: int, training_args) -> str | None:
     """Logs `small_training_set_warning` for a run of the training command (and returns it)."""
-    warning = small_training_set_warning(config, num_train_samples, planned_training_steps(num_train_samples,
-                                                                                           training_args))
+    warning = small_training_set_warning(
+        config, num_train_samples, planned_training_steps(num_train_samples, training_args),
+        global_batch_size(training_args), steps_per_epoch(num_train_samples, training_args),
+    )
     if warning:
         logger.warning(warning)
     return warning
@@ -788,6 +810,7 @@ __all__ = [
     "pacl_pool",
     "sample_itm_negatives",
     "planned_training_steps",
+    "small_training_set_settings",
     "small_training_set_warning",
     "soft_cross_entropy",
     "warn_small_training_set",

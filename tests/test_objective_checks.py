@@ -17,6 +17,7 @@ from modeling_skeletonclip.objectives import (
     pacl_pool,
     planned_training_steps,
     sample_itm_negatives,
+    small_training_set_settings,
     small_training_set_warning,
 )
 
@@ -292,6 +293,13 @@ def test_small_training_set_warning_for_itc_momentum_only():
     warning = small_training_set_warning(config, 390, 50)
     assert "50 training steps with momentum 0.995 leave the momentum encoders 78% of their initial weights" in warning
     assert "600 steps for 5 %" in warning and "holds 168 epochs of the training set (390 clips)" in warning
+    # It names settings sized to the run: 5 time constants over 50 steps, 4 batches of 16, one epoch of 25 steps.
+    assert warning.endswith("""--config_overrides '{"momentum": 0.9, "momentum_queue_size": 64, """
+                            """"momentum_alpha_warmup_steps": 25}'; or the objective 'itc'.""")
+    assert small_training_set_settings(500, 32, 13) == {
+        "momentum": 0.99, "momentum_queue_size": 128, "momentum_alpha_warmup_steps": 13}
+    sized = SkeletonClipConfig(objective="itc_momentum", **small_training_set_settings(500, 16, 25))
+    assert small_training_set_warning(sized, 390, 500) is None  # the settings it names do not warn again
     # NTU60 XSub (40,320 clips, 1.6 epochs in the queue), 24 epochs of batch 32: no warning.
     assert small_training_set_warning(config, 40320, 24 * 1260) is None
     only_steps = small_training_set_warning(config, 40320, 500)
