@@ -485,16 +485,18 @@ def planned_training_steps(num_train_samples: int, training_args) -> int:
     """Optimizer steps of a run as the Trainer counts them: `max_steps`, else epochs x steps per epoch."""
     if training_args.max_steps > 0:
         return training_args.max_steps
-    return math.ceil(training_args.num_train_epochs * steps_per_epoch(num_train_samples, training_args))
+    epoch_steps = steps_per_epoch(num_train_samples, global_batch_size(training_args),
+                                  training_args.gradient_accumulation_steps)
+    return math.ceil(training_args.num_train_epochs * epoch_steps)
 
 
 def global_batch_size(training_args) -> int:
     return training_args.per_device_train_batch_size * max(training_args.world_size, 1)
 
 
-def steps_per_epoch(num_train_samples: int, training_args) -> int:
-    batches = math.ceil(num_train_samples / global_batch_size(training_args))
-    return max(math.ceil(batches / training_args.gradient_accumulation_steps), 1)
+def steps_per_epoch(num_train_samples: int, global_batch: int, gradient_accumulation_steps: int = 1) -> int:
+    """Optimizer steps of an epoch as the Trainer counts them."""
+    return max(math.ceil(math.ceil(num_train_samples / global_batch) / gradient_accumulation_steps), 1)
 
 
 def small_training_set_settings(num_training_steps: int, global_batch: int, epoch_steps: int) -> dict:
@@ -529,7 +531,7 @@ def small_training_set_warning(config, num_train_samples: int, num_training_step
     if not problems:
         return None
     if epoch_steps is None:
-        epoch_steps = max(math.ceil(num_train_samples / global_batch), 1)
+        epoch_steps = steps_per_epoch(num_train_samples, global_batch)
     settings = json.dumps(small_training_set_settings(num_training_steps, global_batch, epoch_steps))
     return ("itc_momentum on this training set: " + "; ".join(problems) + ". The distillation targets then come "
             "mostly from a barely trained momentum model. Settings sized to this run (measured against the "
@@ -539,9 +541,10 @@ def small_training_set_warning(config, num_train_samples: int, num_training_step
 
 def warn_small_training_set(config, num_train_samples: int, training_args) -> str | None:
     """Logs `small_training_set_warning` for a run of the training command (and returns it)."""
+    global_batch = global_batch_size(training_args)
     warning = small_training_set_warning(
-        config, num_train_samples, planned_training_steps(num_train_samples, training_args),
-        global_batch_size(training_args), steps_per_epoch(num_train_samples, training_args),
+        config, num_train_samples, planned_training_steps(num_train_samples, training_args), global_batch,
+        steps_per_epoch(num_train_samples, global_batch, training_args.gradient_accumulation_steps),
     )
     if warning:
         logger.warning(warning)
